@@ -1,0 +1,595 @@
+//! The intake pipeline: every customer event from every platform goes through [`Pipeline::receive`].
+//!
+//! An event is stored first (once: a redelivered event finds its stored row and stops there), then the bridge
+//! decides, then the decision is carried out — a subscription, an answer in the outbox, a ticket — and stored with
+//! its reasons. The bridge's state is snapshotted to the database every `snapshot_every` messages and on shutdown;
+//! on start the last snapshot is loaded and the messages after it are replayed, so a restart loses nothing.
+//! Messages that were stored but never decided (a crash in between) are decided on replay.
+//!
+//! Decisions are made one at a time behind one lock: the bridge is a state machine, and its clusters and flood
+//! counters must see messages in one order. Storing the message happens under the same lock, so that message ids
+//! follow that order and "replay everything after the snapshot" is exact.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::{Mutex, Notify};
+use webcare_bridge::Classifier;
+use webcare_bridge::engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming};
+use webcare_domain::{
+    Conversation, ConversationKind, Customer, InboundEvent, InboundId, InboundKind, InboundMessage, Intake,
+    IntakeError, IntakeOutcome, NewConversation, NewCustomer, NewInbound, NewOutbox, OutageCluster, Priority, Store,
+    StoreError, StoreResult, SubscriptionTarget, TicketEventKind, Timestamp,
+};
+use webcare_ticketing::{CustomerMessage, TicketError, Ticketing};
+
+/// Callback data of the button under automatic answers.
+pub const TALK_TO_PERSON: &str = "talk_to_person";
+
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub engine: EngineConfig,
+    /// Save the bridge's state after this many decisions.
+    pub snapshot_every: u32,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig { engine: EngineConfig::default(), snapshot_every: 200 }
+    }
+}
+
+struct Decider {
+    engine: Engine,
+    /// The last message the engine has seen.
+    last: InboundId,
+    since_snapshot: u32,
+}
+
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    ticketing: Ticketing,
+    decider: Mutex<Decider>,
+    config: IntakeConfig,
+    /// Wakes the delivery engine when something was queued.
+    wake: Arc<Notify>,
+}
+
+fn unavailable(e: StoreError) -> IntakeError {
+    IntakeError::Unavailable(e.to_string())
+}
+
+impl Pipeline {
+    /// Loads the bridge's last snapshot and replays the messages stored after it.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        ticketing: Ticketing,
+        classifier: Arc<Classifier>,
+        config: IntakeConfig,
+        wake: Arc<Notify>,
+    ) -> StoreResult<Pipeline> {
+        let (state, last) = match store.engine_snapshot().await? {
+            Some((json, last)) => match serde_json::from_str::<EngineState>(&json) {
+                Ok(state) => (state, last),
+                Err(e) => {
+                    // A snapshot from an older version that no longer reads: rebuild from all messages.
+                    tracing::warn!(error = %e, "the bridge snapshot does not read; rebuilding from every message");
+                    (EngineState::default(), InboundId(0))
+                }
+            },
+            None => (EngineState::default(), InboundId(0)),
+        };
+        let engine = Engine::with_state(config.engine.clone(), classifier, state);
+        let pipeline = Pipeline {
+            store,
+            ticketing,
+            decider: Mutex::new(Decider { engine, last, since_snapshot: 0 }),
+            config,
+            wake,
+        };
+        pipeline.replay_after(last).await?;
+        Ok(pipeline)
+    }
+
+    async fn replay_after(&self, mut after: InboundId) -> StoreResult<()> {
+        let mut replayed = 0usize;
+        let mut decided = 0usize;
+        loop {
+            let batch = self.store.inbound_after(after, 500).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.id;
+            // Notices change rarely; one read serves a whole batch of replayed messages.
+            let notices = self.store.notices(true).await?;
+            for message in batch {
+                let mut d = self.decider.lock().await;
+                let conversation = self.store.conversation(message.conversation).await?;
+                let customer = self.store.customer(message.customer).await?;
+                if message.decision.is_some() {
+                    // Decided before the restart: only rebuild the engine's state.
+                    let incoming = incoming(&message, &conversation, &customer, "");
+                    d.engine.process(&incoming, &notices);
+                    d.last = message.id;
+                    replayed += 1;
+                } else {
+                    self.decide(&mut d, &message, &conversation, &customer, "").await?;
+                    decided += 1;
+                }
+            }
+        }
+        if replayed + decided > 0 {
+            tracing::info!(replayed, decided, "bridge state restored from the messages after its snapshot");
+        }
+        Ok(())
+    }
+
+    /// Saves the bridge's state now.
+    pub async fn snapshot(&self) -> StoreResult<()> {
+        let mut d = self.decider.lock().await;
+        self.snapshot_locked(&mut d).await
+    }
+
+    async fn snapshot_locked(&self, d: &mut Decider) -> StoreResult<()> {
+        let state = serde_json::to_string(d.engine.state()).expect("the bridge state serialises");
+        self.store.save_engine_snapshot(&state, d.last, Utc::now()).await?;
+        d.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Advances the bridge's clock: clusters whose grace period ended become tickets.
+    pub async fn tick(&self, now: Timestamp) -> StoreResult<usize> {
+        let mut d = self.decider.lock().await;
+        let expired = d.engine.tick(now);
+        let n = expired.len();
+        self.expire(&expired).await?;
+        Ok(n)
+    }
+
+    /// A notice was published from a cluster: the cluster closes and its members are the notice's subscribers.
+    pub async fn publish_from_cluster(
+        &self,
+        cluster: webcare_domain::ClusterId,
+        notice: webcare_domain::NoticeId,
+    ) -> StoreResult<()> {
+        let mut d = self.decider.lock().await;
+        d.engine.publish_notice(cluster, notice);
+        self.store.close_cluster(cluster, Some(notice), Utc::now()).await
+    }
+
+    async fn decide(
+        &self,
+        d: &mut Decider,
+        message: &InboundMessage,
+        conversation: &Conversation,
+        customer: &Customer,
+        account: &str,
+    ) -> StoreResult<Decision> {
+        let notices = self.store.notices(true).await?;
+        let incoming = incoming(message, conversation, customer, account);
+        let output = d.engine.process(&incoming, &notices);
+        self.expire(&output.expired).await?;
+        let decision = output.decision;
+
+        if let Some(cluster_id) = decision.cluster
+            && let Some(cluster) = d.engine.cluster(cluster_id)
+        {
+            self.store.save_cluster(&stored_cluster(cluster)).await?;
+        }
+        if let Some(target) = decision.subscribe {
+            self.store.subscribe(conversation.id, Some(customer.id), target, message.received_at).await?;
+        }
+        let mut ticket = None;
+        if matches!(decision.action, Action::Ticket | Action::MovePrivate) {
+            ticket = Some(self.open_or_append(conversation, customer, message, decision.category.as_str()).await?);
+        } else if decision.action == Action::Ignore && !message.attachments.is_empty() {
+            // A photo, document or sticker on its own (a broken modem, an invoice) is for a person: it is referenced
+            // in the customer's ticket and acknowledged.
+            ticket = Some(self.open_or_append(conversation, customer, message, "other").await?);
+            if decision.reply.is_none() {
+                let text = "We hebben je bestand ontvangen; een medewerker bekijkt het. / We received your file; a person will look at it.";
+                self.enqueue(conversation, &format!("reply:{}", message.id), text, json!({}), Priority::AUTOMATIC)
+                    .await?;
+            }
+        } else if decision.action == Action::Ignore
+            && self.store.open_ticket(conversation.id, customer.id).await?.is_some()
+        {
+            // "Thanks, I'll wait" to an agent is part of the case, not chit-chat: it joins the open ticket (and
+            // reopens it when it was pending or solved).
+            ticket = Some(self.open_or_append(conversation, customer, message, decision.category.as_str()).await?);
+        }
+        if let Some(reply) = &decision.reply {
+            let mut extra = json!({"language": reply.language});
+            if matches!(decision.action, Action::AutoAnswer | Action::HoldAndSubscribe) {
+                extra["buttons"] = json!([{"text": talk_to_person_label(&reply.language), "data": TALK_TO_PERSON}]);
+            }
+            if decision.action == Action::MovePrivate
+                && let Some(ticket) = ticket
+            {
+                // The adapter continues in private (a Telegram deep link, a Discord DM) with this link token, and
+                // may delete the public message; the answer itself never repeats what the customer wrote.
+                let link = new_link_token();
+                self.store.create_private_link(ticket, &link, message.received_at).await?;
+                extra["move_private"] = json!({
+                    "ticket": ticket,
+                    "link": link,
+                    "user": customer.platform_user_id,
+                    "message": message.platform_message_id,
+                });
+            }
+            self.enqueue(conversation, &format!("reply:{}", message.id), &reply.text, extra, Priority::AUTOMATIC)
+                .await?;
+        }
+        // An alert is always about the decision's own cluster, saved above with its new alert count.
+        for alert in &output.alerts {
+            let stored = self
+                .store
+                .insert_alert(&webcare_domain::SpikeAlert {
+                    id: webcare_domain::AlertId(0),
+                    cluster: alert.cluster,
+                    account: alert.account.clone(),
+                    service: alert.service,
+                    region: alert.region.clone(),
+                    count: alert.count as i64,
+                    samples: alert.samples.clone(),
+                    draft: alert.draft.clone(),
+                    first_at: alert.first_at,
+                    last_at: alert.last_at,
+                    created_at: alert.at,
+                })
+                .await?;
+            tracing::warn!(alert = %stored.id, cluster = %alert.cluster, service = %alert.service,
+                region = alert.region.as_deref().unwrap_or("-"), count = alert.count, "spike alert");
+        }
+        let record = json!({
+            "action": decision.action,
+            "intent": decision.intent,
+            "category": decision.category,
+            "service": decision.service,
+            "region": decision.region,
+            "pii": decision.pii,
+            "cluster": decision.cluster,
+            "notice": decision.notice,
+            "ticket": ticket,
+            "merged": decision.merged,
+            "reasons": decision.reasons,
+        });
+        self.store.set_decision(message.id, &record).await?;
+        d.last = message.id;
+        d.since_snapshot += 1;
+        if d.since_snapshot >= self.config.snapshot_every {
+            self.snapshot_locked(d).await?;
+        }
+        Ok(decision)
+    }
+
+    /// Expired clusters: each member's latest question becomes a ticket, so nobody is left waiting.
+    async fn expire(&self, expired: &[Decision]) -> StoreResult<()> {
+        let mut closed = BTreeSet::new();
+        for decision in expired {
+            let Ok(id) = decision.message.parse::<i64>() else { continue };
+            let message = self.store.inbound(InboundId(id)).await?;
+            let conversation = self.store.conversation(message.conversation).await?;
+            let customer = self.store.customer(message.customer).await?;
+            if let Some(cluster) = decision.cluster
+                && closed.insert(cluster)
+            {
+                match self.store.close_cluster(cluster, None, decision.at).await {
+                    Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.open_or_append(&conversation, &customer, &message, "outage").await?;
+        }
+        Ok(())
+    }
+
+    /// The customer's open ticket on this conversation gets the message (reopening it when it was pending or
+    /// solved); otherwise a new ticket starts with it, with its SLA due times.
+    async fn open_or_append(
+        &self,
+        conversation: &Conversation,
+        customer: &Customer,
+        message: &InboundMessage,
+        category: &str,
+    ) -> StoreResult<webcare_domain::TicketId> {
+        let body = with_attachments(message);
+        let msg = CustomerMessage {
+            conversation: conversation.id,
+            customer: customer.id,
+            text: &body,
+            category,
+            priority: None,
+        };
+        match self.ticketing.open_or_append(msg, message.received_at).await {
+            Ok(intake) => Ok(intake.ticket.id),
+            Err(TicketError::Store(e)) => Err(e),
+            // Only store failures are expected here; anything else is a bug worth seeing in the logs as one.
+            Err(e) => Err(StoreError::Other(format!("open or append a ticket: {e}"))),
+        }
+    }
+
+    async fn enqueue(
+        &self,
+        conversation: &Conversation,
+        key: &str,
+        text: &str,
+        extra: serde_json::Value,
+        priority: Priority,
+    ) -> StoreResult<()> {
+        let now = Utc::now();
+        let mut new = NewOutbox::message(conversation.id, text, key, priority, now);
+        new.extra = extra;
+        self.store.enqueue(new, now).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn command(
+        &self,
+        conversation: &Conversation,
+        customer: &Customer,
+        message: &InboundMessage,
+        name: &str,
+        args: &str,
+    ) -> StoreResult<String> {
+        let (action, text) = match name {
+            "stop" => {
+                let n = self.store.unsubscribe_all(conversation.id).await?;
+                let text = if n == 0 {
+                    "Je ontvangt geen updates van ons. / You are not receiving updates from us.".to_owned()
+                } else {
+                    "Je ontvangt geen updates meer. / You will receive no more updates.".to_owned()
+                };
+                ("stop", text)
+            }
+            "status" => ("status", self.status(conversation, customer).await?),
+            "start" if !args.is_empty() => match self.store.resolve_private_link(args.trim()).await? {
+                // Only the customer whose case it is continues it: a link seen in a group is no key for others.
+                Some(ticket)
+                    if conversation.kind == ConversationKind::Private
+                        && self.store.ticket(ticket).await?.customer == customer.id =>
+                {
+                    self.store.move_ticket(ticket, conversation.id).await?;
+                    let note = format!("The customer continued in private chat {}", conversation.platform_chat_id);
+                    self.store
+                        .add_ticket_event(ticket, TicketEventKind::Note, None, &note, message.received_at)
+                        .await?;
+                    (
+                        "continue_private",
+                        format!("We gaan hier verder met je zaak {ticket}. / We continue your case {ticket} here."),
+                    )
+                }
+                _ => ("help", help_text("start", args)),
+            },
+            "ticket" if conversation.kind == ConversationKind::Public => {
+                // A personal case asked for in a group or server channel continues in private, like private data:
+                // the adapter opens the private chat (a Telegram deep link, a Discord DM) on the same ticket.
+                let ticket = self.open_or_append(conversation, customer, message, "other").await?;
+                let link = new_link_token();
+                self.store.create_private_link(ticket, &link, message.received_at).await?;
+                let extra = json!({"move_private": {
+                    "ticket": ticket,
+                    "link": link,
+                    "user": customer.platform_user_id,
+                    "message": message.platform_message_id,
+                }});
+                let text = "We helpen je verder in een privégesprek. / We'll help you further in a private chat.";
+                self.enqueue(conversation, &format!("reply:{}", message.id), text, extra, Priority::AUTOMATIC).await?;
+                return Ok("move_private".to_owned());
+            }
+            "ticket" => {
+                let ticket = self.open_or_append(conversation, customer, message, "other").await?;
+                (
+                    "ticket",
+                    format!(
+                        "Een medewerker neemt je vraag op (zaak {ticket}). / A person will pick up your question (case {ticket})."
+                    ),
+                )
+            }
+            _ => ("help", help_text(name, args)),
+        };
+        self.enqueue(conversation, &format!("reply:{}", message.id), &text, json!({}), Priority::AUTOMATIC).await?;
+        Ok(action.to_owned())
+    }
+
+    async fn status(&self, conversation: &Conversation, customer: &Customer) -> StoreResult<String> {
+        let mut lines = Vec::new();
+        match self.store.open_ticket(conversation.id, customer.id).await? {
+            Some(t) => lines.push(format!("Zaak / case {}: {}", t.id, t.state)),
+            None => lines.push("Geen open zaak. / No open case.".to_owned()),
+        }
+        for sub in self.store.subscriptions_of(conversation.id).await? {
+            match sub.target {
+                SubscriptionTarget::Notice(id) => {
+                    let n = self.store.notice(id).await?;
+                    lines.push(format!("{} — {}", n.title, n.state));
+                }
+                SubscriptionTarget::Cluster(_) => {
+                    lines.push("We onderzoeken een mogelijke storing. / We are looking into a possible outage.".into())
+                }
+            }
+        }
+        Ok(lines.join("\n"))
+    }
+}
+
+fn help_text(name: &str, _args: &str) -> String {
+    let unknown = if ["help", "start"].contains(&name) {
+        String::new()
+    } else {
+        format!("Onbekend commando /{name}. / Unknown command /{name}.\n")
+    };
+    format!(
+        "{unknown}Stel je vraag gewoon in een bericht. / Just ask your question in a message.\n\
+         /status — je zaak en storingen die je volgt / your case and the outages you follow\n\
+         /stop — geen updates meer / no more updates\n\
+         /ticket — een medewerker spreken / talk to a person"
+    )
+}
+
+/// 128 random bits as 32 hex characters: fits Telegram's `start` parameter (at most 64 of `A-Za-z0-9_-`).
+fn new_link_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn talk_to_person_label(language: &str) -> &'static str {
+    if language == "en" { "Something else? Talk to a person" } else { "Iets anders? Praat met een medewerker" }
+}
+
+fn with_attachments(message: &InboundMessage) -> String {
+    if message.attachments.is_empty() {
+        message.text.clone()
+    } else {
+        format!("{}\n[{}]", message.text, message.attachments.join(", ")).trim_start().to_owned()
+    }
+}
+
+fn incoming(message: &InboundMessage, conversation: &Conversation, customer: &Customer, account: &str) -> Incoming {
+    Incoming {
+        id: message.id.to_string(),
+        customer: customer.id.to_string(),
+        conversation: conversation.id.to_string(),
+        account: account.to_owned(),
+        public: conversation.kind == ConversationKind::Public,
+        at: message.received_at,
+        text: message.text.clone(),
+        place: None,
+    }
+}
+
+fn stored_cluster(c: &webcare_bridge::engine::Cluster) -> OutageCluster {
+    let members: BTreeSet<&str> = c.members.iter().map(|m| m.customer.as_str()).collect();
+    OutageCluster {
+        id: c.id,
+        account: c.account.clone(),
+        service: c.service,
+        region: c.region.as_ref().map(|r| r.name.clone()),
+        state: c.state,
+        members: members.len() as i64,
+        alerted_at_members: c.alerted_at_members as i64,
+        notice: c.notice,
+        first_at: c.first_at,
+        last_at: c.last_at,
+    }
+}
+
+#[async_trait]
+impl Intake for Pipeline {
+    async fn receive(&self, event: InboundEvent) -> Result<IntakeOutcome, IntakeError> {
+        if event.from_bot {
+            return Ok(IntakeOutcome { new: false, action: "ignore".into() });
+        }
+        if event.chat_id.is_empty() || event.user_id.is_empty() || event.message_id.is_empty() {
+            return Err(IntakeError::Invalid("chat, user and message ids are required".into()));
+        }
+        let at = event.at;
+        let customer = self
+            .store
+            .upsert_customer(
+                NewCustomer {
+                    platform: event.platform,
+                    platform_user_id: event.user_id.clone(),
+                    display_name: event.user_name.clone(),
+                },
+                at,
+            )
+            .await
+            .map_err(unavailable)?;
+        let conversation = self
+            .store
+            .upsert_conversation(
+                NewConversation {
+                    platform: event.platform,
+                    platform_chat_id: event.chat_id.clone(),
+                    kind: event.chat_kind,
+                    title: event.chat_title.clone(),
+                },
+                at,
+            )
+            .await
+            .map_err(unavailable)?;
+        if conversation.unreachable {
+            // The customer writes again, so the chat works again (unblocked, DMs reopened).
+            self.store.set_conversation_unreachable(conversation.id, false).await.map_err(unavailable)?;
+        }
+        match &event.kind {
+            InboundKind::Edited => {
+                let edited = self
+                    .store
+                    .edit_inbound(event.platform, &event.message_id, &event.text, at)
+                    .await
+                    .map_err(unavailable)?;
+                if let Some(m) = edited
+                    && let Some(ticket) =
+                        self.store.open_ticket(m.conversation, m.customer).await.map_err(unavailable)?
+                {
+                    let body = format!("(edited) {}", m.text);
+                    self.store
+                        .add_ticket_event(ticket.id, TicketEventKind::CustomerMessage, None, &body, at)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                return Ok(IntakeOutcome { new: true, action: "edited".into() });
+            }
+            InboundKind::Deleted => {
+                self.store.delete_inbound(event.platform, &event.message_id, at).await.map_err(unavailable)?;
+                return Ok(IntakeOutcome { new: true, action: "deleted".into() });
+            }
+            _ => {}
+        }
+
+        let text = match &event.kind {
+            InboundKind::Command { name, args } => format!("/{name} {args}").trim_end().to_owned(),
+            InboundKind::Button { data } if data == TALK_TO_PERSON => "/ticket".to_owned(),
+            InboundKind::Button { data } => format!("[button {data}]"),
+            _ => event.text.clone(),
+        };
+        let mut d = self.decider.lock().await;
+        let stored = self
+            .store
+            .insert_inbound(NewInbound {
+                platform: event.platform,
+                platform_message_id: event.message_id.clone(),
+                conversation: conversation.id,
+                customer: customer.id,
+                text,
+                attachments: event.attachments.clone(),
+                received_at: at,
+            })
+            .await
+            .map_err(unavailable)?;
+        let message = match stored {
+            webcare_domain::Inserted::Existing(m) if m.decision.is_some() => {
+                return Ok(IntakeOutcome { new: false, action: "duplicate".into() });
+            }
+            webcare_domain::Inserted::Existing(m) | webcare_domain::Inserted::New(m) => m,
+        };
+        let command = match &event.kind {
+            InboundKind::Command { name, args } => Some((name.to_ascii_lowercase(), args.clone())),
+            InboundKind::Button { data } if data == TALK_TO_PERSON => Some(("ticket".to_owned(), String::new())),
+            _ => None,
+        };
+        let action = if let Some((name, args)) = command {
+            let action = self.command(&conversation, &customer, &message, &name, &args).await.map_err(unavailable)?;
+            self.store
+                .set_decision(message.id, &json!({"command": name, "action": action}))
+                .await
+                .map_err(unavailable)?;
+            action
+        } else if message.text.trim().is_empty() && message.attachments.is_empty() {
+            self.store
+                .set_decision(message.id, &json!({"action": "ignore", "reasons": ["empty"]}))
+                .await
+                .map_err(unavailable)?;
+            "ignore".to_owned()
+        } else {
+            let decision =
+                self.decide(&mut d, &message, &conversation, &customer, &event.account).await.map_err(unavailable)?;
+            decision.action.as_str().to_owned()
+        };
+        Ok(IntakeOutcome { new: true, action })
+    }
+}

@@ -1,0 +1,333 @@
+//! Notices and their broadcasts: create, update (every update is a new version), approve under four eyes,
+//! publish from a spike alert, and push each version to every subscriber through the outbox.
+//!
+//! Exactly once per recipient is a database rule, not a memory: each version's row for a conversation has the key
+//! `notice:<id>:v<version>:conv:<conversation>`, unique in the outbox. A newer version cancels the rows of older
+//! versions that have not gone out yet, so a subscriber who had not received version 2 gets only version 3.
+//! A conversation that said `/stop` has no subscription and so gets no row.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Notify;
+use webcare_domain::{
+    Agent, AlertId, NewNotice, NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, OutboxState, Priority, Role,
+    Service, Store, StoreError, SubscriptionTarget, Timestamp,
+};
+
+use crate::intake::{Pipeline, TALK_TO_PERSON};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("notice {0} not found")]
+    NotFound(NoticeId),
+    #[error("alert {0} not found")]
+    AlertNotFound(AlertId),
+    #[error("only admins manage notices")]
+    NotAdmin,
+    #[error("under four-eyes approval a notice is approved by another admin than its author")]
+    SameApprover,
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an admin writes to create a notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoticeInput {
+    pub title: String,
+    pub text: String,
+    /// The text per language code, where it differs from `text` (`{"nl": "..."}`).
+    #[serde(default)]
+    pub texts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Empty means nationwide.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    pub state: NoticeState,
+    #[serde(default)]
+    pub draft: bool,
+}
+
+/// A broadcast's progress, as `GET /api/v1/notices/{id}/delivery` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub version: i64,
+    pub subscribers: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub pending: i64,
+    /// Messages sent per second over the last minute.
+    pub rate_per_s: f64,
+    /// Seconds until the pending ones are sent at that rate; `None` while nothing moves.
+    pub eta_s: Option<f64>,
+}
+
+pub struct Notices {
+    store: Arc<dyn Store>,
+    pipeline: Arc<Pipeline>,
+    wake: Arc<Notify>,
+    /// Whether a notice needs a second admin's approval before customers see it.
+    pub four_eyes: bool,
+    /// Channels where every version is posted once, whoever subscribed (Discord announcement channels).
+    announcements: Vec<webcare_domain::ConversationId>,
+}
+
+const MAX_TITLE: usize = 200;
+const MAX_TEXT: usize = 4000;
+
+fn check(input: &NoticeInput) -> Result<(), NoticeError> {
+    let invalid = |field, reason: &str| Err(NoticeError::Invalid { field, reason: reason.to_owned() });
+    if input.title.trim().is_empty() || input.title.chars().count() > MAX_TITLE {
+        return invalid("title", "1 to 200 characters");
+    }
+    if input.text.trim().is_empty() || input.text.chars().count() > MAX_TEXT {
+        return invalid("text", "1 to 4000 characters");
+    }
+    if input.texts.values().any(|t| t.trim().is_empty() || t.chars().count() > MAX_TEXT) {
+        return invalid("texts", "each text 1 to 4000 characters");
+    }
+    if input.regions.iter().any(|r| r.trim().is_empty()) {
+        return invalid("regions", "no empty region names");
+    }
+    Ok(())
+}
+
+fn admin(agent: &Agent) -> Result<(), NoticeError> {
+    if agent.role == Role::Admin && agent.active { Ok(()) } else { Err(NoticeError::NotAdmin) }
+}
+
+impl Notices {
+    pub fn new(store: Arc<dyn Store>, pipeline: Arc<Pipeline>, wake: Arc<Notify>, four_eyes: bool) -> Self {
+        Notices { store, pipeline, wake, four_eyes, announcements: Vec::new() }
+    }
+
+    /// Posts every version once in these conversations too (crossposted where the platform can).
+    pub fn with_announcements(mut self, conversations: Vec<webcare_domain::ConversationId>) -> Self {
+        self.announcements = conversations;
+        self
+    }
+
+    /// Wakes the delivery engine (after an agent's reply was queued, say).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Creates a notice. Active at once unless it is a draft or awaits a second admin's approval; when active, it
+    /// goes to its subscribers (none yet, unless it came from a cluster) and answers every matching question.
+    pub async fn create(&self, input: NoticeInput, author: &Agent, now: Timestamp) -> Result<Notice, NoticeError> {
+        admin(author)?;
+        check(&input)?;
+        let notice = self
+            .store
+            .create_notice(NewNotice {
+                title: input.title.trim().to_owned(),
+                text: input.text.trim().to_owned(),
+                texts: input.texts,
+                services: input.services,
+                regions: input.regions.iter().map(|r| r.trim().to_owned()).collect(),
+                state: input.state,
+                draft: input.draft || self.four_eyes,
+                cluster: None,
+                author: Some(author.id),
+                approved_by: None,
+                at: now,
+            })
+            .await?;
+        self.broadcast(&notice, now).await?;
+        Ok(notice)
+    }
+
+    /// Applies a change as a new version and sends it to every subscriber once.
+    pub async fn update(
+        &self,
+        id: NoticeId,
+        mut change: NoticeChange,
+        author: &Agent,
+        now: Timestamp,
+    ) -> Result<Notice, NoticeError> {
+        admin(author)?;
+        let current = self.store.notice(id).await.map_err(|e| not_found(e, id))?;
+        if let Some(text) = &change.text
+            && (text.trim().is_empty() || text.chars().count() > MAX_TEXT)
+        {
+            return Err(NoticeError::Invalid { field: "text", reason: "1 to 4000 characters".into() });
+        }
+        if self.four_eyes && current.draft {
+            // Editing a notice that awaits approval keeps it waiting; only `approve` publishes it.
+            change.draft = Some(true);
+        }
+        change.author = Some(author.id);
+        let notice = self.store.update_notice(id, change, now).await.map_err(|e| not_found(e, id))?;
+        self.broadcast(&notice, now).await?;
+        Ok(notice)
+    }
+
+    /// Publishes a notice that waits for approval; under four eyes the approver must not be its author.
+    pub async fn approve(&self, id: NoticeId, approver: &Agent, now: Timestamp) -> Result<Notice, NoticeError> {
+        admin(approver)?;
+        if self.four_eyes {
+            let versions = self.store.notice_versions(id).await?;
+            if versions.last().and_then(|v| v.author) == Some(approver.id) {
+                return Err(NoticeError::SameApprover);
+            }
+        }
+        let change = NoticeChange { draft: Some(false), approved_by: Some(approver.id), ..Default::default() };
+        let notice = self.store.update_notice(id, change, now).await.map_err(|e| not_found(e, id))?;
+        self.broadcast(&notice, now).await?;
+        Ok(notice)
+    }
+
+    /// Publishes a notice from a spike alert: its cluster's members become the notice's subscribers and receive it
+    /// in one broadcast; later questions that match are answered from it automatically.
+    pub async fn publish_from_alert(
+        &self,
+        alert: AlertId,
+        title: String,
+        text: String,
+        state: NoticeState,
+        author: &Agent,
+        now: Timestamp,
+    ) -> Result<Notice, NoticeError> {
+        admin(author)?;
+        let a = self.store.alert(alert).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => NoticeError::AlertNotFound(alert),
+            e => e.into(),
+        })?;
+        let input = NoticeInput {
+            title,
+            text,
+            texts: BTreeMap::new(),
+            services: vec![a.service],
+            regions: a.region.iter().cloned().collect(),
+            state,
+            draft: false,
+        };
+        check(&input)?;
+        let notice = self
+            .store
+            .create_notice(NewNotice {
+                title: input.title.trim().to_owned(),
+                text: input.text.trim().to_owned(),
+                texts: input.texts,
+                services: input.services,
+                regions: input.regions,
+                state,
+                draft: self.four_eyes,
+                cluster: Some(a.cluster),
+                author: Some(author.id),
+                approved_by: None,
+                at: now,
+            })
+            .await?;
+        match self.pipeline.publish_from_cluster(a.cluster, notice.id).await {
+            // A cluster that expired or became a notice already has no members left to move.
+            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.broadcast(&notice, now).await?;
+        Ok(notice)
+    }
+
+    /// Queues the notice's current version for every subscriber, once each, and cancels older versions that have
+    /// not gone out yet. Returns how many rows were new.
+    pub async fn broadcast(&self, notice: &Notice, now: Timestamp) -> Result<usize, NoticeError> {
+        if notice.draft {
+            return Ok(0);
+        }
+        let prefix = format!("notice:{}:v", notice.id);
+        let current = format!("notice:{}:v{}:", notice.id, notice.version);
+        self.store.cancel_outbox_prefix(&prefix, &current).await?;
+        let mut targets: Vec<(webcare_domain::ConversationId, bool)> = self
+            .store
+            .subscribers(SubscriptionTarget::Notice(notice.id))
+            .await?
+            .into_iter()
+            .map(|s| (s.conversation, false))
+            .collect();
+        for c in &self.announcements {
+            if !targets.iter().any(|(t, _)| t == c) {
+                targets.push((*c, true));
+            }
+        }
+        let text = notice_message(notice, None);
+        let rows: Vec<NewOutbox> = targets
+            .into_iter()
+            .map(|(conversation, announcement)| {
+                let key = format!("{current}conv:{conversation}");
+                let mut new = NewOutbox::message(conversation, &text, key, Priority::BROADCAST, now);
+                new.extra = json!({"notice": notice.id, "version": notice.version});
+                if announcement {
+                    new.extra["crosspost"] = json!(true);
+                }
+                if !notice.state.is_active() {
+                    new.extra["buttons"] =
+                        json!([{"text": "Nog steeds last? / Still not working?", "data": TALK_TO_PERSON}]);
+                }
+                new
+            })
+            .collect();
+        let mut queued = 0;
+        // In batches: each is one transaction, and a very large broadcast does not hold one open for long.
+        for batch in rows.chunks(1000) {
+            queued += self.store.enqueue_many(batch, now).await? as usize;
+        }
+        if queued > 0 {
+            self.wake.notify_one();
+        }
+        tracing::info!(notice = %notice.id, version = notice.version, queued, "notice version queued");
+        Ok(queued)
+    }
+
+    /// Where the current version's broadcast stands.
+    pub async fn progress(&self, id: NoticeId) -> Result<Progress, NoticeError> {
+        progress(self.store.as_ref(), id).await
+    }
+}
+
+/// Where a notice's current version's broadcast stands.
+pub async fn progress(store: &dyn Store, id: NoticeId) -> Result<Progress, NoticeError> {
+    let notice = store.notice(id).await.map_err(|e| not_found(e, id))?;
+    let subscribers = store.subscribers(SubscriptionTarget::Notice(id)).await?.len() as i64;
+    let prefix = format!("notice:{}:v{}:", id, notice.version);
+    let (counts, last_minute) = store.outbox_progress(&prefix, Utc::now() - chrono::Duration::seconds(60)).await?;
+    let count = |states: &[OutboxState]| counts.iter().filter(|(s, _)| states.contains(s)).map(|(_, n)| n).sum::<i64>();
+    let sent = count(&[OutboxState::Sent]);
+    let failed = count(&[OutboxState::Failed]);
+    let pending = count(&[OutboxState::Pending, OutboxState::Sending]);
+    let rate = last_minute as f64 / 60.0;
+    let eta = if pending == 0 {
+        Some(0.0)
+    } else if rate > 0.0 {
+        Some(pending as f64 / rate)
+    } else {
+        None
+    };
+    Ok(Progress { version: notice.version, subscribers, sent, failed, pending, rate_per_s: rate, eta_s: eta })
+}
+
+/// The text a subscriber receives for a version: the title, the text, and after resolution an invitation to say
+/// if it still does not work.
+pub fn notice_message(notice: &Notice, language: Option<&str>) -> String {
+    let text = language.map_or(notice.text.as_str(), |l| notice.text_for(l));
+    if notice.state.is_active() {
+        format!("{}\n\n{}", notice.title, text)
+    } else {
+        format!(
+            "{}\n\n{}\n\nNog steeds last? Antwoord hier, dan openen we een persoonlijke zaak. / Still not working? Reply here and we open a personal case.",
+            notice.title, text
+        )
+    }
+}
+
+fn not_found(e: StoreError, id: NoticeId) -> NoticeError {
+    match e {
+        StoreError::NotFound { .. } => NoticeError::NotFound(id),
+        e => e.into(),
+    }
+}

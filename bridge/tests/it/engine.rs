@@ -1,0 +1,308 @@
+//! The engine on an explicit clock: notice matching, clusters and their window, spike alerts against a baseline,
+//! grace-period expiry, publishing a notice from a cluster, flood control, private data in public, persistence.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta};
+use webcare_bridge::{Action, Classifier, Engine, EngineConfig, EngineState, Incoming};
+use webcare_domain::{Notice, NoticeId, NoticeState, Service, SubscriptionTarget, Timestamp};
+
+fn classifier() -> Arc<Classifier> {
+    static C: std::sync::OnceLock<Arc<Classifier>> = std::sync::OnceLock::new();
+    C.get_or_init(|| Arc::new(Classifier::default())).clone()
+}
+
+fn t0() -> Timestamp {
+    DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+}
+
+fn at(minutes: i64) -> Timestamp {
+    t0() + TimeDelta::minutes(minutes)
+}
+
+fn msg(id: &str, customer: &str, minutes: i64, text: &str) -> Incoming {
+    Incoming {
+        id: id.into(),
+        customer: customer.into(),
+        conversation: format!("dm-{customer}"),
+        account: "kpn".into(),
+        public: false,
+        at: at(minutes),
+        text: text.into(),
+        place: None,
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::default(), classifier())
+}
+
+fn notice(id: i64, services: Vec<Service>, regions: &[&str]) -> Notice {
+    Notice {
+        id: NoticeId(id),
+        title: "storing".into(),
+        state: NoticeState::Investigating,
+        services,
+        regions: regions.iter().map(|r| r.to_string()).collect(),
+        text: "Er is een storing in Utrecht, we werken aan een oplossing.".into(),
+        texts: BTreeMap::from([("en".into(), "There is an outage in Utrecht, we are working on it.".into())]),
+        version: 2,
+        draft: false,
+        cluster: None,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+#[test]
+fn outage_in_a_notice_scope_is_answered_in_the_customers_language() {
+    let mut e = engine();
+    let notices = [notice(7, vec![Service::Internet], &["Utrecht"])];
+    let nl = e.process(&msg("1", "a", 0, "Storing in Utrecht? Geen internet"), &notices).decision;
+    assert_eq!(nl.action, Action::AutoAnswer);
+    assert_eq!(nl.notice, Some(NoticeId(7)));
+    assert_eq!(nl.subscribe, Some(SubscriptionTarget::Notice(NoticeId(7))));
+    assert!(nl.reply.unwrap().text.starts_with("Er is een storing"));
+    let en = e.process(&msg("2", "b", 1, "is the internet down in 3512?"), &notices).decision;
+    assert_eq!(en.action, Action::AutoAnswer, "{:?}", en.reasons);
+    assert!(en.reply.unwrap().text.starts_with("There is an outage"));
+    // Another region is not covered; a nationwide notice covers every region.
+    let leiden = e.process(&msg("3", "c", 2, "geen internet in Leiden"), &notices).decision;
+    assert_eq!(leiden.action, Action::HoldAndSubscribe);
+    let nationwide = [notice(8, vec![], &[])];
+    let any = e.process(&msg("4", "d", 3, "geen internet in Leiden"), &nationwide).decision;
+    assert_eq!((any.action, any.notice), (Action::AutoAnswer, Some(NoticeId(8))));
+    // A resolved notice answers nobody.
+    let mut resolved = notice(9, vec![], &[]);
+    resolved.state = NoticeState::Resolved;
+    let none = e.process(&msg("5", "e", 4, "storing in Leiden?"), &[resolved]).decision;
+    assert_eq!(none.action, Action::HoldAndSubscribe);
+}
+
+#[test]
+fn a_province_notice_covers_its_towns() {
+    let mut e = engine();
+    let notices = [notice(1, vec![], &["Noord-Brabant"])];
+    let d = e.process(&msg("1", "a", 0, "storing in Den Bosch?"), &notices).decision;
+    assert_eq!(d.action, Action::AutoAnswer);
+    let d = e.process(&msg("2", "b", 0, "storing in Utrecht?"), &notices).decision;
+    assert_eq!(d.action, Action::HoldAndSubscribe);
+}
+
+#[test]
+fn clusters_group_by_account_service_region_and_window() {
+    let mut e = engine();
+    let a = e.process(&msg("1", "a", 0, "geen internet in Utrecht"), &[]).decision;
+    let b = e.process(&msg("2", "b", 20, "internet ligt eruit in 3512 AB"), &[]).decision;
+    assert_eq!(a.cluster, b.cluster, "same service, compatible region, inside the window");
+    assert!(b.reply.is_some(), "a new member gets the holding answer");
+    let again = e.process(&msg("3", "b", 21, "nog steeds geen internet in Utrecht"), &[]).decision;
+    assert_eq!(again.cluster, a.cluster);
+    assert!(again.reply.is_none(), "a member asking again is not sent the holding answer twice");
+    let tv = e.process(&msg("4", "c", 22, "tv storing in Utrecht, zwart beeld"), &[]).decision;
+    assert_ne!(tv.cluster, a.cluster, "another service is another cluster");
+    let leiden = e.process(&msg("5", "d", 23, "geen internet in Leiden"), &[]).decision;
+    assert_ne!(leiden.cluster, a.cluster, "another region is another cluster");
+    let mut other_account = msg("6", "e", 24, "geen internet in Utrecht");
+    other_account.account = "ziggo".into();
+    assert_ne!(e.process(&other_account, &[]).decision.cluster, a.cluster, "clusters never span accounts");
+    // The window slides from the last message: 21 + 30 = 51 still joins, later does not.
+    let late = e.process(&msg("7", "f", 51, "geen internet in Utrecht"), &[]).decision;
+    assert_eq!(late.cluster, a.cluster);
+    let later = e.process(&msg("8", "g", 59, "storing internet Utrecht"), &[]).decision;
+    assert_eq!(later.cluster, a.cluster);
+}
+
+#[test]
+fn a_message_outside_the_window_starts_a_new_cluster() {
+    let mut e = engine();
+    let a = e.process(&msg("1", "a", 0, "geen internet in Utrecht"), &[]).decision;
+    let b = e.process(&msg("2", "b", 31, "geen internet in Utrecht"), &[]).decision;
+    assert_ne!(a.cluster, b.cluster);
+}
+
+#[test]
+fn a_spike_alerts_once_and_again_when_doubled() {
+    let mut e = engine();
+    let mut alerts = Vec::new();
+    for i in 0..4 {
+        alerts.extend(
+            e.process(&msg(&i.to_string(), &format!("c{i}"), i, "geen internet in Utrecht, bel 0612345678"), &[])
+                .alerts,
+        );
+    }
+    assert!(alerts.is_empty(), "four customers are no spike");
+    alerts.extend(e.process(&msg("4", "c4", 4, "storing in Utrecht?"), &[]).alerts);
+    assert_eq!(alerts.len(), 1, "the fifth customer in ten minutes raises the alert");
+    let alert = &alerts[0];
+    assert_eq!((alert.count, alert.service, alert.region.as_deref()), (5, Service::Internet, Some("Utrecht")));
+    assert!(alert.samples.iter().all(|s| !s.contains("0612345678")), "samples are masked: {:?}", alert.samples);
+    assert!(alert.draft["nl"].contains("Utrecht") && alert.draft["en"].contains("Utrecht"));
+    for i in 5..9 {
+        alerts.extend(e.process(&msg(&i.to_string(), &format!("c{i}"), i, "geen internet in Utrecht"), &[]).alerts);
+    }
+    assert_eq!(alerts.len(), 1, "growing to nine customers is not yet doubling");
+    alerts.extend(e.process(&msg("9", "c9", 9, "geen internet in Utrecht"), &[]).alerts);
+    assert_eq!(alerts.len(), 2, "ten customers doubles the five at the first alert");
+    assert_eq!(alerts[1].count, 10);
+}
+
+#[test]
+fn five_customers_spread_over_more_than_ten_minutes_are_no_spike() {
+    let mut e = engine();
+    let mut alerts = Vec::new();
+    for i in 0..5 {
+        alerts.extend(e.process(&msg(&i.to_string(), &format!("c{i}"), i * 4, "geen internet in Utrecht"), &[]).alerts);
+    }
+    assert!(alerts.is_empty());
+}
+
+#[test]
+fn a_high_baseline_raises_the_bar() {
+    let mut e = engine();
+    // A week of twelve questions an hour about Leiden internet (two per ten minutes), from different customers.
+    let mut n = 0;
+    for hour in 0..(7 * 24 - 2) {
+        for q in 0..12 {
+            n += 1;
+            let m = msg(&format!("h{n}"), &format!("h{hour}-{q}"), hour * 60 + q * 5, "geen internet in Leiden");
+            assert!(e.process(&m, &[]).alerts.is_empty(), "the usual rate never alerts");
+        }
+    }
+    let start = (7 * 24) * 60;
+    let mut alerts = Vec::new();
+    for i in 0..5 {
+        alerts.extend(
+            e.process(&msg(&format!("s{i}"), &format!("s{i}"), start + i, "geen internet in Leiden"), &[]).alerts,
+        );
+    }
+    assert!(alerts.is_empty(), "five is not three times a baseline of two per ten minutes");
+    alerts.extend(e.process(&msg("s5", "s5", start + 5, "geen internet in Leiden"), &[]).alerts);
+    assert_eq!(alerts.len(), 1, "six is");
+    assert!((alerts[0].baseline - 2.0).abs() < 0.1, "{}", alerts[0].baseline);
+}
+
+#[test]
+fn a_cluster_without_notice_expires_into_tickets_after_the_grace_period() {
+    let mut e = engine();
+    let a = e.process(&msg("1", "a", 0, "geen internet in Utrecht"), &[]).decision;
+    e.process(&msg("2", "b", 10, "geen internet in Utrecht"), &[]);
+    e.process(&msg("3", "a", 12, "nog steeds geen internet in Utrecht"), &[]);
+    assert!(e.tick(at(59)).is_empty(), "not before the grace period ends");
+    let tickets = e.tick(at(60));
+    assert_eq!(tickets.len(), 2, "one ticket per customer");
+    assert!(tickets.iter().all(|d| d.action == Action::Ticket && d.cluster == a.cluster));
+    assert_eq!(tickets[0].message, "3", "the customer's latest message carries the ticket");
+    assert_eq!(tickets[1].message, "2");
+    assert!(e.tick(at(120)).is_empty(), "an expired cluster expires once");
+    // The next question starts a new cluster.
+    let next = e.process(&msg("4", "c", 61, "geen internet in Utrecht"), &[]).decision;
+    assert_ne!(next.cluster, a.cluster);
+}
+
+#[test]
+fn expiry_also_happens_when_the_next_message_arrives() {
+    let mut e = engine();
+    e.process(&msg("1", "a", 0, "geen internet in Utrecht"), &[]);
+    let out = e.process(&msg("2", "b", 90, "bedankt!"), &[]);
+    assert_eq!(out.expired.len(), 1);
+    assert_eq!(out.expired[0].at, at(60));
+}
+
+#[test]
+fn publishing_a_notice_subscribes_every_member_once_and_stops_expiry() {
+    let mut e = engine();
+    let a = e.process(&msg("1", "a", 0, "geen internet in Utrecht"), &[]).decision;
+    e.process(&msg("2", "b", 1, "storing Utrecht?"), &[]);
+    e.process(&msg("3", "a", 2, "nog steeds geen internet in Utrecht"), &[]);
+    let members = e.publish_notice(a.cluster.unwrap(), NoticeId(3));
+    assert_eq!(members, vec![("a".to_owned(), "dm-a".to_owned()), ("b".to_owned(), "dm-b".to_owned())]);
+    assert!(e.tick(at(120)).is_empty(), "a noticed cluster never turns into tickets");
+}
+
+#[test]
+fn floods_are_merged_and_the_customer_told_once() {
+    let mut e = engine();
+    let mut decisions = Vec::new();
+    for i in 0..8 {
+        let mut m = msg(&i.to_string(), "a", 0, "ik wil mijn abonnement opzeggen");
+        m.at = t0() + TimeDelta::seconds(i);
+        decisions.push(e.process(&m, &[]).decision);
+    }
+    assert!(decisions[..5].iter().all(|d| !d.merged && d.action == Action::Ticket));
+    assert!(decisions[5..].iter().all(|d| d.merged && d.action == Action::Ticket));
+    let told: Vec<bool> = decisions[5..].iter().map(|d| d.reply.is_some()).collect();
+    assert_eq!(told, [true, false, false], "told once");
+    // Ten seconds after the first, the allowance is back.
+    let mut m = msg("9", "a", 0, "ik wil mijn abonnement opzeggen");
+    m.at = t0() + TimeDelta::seconds(11);
+    assert!(!e.process(&m, &[]).decision.merged);
+}
+
+#[test]
+fn private_data_in_public_moves_to_private_without_repeating_it() {
+    let mut e = engine();
+    let mut m = msg("1", "a", 0, "mijn IBAN is NL91ABNA0417164300, graag geld terug");
+    m.public = true;
+    let d = e.process(&m, &[]).decision;
+    assert_eq!(d.action, Action::MovePrivate);
+    assert_eq!(d.pii, ["iban"]);
+    let reply = d.reply.unwrap().text;
+    assert!(!reply.contains("NL91") && !reply.contains("0417164300"));
+    let json = serde_json::to_string(&d.reasons).unwrap();
+    assert!(!json.contains("0417164300"), "reasons never hold the data: {json}");
+    m.public = false;
+    m.id = "2".into();
+    assert_eq!(e.process(&m, &[]).decision.action, Action::Ticket, "in private it is just a case");
+}
+
+#[test]
+fn other_intents_are_ignored_and_other_languages_become_tickets() {
+    let mut e = engine();
+    assert_eq!(e.process(&msg("1", "a", 0, "Bedankt, fijne dag!"), &[]).decision.action, Action::Ignore);
+    let d = e.process(&msg("2", "b", 0, "Bonjour, je voudrais changer mon forfait s'il vous plaît"), &[]).decision;
+    assert_eq!(d.action, Action::Ticket);
+}
+
+#[test]
+fn the_state_survives_a_round_trip_through_json() {
+    let mut e = engine();
+    let a = e.process(&msg("1", "a", 0, "geen internet in Utrecht"), &[]).decision;
+    let saved = serde_json::to_string(e.state()).unwrap();
+    let state: EngineState = serde_json::from_str(&saved).unwrap();
+    let mut restored = Engine::with_state(EngineConfig::default(), classifier(), state);
+    let b = restored.process(&msg("2", "b", 5, "geen internet in Utrecht"), &[]).decision;
+    assert_eq!(a.cluster, b.cluster, "the restored engine continues the cluster");
+    assert_eq!(restored.tick(at(60)).len(), 2);
+}
+
+#[test]
+fn messages_without_a_place_group_only_when_both_say_the_outage_is_shared() {
+    let mut e = engine();
+    // Two vague complaints naming neither a place nor a shared outage stay apart.
+    let a = e.process(&msg("1", "a", 0, "mijn internet werkt niet"), &[]).decision;
+    let b = e.process(&msg("2", "b", 5, "mijn internet werkt niet"), &[]).decision;
+    assert_eq!(a.action, Action::HoldAndSubscribe);
+    assert_ne!(a.cluster, b.cluster, "vague complaints without a place are not grouped");
+    // Messages that say others are affected, about the same service, are grouped even without a place.
+    let c = e.process(&msg("3", "c", 6, "Storing? Geen internet, de buren ook niet"), &[]).decision;
+    let d = e.process(&msg("4", "d", 8, "anyone else with no internet?"), &[]).decision;
+    assert_eq!(c.cluster, d.cluster, "two reports of a shared internet outage");
+    // ... but not with a shared outage of another service.
+    let tv = e.process(&msg("5", "e", 9, "Storing bij meer mensen? Geen tv, zwart beeld"), &[]).decision;
+    assert_ne!(tv.cluster, c.cluster);
+    // A vague complaint does not join the shared cluster either.
+    let f = e.process(&msg("6", "f", 10, "mijn internet werkt niet"), &[]).decision;
+    assert_ne!(f.cluster, c.cluster);
+}
+
+#[test]
+fn reposts_of_one_text_count_as_one_customer() {
+    let mut e = engine();
+    let text = "Geen internet in Utrecht sinds het ontbijt, de router knippert rood en de buren";
+    let a = e.process(&msg("1", "a", 0, &format!("@kpn {text} ook")), &[]).decision;
+    let b = e.process(&msg("2", "b", 2, &format!("@kpn @iemand {text} hebben hetzelfde")), &[]).decision;
+    assert_eq!(a.cluster, b.cluster);
+    assert!(b.reply.is_none(), "a repost with other mentions and another ending is the same customer again");
+}

@@ -1,0 +1,71 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{NoticeId, Service, Timestamp, id_type, word_enum};
+
+id_type!(
+    /// webcare's id of an outage cluster.
+    ClusterId
+);
+
+word_enum! {
+    /// Where an outage cluster stands.
+    ClusterState {
+        /// Collecting outage questions that match no notice.
+        Open => "open",
+        /// A notice was published from it; its members are the notice's subscribers.
+        Noticed => "noticed",
+        /// No notice came within the grace period; its members became tickets.
+        Expired => "expired",
+    }
+}
+
+/// Outage questions without a matching notice, grouped by service and compatible region within a time window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutageCluster {
+    pub id: ClusterId,
+    /// The company account the questions were sent to; clusters never span accounts.
+    pub account: String,
+    pub service: Service,
+    pub region: Option<String>,
+    pub state: ClusterState,
+    /// Distinct customers in the cluster.
+    pub members: i64,
+    /// The member count at the last spike alert, 0 when none was raised.
+    pub alerted_at_members: i64,
+    pub notice: Option<NoticeId>,
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCluster {
+    pub account: String,
+    pub service: Service,
+    pub region: Option<String>,
+    pub at: Timestamp,
+}
+
+id_type!(
+    /// webcare's id of a spike alert.
+    AlertId
+);
+
+/// A cluster that grew faster than its baseline: admins see it with samples and a draft notice, and can publish
+/// a notice from it in one action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpikeAlert {
+    pub id: AlertId,
+    pub cluster: ClusterId,
+    pub account: String,
+    pub service: Service,
+    pub region: Option<String>,
+    /// Distinct customers in the cluster when the alert was raised.
+    pub count: i64,
+    /// Sample messages, private data masked.
+    pub samples: Vec<String>,
+    /// A draft notice text per language code.
+    pub draft: std::collections::BTreeMap<String, String>,
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+    pub created_at: Timestamp,
+}

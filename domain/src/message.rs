@@ -1,0 +1,72 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{ConversationId, CustomerId, Platform, Timestamp, id_type};
+
+id_type!(
+    /// webcare's id of a stored inbound message.
+    InboundId
+);
+
+/// A message a customer sent, as stored.
+///
+/// Unique by `(platform, platform_message_id)`: a platform that redelivers an update (Telegram after a restart,
+/// Discord after a gateway resume) finds the stored row instead of creating a second one. Adapters form a
+/// platform-unique id where the platform's own is only unique per chat (Telegram: `<chat id>/<message id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    pub id: InboundId,
+    pub platform: Platform,
+    pub platform_message_id: String,
+    pub conversation: ConversationId,
+    pub customer: CustomerId,
+    /// The text exactly as the customer wrote it; analysis works on a normalised copy.
+    pub text: String,
+    /// Attachments, stickers and the like, described for the ticket (`photo`, `document: invoice.pdf`).
+    pub attachments: Vec<String>,
+    pub received_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    /// The bridge's decision with its reasons, as JSON, once it has been made.
+    pub decision: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInbound {
+    pub platform: Platform,
+    pub platform_message_id: String,
+    pub conversation: ConversationId,
+    pub customer: CustomerId,
+    pub text: String,
+    pub attachments: Vec<String>,
+    pub received_at: Timestamp,
+}
+
+/// The outcome of storing something that must be stored once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted<T> {
+    /// It was new and is now stored.
+    New(T),
+    /// It had been stored before; this is the stored one, unchanged.
+    Existing(T),
+}
+
+impl<T> Inserted<T> {
+    pub fn is_new(&self) -> bool {
+        matches!(self, Inserted::New(_))
+    }
+
+    pub fn into_inner(self) -> T {
+        match self {
+            Inserted::New(t) | Inserted::Existing(t) => t,
+        }
+    }
+
+    pub fn get(&self) -> &T {
+        match self {
+            Inserted::New(t) | Inserted::Existing(t) => t,
+        }
+    }
+}
+
+/// Shorthand for the outcome of storing an inbound message.
+pub type Inbound = Inserted<InboundMessage>;

@@ -1,0 +1,116 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AgentId, ClusterId, Timestamp, id_type, word_enum};
+
+word_enum! {
+    /// A service a customer can lose.
+    Service {
+        Internet => "internet",
+        Tv => "tv",
+        Mobile => "mobile",
+        Landline => "landline",
+        Unknown => "unknown",
+    }
+}
+
+word_enum! {
+    /// Where a notice stands. Every state but `Resolved` is active.
+    NoticeState {
+        Investigating => "investigating",
+        Identified => "identified",
+        Monitoring => "monitoring",
+        Resolved => "resolved",
+    }
+}
+
+impl NoticeState {
+    pub fn is_active(self) -> bool {
+        self != NoticeState::Resolved
+    }
+}
+
+id_type!(
+    /// webcare's id of a notice.
+    NoticeId
+);
+
+/// An announcement of an outage, scoped to services and regions. Its content lives in versions; the notice shows the
+/// current one. A notice with no regions is nationwide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub id: NoticeId,
+    pub title: String,
+    pub state: NoticeState,
+    pub services: Vec<Service>,
+    pub regions: Vec<String>,
+    /// The current version's text, in the default language.
+    pub text: String,
+    /// The current version's text per language code (`nl`, `en`), where given.
+    pub texts: BTreeMap<String, String>,
+    /// The number of the current version, from 1.
+    pub version: i64,
+    /// A draft is not shown to customers until it is published (or approved, under four eyes).
+    pub draft: bool,
+    /// The cluster the notice was published from, if any.
+    pub cluster: Option<ClusterId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Notice {
+    /// Whether customers are answered from this notice now.
+    pub fn is_active(&self) -> bool {
+        !self.draft && self.state.is_active()
+    }
+
+    /// The text for a language, falling back to the default text.
+    pub fn text_for(&self, language: &str) -> &str {
+        self.texts.get(language).map(String::as_str).unwrap_or(&self.text)
+    }
+}
+
+/// One version of a notice: what subscribers receive, at most once each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoticeVersion {
+    pub notice: NoticeId,
+    pub version: i64,
+    pub state: NoticeState,
+    pub text: String,
+    pub texts: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    pub regions: Vec<String>,
+    pub author: Option<AgentId>,
+    pub approved_by: Option<AgentId>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotice {
+    pub title: String,
+    pub text: String,
+    pub texts: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    pub regions: Vec<String>,
+    pub state: NoticeState,
+    pub draft: bool,
+    pub cluster: Option<ClusterId>,
+    pub author: Option<AgentId>,
+    pub approved_by: Option<AgentId>,
+    pub at: Timestamp,
+}
+
+/// A change to a notice; it becomes a new version. Fields left `None` keep their current value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NoticeChange {
+    pub text: Option<String>,
+    pub texts: Option<BTreeMap<String, String>>,
+    pub state: Option<NoticeState>,
+    pub services: Option<Vec<Service>>,
+    pub regions: Option<Vec<String>>,
+    /// `Some(false)` publishes a draft.
+    pub draft: Option<bool>,
+    pub author: Option<AgentId>,
+    pub approved_by: Option<AgentId>,
+}

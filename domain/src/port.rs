@@ -1,0 +1,126 @@
+//! The ports platform adapters plug into: [`Intake`] takes what customers send, [`Sender`] delivers what webcare
+//! sends. Adapters (Telegram, Discord, the web chat) translate between their platform and these types; the
+//! application layer implements `Intake` and drives every `Sender` from the outbox.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{Conversation, ConversationKind, OutboxItem, Platform, Timestamp};
+
+/// Something a customer did on a platform, as an adapter reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    pub platform: Platform,
+    /// The chat, as the platform names it.
+    pub chat_id: String,
+    pub chat_kind: ConversationKind,
+    pub chat_title: Option<String>,
+    /// The person, as the platform names them.
+    pub user_id: String,
+    pub user_name: String,
+    /// Messages from bots (webcare's own included) are ignored; adapters report them so that this is one rule.
+    pub from_bot: bool,
+    /// Platform-unique message id (Telegram: `<chat id>/<message id>`; a button press: the callback id).
+    pub message_id: String,
+    pub text: String,
+    /// Attachments, stickers and the like, described for the ticket (`photo`, `document: invoice.pdf`).
+    pub attachments: Vec<String>,
+    pub kind: InboundKind,
+    /// A location hint from the platform (a geotag), when it gave one.
+    pub place: Option<String>,
+    /// The company account the message was sent to; deployments with one bot per platform leave it empty.
+    pub account: String,
+    pub at: Timestamp,
+}
+
+/// What kind of thing the customer did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InboundKind {
+    Message,
+    /// The customer changed a message sent before (`message_id` names it).
+    Edited,
+    /// The customer deleted a message sent before.
+    Deleted,
+    /// A command such as `/status`, `/stop`, `/help`, `/ticket` or `/start <payload>`, without the slash.
+    Command {
+        name: String,
+        args: String,
+    },
+    /// A button press with its callback data (`talk_to_person`).
+    Button {
+        data: String,
+    },
+}
+
+/// What the intake did with an event, for the adapter's logs and for tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeOutcome {
+    /// False when the event had been received before (a redelivery) and nothing was done again.
+    pub new: bool,
+    /// The action taken: `auto_answer`, `hold_and_subscribe`, `ticket`, `move_private`, `ignore`, or a command's.
+    pub action: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The event could not be stored; the adapter must not acknowledge it to the platform, so it comes again.
+    #[error("could not store the event: {0}")]
+    Unavailable(String),
+    #[error("invalid event: {0}")]
+    Invalid(String),
+}
+
+/// Where adapters deliver what customers send. `receive` returns once the event is durably stored, so an adapter
+/// may then acknowledge it (move Telegram's offset, say).
+#[async_trait]
+pub trait Intake: Send + Sync {
+    async fn receive(&self, event: InboundEvent) -> Result<IntakeOutcome, IntakeError>;
+}
+
+/// What the platform said when it accepted a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// The platform's id of the message it created, when there is one.
+    pub platform_message_id: Option<String>,
+}
+
+/// Which limit a platform's "slow down" applies to, so that only that scope waits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitScope {
+    /// Everything this bot sends on the platform.
+    Global,
+    /// Only this chat (or channel).
+    Chat(String),
+    /// A platform-defined bucket (Discord's per-route buckets).
+    Bucket(String),
+}
+
+/// Why a send did not go through, in the terms the delivery engine acts on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// 429: try again after `retry_after`, and hold back everything in `scope` until then.
+    #[error("rate limited for {retry_after:?} ({scope:?})")]
+    RateLimited { retry_after: Duration, scope: LimitScope },
+    /// The recipient refuses the bot for good (Telegram 403 blocked, Discord 50007): no retries.
+    #[error("recipient unreachable: {0}")]
+    Unreachable(String),
+    /// The chat moved (a Telegram group became a supergroup): send there instead.
+    #[error("chat moved to {new_chat_id}")]
+    Moved { new_chat_id: String },
+    /// The platform refused this message for good (bad request): no retries.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// A server error or a network failure: retry with backoff.
+    #[error("transient failure: {0}")]
+    Transient(String),
+}
+
+/// Delivers outbox rows on one platform.
+#[async_trait]
+pub trait Sender: Send + Sync {
+    fn platform(&self) -> Platform;
+    async fn send(&self, to: &Conversation, item: &OutboxItem) -> Result<Sent, SendError>;
+}

@@ -1,0 +1,314 @@
+//! The storage port: everything webcare keeps, as one trait over domain types.
+//!
+//! `webcare-storage` implements it on SQLite and PostgreSQL and one contract suite checks both. The logic crates
+//! take a `&dyn Store` and never see how it is kept.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Agent, AgentId, ClusterId, Conversation, ConversationId, Customer, CustomerId, Inbound, InboundId, Inserted,
+    NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound, NewNotice, NewOutbox, NewTicket, Notice,
+    NoticeChange, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, OutboxState, Platform, Ticket,
+    TicketEvent, TicketEventKind, TicketId, TicketState, Timestamp,
+};
+
+/// What a storage call can fail with. Callers act on the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// A uniqueness rule refused the write (an agent name taken, say).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or answered with a transient error; retrying later may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data that cannot be read back as a domain value (an unknown state word, bad JSON).
+    #[error("stored data is invalid: {0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed when tried again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a conversation is subscribed to: a notice's updates, or an outage cluster until it becomes a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionTarget {
+    Notice(NoticeId),
+    Cluster(ClusterId),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub conversation: ConversationId,
+    pub customer: Option<CustomerId>,
+    pub target: SubscriptionTarget,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Answers when the database does; used by `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Takes or renews the lease `name` for `holder` until `until`; true when `holder` has it now. A lease held by
+    /// another holder is taken only once it has run out, so one process at a time does the job, and another takes
+    /// over within one lease period when the holder dies.
+    async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
+    /// Gives the lease up at once (on a clean shutdown), so another process need not wait for it to run out.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+
+    // Customers and conversations.
+
+    /// Stores a customer once per platform user; a later call updates the display name.
+    async fn upsert_customer(&self, new: NewCustomer, at: Timestamp) -> StoreResult<Customer>;
+    async fn customer(&self, id: CustomerId) -> StoreResult<Customer>;
+    async fn set_customer_unreachable(&self, id: CustomerId, unreachable: bool) -> StoreResult<()>;
+    /// Stores a conversation once per platform chat; a later call updates the title.
+    async fn upsert_conversation(&self, new: NewConversation, at: Timestamp) -> StoreResult<Conversation>;
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation>;
+    async fn conversation_by_chat(
+        &self,
+        platform: Platform,
+        platform_chat_id: &str,
+    ) -> StoreResult<Option<Conversation>>;
+    /// Marks a conversation as refusing delivery for good, or as reachable again when the customer writes.
+    /// A new unguessable token that stands for `ticket`, for a link that continues the case in a private chat.
+    async fn create_private_link(&self, ticket: crate::TicketId, token: &str, at: Timestamp) -> StoreResult<()>;
+    /// The ticket a private-link token stands for.
+    async fn resolve_private_link(&self, token: &str) -> StoreResult<Option<crate::TicketId>>;
+    /// Moves a ticket to another conversation (the private chat its customer continued in); replies go there.
+    async fn move_ticket(&self, ticket: crate::TicketId, conversation: ConversationId) -> StoreResult<()>;
+    async fn set_conversation_unreachable(&self, id: ConversationId, unreachable: bool) -> StoreResult<()>;
+    /// Follows a chat that moved (a Telegram group that became a supergroup) to its new platform id.
+    async fn move_conversation(&self, id: ConversationId, new_platform_chat_id: &str) -> StoreResult<()>;
+    /// The conversation's messages both ways in time order: inbound messages and outbox rows (sent or not).
+    async fn transcript(&self, id: ConversationId) -> StoreResult<(Vec<crate::InboundMessage>, Vec<OutboxItem>)>;
+
+    // Inbound messages.
+
+    /// Stores a message once: a second call with the same platform and platform message id returns the stored one.
+    async fn insert_inbound(&self, new: NewInbound) -> StoreResult<Inbound>;
+    /// Applies an edit; returns the updated message, or `None` when the message is not stored.
+    async fn edit_inbound(
+        &self,
+        platform: Platform,
+        platform_message_id: &str,
+        text: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<crate::InboundMessage>>;
+    /// Marks a message deleted (its text is kept for the ticket's history); false when it is not stored.
+    async fn delete_inbound(&self, platform: Platform, platform_message_id: &str, at: Timestamp) -> StoreResult<bool>;
+    async fn set_decision(&self, id: InboundId, decision: &serde_json::Value) -> StoreResult<()>;
+    async fn inbound(&self, id: InboundId) -> StoreResult<crate::InboundMessage>;
+    /// Messages stored after `after`, oldest first, at most `limit`: what a restart replays into the bridge.
+    async fn inbound_after(&self, after: InboundId, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
+    /// Saves the bridge's state as of the message `last`, replacing the previous snapshot.
+    async fn save_engine_snapshot(&self, state: &str, last: InboundId, at: Timestamp) -> StoreResult<()>;
+    /// The latest snapshot of the bridge's state and the message it ends with.
+    async fn engine_snapshot(&self) -> StoreResult<Option<(String, InboundId)>>;
+
+    // Notices.
+
+    /// Creates a notice with its first version.
+    async fn create_notice(&self, new: NewNotice) -> StoreResult<Notice>;
+    /// Applies a change as a new version and returns the notice as it now stands.
+    async fn update_notice(&self, id: NoticeId, change: NoticeChange, at: Timestamp) -> StoreResult<Notice>;
+    async fn notice(&self, id: NoticeId) -> StoreResult<Notice>;
+    /// Every notice, newest first; only the active ones (not draft, not resolved) when `active_only`.
+    async fn notices(&self, active_only: bool) -> StoreResult<Vec<Notice>>;
+    /// A notice's versions, oldest first.
+    async fn notice_versions(&self, id: NoticeId) -> StoreResult<Vec<NoticeVersion>>;
+
+    // Outage clusters and subscriptions.
+
+    async fn create_cluster(&self, new: NewCluster) -> StoreResult<OutageCluster>;
+    async fn cluster(&self, id: ClusterId) -> StoreResult<OutageCluster>;
+    /// Open clusters, oldest first.
+    async fn open_clusters(&self) -> StoreResult<Vec<OutageCluster>>;
+    /// Records the cluster's member count and latest activity.
+    async fn touch_cluster(&self, id: ClusterId, members: i64, at: Timestamp) -> StoreResult<()>;
+    async fn set_cluster_alerted(&self, id: ClusterId, members: i64) -> StoreResult<()>;
+    /// Stores a cluster under the id the bridge gave it, or updates its members, times and state.
+    async fn save_cluster(&self, cluster: &OutageCluster) -> StoreResult<()>;
+    async fn insert_alert(&self, alert: &crate::SpikeAlert) -> StoreResult<crate::SpikeAlert>;
+    async fn alert(&self, id: crate::AlertId) -> StoreResult<crate::SpikeAlert>;
+    /// Spike alerts, newest first.
+    async fn alerts(&self) -> StoreResult<Vec<crate::SpikeAlert>>;
+    /// Ends a cluster: `Noticed` with the notice it became (its subscribers move to the notice), or `Expired`.
+    async fn close_cluster(&self, id: ClusterId, notice: Option<NoticeId>, at: Timestamp) -> StoreResult<()>;
+
+    /// Subscribes a conversation; false when it already was.
+    async fn subscribe(
+        &self,
+        conversation: ConversationId,
+        customer: Option<CustomerId>,
+        target: SubscriptionTarget,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Ends every subscription of a conversation (`/stop`); returns how many there were.
+    async fn unsubscribe_all(&self, conversation: ConversationId) -> StoreResult<u64>;
+    async fn subscribers(&self, target: SubscriptionTarget) -> StoreResult<Vec<Subscription>>;
+    async fn subscriptions_of(&self, conversation: ConversationId) -> StoreResult<Vec<Subscription>>;
+
+    // Tickets.
+
+    /// Creates a ticket with its `created` event.
+    async fn create_ticket(&self, new: NewTicket) -> StoreResult<Ticket>;
+    async fn ticket(&self, id: TicketId) -> StoreResult<Ticket>;
+    /// Tickets in the given states (all when empty), by due time then age.
+    async fn tickets(&self, states: &[TicketState]) -> StoreResult<Vec<Ticket>>;
+    /// The customer's ticket on this conversation that is not closed, if any.
+    async fn open_ticket(&self, conversation: ConversationId, customer: CustomerId) -> StoreResult<Option<Ticket>>;
+    async fn add_ticket_event(
+        &self,
+        ticket: TicketId,
+        kind: TicketEventKind,
+        actor: Option<AgentId>,
+        body: &str,
+        at: Timestamp,
+    ) -> StoreResult<TicketEvent>;
+    async fn ticket_events(&self, ticket: TicketId) -> StoreResult<Vec<TicketEvent>>;
+    /// Changes the state and records a `state_changed` event in the same transaction.
+    async fn set_ticket_state(
+        &self,
+        ticket: TicketId,
+        state: TicketState,
+        actor: Option<AgentId>,
+        at: Timestamp,
+    ) -> StoreResult<Ticket>;
+
+    // Agents.
+
+    async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent>;
+    async fn agent(&self, id: AgentId) -> StoreResult<Agent>;
+    async fn agent_by_name(&self, name: &str) -> StoreResult<Option<Agent>>;
+    async fn agents(&self) -> StoreResult<Vec<Agent>>;
+    /// Stores the hash of an API token for an agent. The token itself is never stored.
+    async fn add_api_token(&self, agent: AgentId, token_hash: &str, at: Timestamp) -> StoreResult<()>;
+    /// The active agent a token hash belongs to.
+    async fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Agent>>;
+
+    // The outbox.
+
+    /// Queues something to send. A key queued before returns the existing row unchanged.
+    async fn enqueue(&self, new: NewOutbox, at: Timestamp) -> StoreResult<Inserted<OutboxItem>>;
+    /// Queues many rows in one transaction (a broadcast's fan-out); keys queued before are skipped. Returns how
+    /// many rows were new.
+    async fn enqueue_many(&self, rows: &[NewOutbox], at: Timestamp) -> StoreResult<u64>;
+    async fn outbox_item(&self, id: OutboxId) -> StoreResult<OutboxItem>;
+    /// Claims up to `limit` rows that are due (pending with `next_attempt_at <= now`, or sending with a lapsed
+    /// lease), highest priority first, for `worker` until `now + lease`. Rows claimed by one caller are not
+    /// returned to another until the lease lapses, on either backend and across processes.
+    async fn claim_outbox(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxItem>>;
+    /// Records that the platform accepted the row. Only the worker holding the claim can; false otherwise.
+    async fn mark_sent(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        platform_message_id: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives the row back for another attempt at `next_attempt_at`, recording why this one failed.
+    async fn mark_retry(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Records that the row will never be sent (refused for good).
+    async fn mark_failed(&self, id: OutboxId, worker: &str, error: &str) -> StoreResult<bool>;
+    /// Cancels a row that has not been claimed yet; false when it is already claimed or final.
+    async fn cancel_outbox(&self, id: OutboxId) -> StoreResult<bool>;
+    /// How many rows are in each state.
+    async fn outbox_counts(&self) -> StoreResult<Vec<(OutboxState, i64)>>;
+    /// How many rows whose idempotency key starts with `prefix` are in each state, and how many of them were sent
+    /// at or after `sent_since` (a broadcast's progress and rate).
+    async fn outbox_progress(&self, prefix: &str, sent_since: Timestamp)
+    -> StoreResult<(Vec<(OutboxState, i64)>, i64)>;
+    /// Cancels the pending rows whose key starts with `prefix` but not with `keep` (older notice versions that a
+    /// newer one supersedes); returns how many.
+    async fn cancel_outbox_prefix(&self, prefix: &str, keep: &str) -> StoreResult<u64>;
+
+    // Ticketing (lifecycle, claims, SLA).
+
+    /// Creates a ticket with its `created` event and `events`, unless the customer already has a ticket on this
+    /// conversation that is not closed: then that one is returned unchanged and nothing is written. Two calls at
+    /// once for the same customer and conversation create one ticket, across processes.
+    async fn create_ticket_unless_open(
+        &self,
+        new: NewTicket,
+        events: &[crate::NewTicketEvent],
+    ) -> StoreResult<Inserted<crate::TicketWrite>>;
+    /// Writes every changeable field of `ticket` and records `events`, in one transaction, if the stored
+    /// version is still `ticket.version`; the written ticket has the next version. `None` when the stored
+    /// ticket changed since it was read (read it again and decide again); `NotFound` when there is none.
+    async fn update_ticket(
+        &self,
+        ticket: &Ticket,
+        events: &[crate::NewTicketEvent],
+    ) -> StoreResult<Option<crate::TicketWrite>>;
+    /// Claims a ticket in one conditional write: it succeeds when nobody holds the claim, the agent holds it
+    /// already, or the holder's claim has lapsed. A `new` ticket becomes `open` and the claimer its assignee.
+    /// Of any number of concurrent claimers, on either backend and across processes, exactly one succeeds
+    /// and the others learn who holds it.
+    async fn claim_ticket(&self, claim: &crate::TicketClaim) -> StoreResult<crate::ClaimOutcome>;
+    /// Tickets matching the filter, by due time (undated last), then age.
+    async fn find_tickets(&self, filter: &crate::TicketFilter) -> StoreResult<Vec<Ticket>>;
+
+    // Console sessions.
+
+    /// Stores a console login session (under the hash of its cookie value).
+    async fn create_session(&self, session: &crate::ConsoleSession) -> StoreResult<()>;
+    /// The session stored under `id_hash`, unless it expired at or before `now`.
+    async fn session(&self, id_hash: &str, now: Timestamp) -> StoreResult<Option<crate::ConsoleSession>>;
+    /// Ends one session (logout); ending one that is gone is no error.
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Ends every session of an agent (deactivated, role or password changed); returns how many.
+    async fn delete_agent_sessions(&self, agent: AgentId) -> StoreResult<u64>;
+    /// Removes the sessions that expired at or before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+    async fn set_agent_role(&self, id: AgentId, role: crate::Role) -> StoreResult<Agent>;
+    async fn set_agent_active(&self, id: AgentId, active: bool) -> StoreResult<Agent>;
+    async fn set_agent_password(&self, id: AgentId, password_hash: &str) -> StoreResult<Agent>;
+    /// Creates a canned reply; `Conflict` when its title is taken.
+    async fn create_canned_reply(
+        &self,
+        title: &str,
+        body: &str,
+        by: Option<AgentId>,
+        at: Timestamp,
+    ) -> StoreResult<crate::CannedReply>;
+    async fn update_canned_reply(
+        &self,
+        id: crate::CannedReplyId,
+        title: &str,
+        body: &str,
+        at: Timestamp,
+    ) -> StoreResult<crate::CannedReply>;
+    async fn delete_canned_reply(&self, id: crate::CannedReplyId) -> StoreResult<()>;
+    async fn canned_reply(&self, id: crate::CannedReplyId) -> StoreResult<crate::CannedReply>;
+    /// Every canned reply, by title.
+    async fn canned_replies(&self) -> StoreResult<Vec<crate::CannedReply>>;
+    /// Messages received at or after `since`, oldest first, at most `limit`: what the reports count.
+    async fn inbound_since(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
+}

@@ -1,0 +1,1780 @@
+//! webcare's storage: the domain's [`Store`] on SQLite (a file, WAL mode, the default) and on PostgreSQL.
+//!
+//! One implementation serves both backends: queries are written once in SQL both dialects accept (numbered
+//! parameters, `ON CONFLICT`, `RETURNING`) and run through [`on_pool!`], which expands each body once per pool type.
+//! Where the dialects must differ (claiming outbox rows with `FOR UPDATE SKIP LOCKED`) the backend is matched
+//! explicitly. Each backend has its own migrations directory; the contract suite in `tests/it/storage.rs` runs
+//! the same cases against both.
+//!
+//! Architecture invariant: sqlx types stay inside this crate. Callers see `webcare-domain` types and errors only.
+
+mod open;
+mod rows;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use webcare_domain::{
+    Agent, AgentId, ClusterId, ClusterState, Conversation, ConversationId, Customer, CustomerId, Inbound, InboundId,
+    InboundMessage, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound, NewNotice, NewOutbox,
+    NewTicket, Notice, NoticeChange, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, OutboxState,
+    Platform, Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Ticket, TicketEvent, TicketEventKind,
+    TicketId, TicketState, Timestamp,
+};
+
+pub use open::{OpenError, OpenOptions, mask_url};
+use rows::{ms, services_json, to_json};
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// An open database. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    backend: Backend,
+    /// The URL with credentials masked, for messages.
+    url: String,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("backend", &self.backend).field("url", &self.url).finish()
+    }
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the database has. The body is compiled once per backend.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Writes a notice's current content as a version row, inside the transaction `$tx`.
+macro_rules! insert_version {
+    ($tx:expr, $notice:expr, $author:expr, $approved_by:expr) => {{
+        let notice: &Notice = $notice;
+        sqlx::query(
+            "INSERT INTO notice_versions
+               (notice_id, version, state, text, texts, services, regions, author_id, approved_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(notice.id.0)
+        .bind(notice.version)
+        .bind(notice.state.as_str())
+        .bind(notice.text.clone())
+        .bind(to_json(&notice.texts))
+        .bind(services_json(&notice.services))
+        .bind(to_json(&notice.regions))
+        .bind($author.map(|a: AgentId| a.0))
+        .bind($approved_by.map(|a: AgentId| a.0))
+        .bind(ms(notice.updated_at))
+        .execute(&mut *$tx)
+        .await
+        .map_err(err)
+    }};
+}
+
+/// Writes a ticket event inside the transaction `$tx` and returns its row.
+macro_rules! insert_event {
+    ($tx:expr, $ticket:expr, $kind:expr, $actor:expr, $body:expr, $at:expr) => {{
+        let row: Result<rows::TicketEventRow, _> = sqlx::query_as(
+            "INSERT INTO ticket_events (ticket_id, kind, actor_id, body, created_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING *",
+        )
+        .bind($ticket.0)
+        .bind(TicketEventKind::as_str($kind))
+        .bind($actor.map(|a: AgentId| a.0))
+        .bind($body.to_owned())
+        .bind(ms($at))
+        .fetch_one(&mut *$tx)
+        .await
+        .map_err(err);
+        row
+    }};
+}
+
+impl Db {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database URL with credentials masked.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Maps a driver error onto what a caller can act on.
+fn err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound { what: "row", id: String::new() },
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite 5/6 (busy, locked); PostgreSQL 08xxx (connection), 57P0x (shutdown), 40001 (serialisation).
+            if code == "5" || code == "6" || code.starts_with("08") || code.starts_with("57P") || code == "40001" {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Other(e.to_string())
+            }
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Invalid(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn not_found(what: &'static str, id: impl ToString) -> impl FnOnce(StoreError) -> StoreError {
+    move |e| match e {
+        StoreError::NotFound { .. } => StoreError::NotFound { what, id: id.to_string() },
+        other => other,
+    }
+}
+
+/// `Ok` when an UPDATE touched a row, `NotFound` naming the row otherwise.
+fn found(rows_affected: u64, what: &'static str, id: impl ToString) -> StoreResult<()> {
+    if rows_affected == 0 { Err(StoreError::NotFound { what, id: id.to_string() }) } else { Ok(()) }
+}
+
+fn optional<T>(r: Result<T, sqlx::Error>) -> StoreResult<Option<T>> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(sqlx::Error::RowNotFound) => Ok(None),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// A LIKE pattern matching every string that starts with `prefix`, with LIKE's own characters escaped.
+fn like_prefix(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+const TICKET_ORDER: &str = "ORDER BY due_at IS NULL, due_at, created_at, id";
+
+/// Inserts a new ticket; the platform is copied from its conversation so the queue can filter on it.
+const INSERT_TICKET: &str = "INSERT INTO tickets
+       (conversation_id, customer_id, state, subject, priority, category, created_at, updated_at, due_at,
+        platform, tags, first_response_due_at, resolution_due_at)
+     VALUES ($1, $2, 'new', $3, $4, $5, $6, $6, $7,
+        (SELECT platform FROM conversations WHERE id = $1), $8, $9, $10)
+     RETURNING *";
+
+/// Claims due outbox rows. Written out twice because only PostgreSQL has (and needs) row locks: with
+/// `FOR UPDATE SKIP LOCKED` concurrent claimers in other processes take disjoint rows without waiting; SQLite has
+/// one writer at a time, so the single UPDATE is atomic without it.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE outbox SET state = 'sending', claimed_by = $1, lease_until = $2, attempts = attempts + 1
+             WHERE id IN (
+               SELECT id FROM outbox
+               WHERE (state = 'pending' AND next_attempt_at <= $3) OR (state = 'sending' AND lease_until <= $3)
+               ORDER BY priority DESC, next_attempt_at, id
+               LIMIT $4 ",
+            $lock,
+            ")
+             RETURNING *"
+        )
+    };
+}
+const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE SKIP LOCKED");
+const CLAIM_SQLITE: &str = claim_sql!("");
+
+#[async_trait]
+impl Store for Db {
+    async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(err))
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        // One statement: insert, or take over a lease that ran out, or renew our own. The row lock (PostgreSQL) or
+        // the write lock (SQLite) makes two contenders see each other's result.
+        let n = on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $4"
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(ms(until))
+        .bind(ms(now))
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(err))
+    }
+
+    async fn upsert_customer(&self, new: NewCustomer, at: Timestamp) -> StoreResult<Customer> {
+        let row: rows::CustomerRow = on_pool!(self, |pool| sqlx::query_as(
+            "INSERT INTO customers (platform, platform_user_id, display_name, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (platform, platform_user_id) DO UPDATE SET display_name = excluded.display_name
+             RETURNING *"
+        )
+        .bind(new.platform.as_str())
+        .bind(&new.platform_user_id)
+        .bind(&new.display_name)
+        .bind(ms(at))
+        .fetch_one(pool)
+        .await
+        .map_err(err)?);
+        row.try_into()
+    }
+
+    async fn customer(&self, id: CustomerId) -> StoreResult<Customer> {
+        let row: rows::CustomerRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM customers WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(pool)
+            .await
+            .map_err(err)
+            .map_err(not_found("customer", id))?);
+        row.try_into()
+    }
+
+    async fn set_customer_unreachable(&self, id: CustomerId, unreachable: bool) -> StoreResult<()> {
+        let done = on_pool!(self, |pool| sqlx::query("UPDATE customers SET unreachable = $1 WHERE id = $2")
+            .bind(unreachable)
+            .bind(id.0)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        found(done, "customer", id)
+    }
+
+    async fn upsert_conversation(&self, new: NewConversation, at: Timestamp) -> StoreResult<Conversation> {
+        let row: rows::ConversationRow = on_pool!(self, |pool| {
+            sqlx::query_as(
+            "INSERT INTO conversations (platform, platform_chat_id, kind, title, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (platform, platform_chat_id) DO UPDATE SET title = COALESCE(excluded.title, conversations.title)
+             RETURNING *"
+        )
+        .bind(new.platform.as_str())
+        .bind(&new.platform_chat_id)
+        .bind(new.kind.as_str())
+        .bind(&new.title)
+        .bind(ms(at))
+        .fetch_one(pool)
+        .await
+        .map_err(err)?
+        });
+        row.try_into()
+    }
+
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation> {
+        let row: rows::ConversationRow =
+            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM conversations WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(pool)
+                .await
+                .map_err(err)
+                .map_err(not_found("conversation", id))?);
+        row.try_into()
+    }
+
+    async fn conversation_by_chat(
+        &self,
+        platform: Platform,
+        platform_chat_id: &str,
+    ) -> StoreResult<Option<Conversation>> {
+        let row: Option<rows::ConversationRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as("SELECT * FROM conversations WHERE platform = $1 AND platform_chat_id = $2")
+                .bind(platform.as_str())
+                .bind(platform_chat_id)
+                .fetch_one(pool)
+                .await
+        )?);
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn create_private_link(&self, ticket: TicketId, token: &str, at: Timestamp) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO private_links (token, ticket_id, created_at) VALUES ($1, $2, $3)"
+        )
+        .bind(token)
+        .bind(ticket.0)
+        .bind(ms(at))
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(err))
+    }
+
+    async fn resolve_private_link(&self, token: &str) -> StoreResult<Option<TicketId>> {
+        let row: Option<(i64,)> = on_pool!(self, |pool| optional(
+            sqlx::query_as("SELECT ticket_id FROM private_links WHERE token = $1").bind(token).fetch_one(pool).await
+        )?);
+        Ok(row.map(|(id,)| TicketId(id)))
+    }
+
+    async fn move_ticket(&self, ticket: TicketId, conversation: ConversationId) -> StoreResult<()> {
+        let n = on_pool!(self, |pool| sqlx::query("UPDATE tickets SET conversation_id = $1 WHERE id = $2")
+            .bind(conversation.0)
+            .bind(ticket.0)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        found(n, "ticket", ticket)
+    }
+
+    async fn set_conversation_unreachable(&self, id: ConversationId, unreachable: bool) -> StoreResult<()> {
+        let n = on_pool!(self, |pool| sqlx::query("UPDATE conversations SET unreachable = $1 WHERE id = $2")
+            .bind(unreachable)
+            .bind(id.0)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        found(n, "conversation", id)
+    }
+
+    async fn move_conversation(&self, id: ConversationId, new_platform_chat_id: &str) -> StoreResult<()> {
+        let n = on_pool!(self, |pool| sqlx::query("UPDATE conversations SET platform_chat_id = $1 WHERE id = $2")
+            .bind(new_platform_chat_id)
+            .bind(id.0)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        found(n, "conversation", id)
+    }
+
+    async fn transcript(&self, id: ConversationId) -> StoreResult<(Vec<InboundMessage>, Vec<OutboxItem>)> {
+        let (inbound, outbound): (Vec<rows::InboundRow>, Vec<rows::OutboxRow>) = on_pool!(self, |pool| {
+            let inbound =
+                sqlx::query_as("SELECT * FROM inbound_messages WHERE conversation_id = $1 ORDER BY received_at, id")
+                    .bind(id.0)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?;
+            let outbound = sqlx::query_as(
+                "SELECT * FROM outbox WHERE conversation_id = $1 AND kind = 'message' ORDER BY created_at, id",
+            )
+            .bind(id.0)
+            .fetch_all(pool)
+            .await
+            .map_err(err)?;
+            (inbound, outbound)
+        });
+        Ok((rows::all(inbound)?, rows::all(outbound)?))
+    }
+
+    async fn insert_inbound(&self, new: NewInbound) -> StoreResult<Inbound> {
+        let attachments = to_json(&new.attachments);
+        let inserted: Option<rows::InboundRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as(
+                "INSERT INTO inbound_messages
+                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (platform, platform_message_id) DO NOTHING
+                 RETURNING *"
+            )
+            .bind(new.platform.as_str())
+            .bind(&new.platform_message_id)
+            .bind(new.conversation.0)
+            .bind(new.customer.0)
+            .bind(&new.text)
+            .bind(&attachments)
+            .bind(ms(new.received_at))
+            .fetch_one(pool)
+            .await
+        )?);
+        if let Some(row) = inserted {
+            return Ok(Inserted::New(row.try_into()?));
+        }
+        let row: rows::InboundRow = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM inbound_messages WHERE platform = $1 AND platform_message_id = $2"
+        )
+        .bind(new.platform.as_str())
+        .bind(&new.platform_message_id)
+        .fetch_one(pool)
+        .await
+        .map_err(err)?);
+        Ok(Inserted::Existing(row.try_into()?))
+    }
+
+    async fn edit_inbound(
+        &self,
+        platform: Platform,
+        platform_message_id: &str,
+        text: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<InboundMessage>> {
+        let row: Option<rows::InboundRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as(
+                "UPDATE inbound_messages SET text = $1, edited_at = $2
+                 WHERE platform = $3 AND platform_message_id = $4 RETURNING *"
+            )
+            .bind(text)
+            .bind(ms(at))
+            .bind(platform.as_str())
+            .bind(platform_message_id)
+            .fetch_one(pool)
+            .await
+        )?);
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn delete_inbound(&self, platform: Platform, platform_message_id: &str, at: Timestamp) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE inbound_messages SET deleted_at = $1 WHERE platform = $2 AND platform_message_id = $3"
+        )
+        .bind(ms(at))
+        .bind(platform.as_str())
+        .bind(platform_message_id)
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn set_decision(&self, id: InboundId, decision: &serde_json::Value) -> StoreResult<()> {
+        let decision = to_json(decision);
+        let n = on_pool!(self, |pool| sqlx::query("UPDATE inbound_messages SET decision = $1 WHERE id = $2")
+            .bind(&decision)
+            .bind(id.0)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        found(n, "message", id)
+    }
+
+    async fn inbound(&self, id: InboundId) -> StoreResult<InboundMessage> {
+        let row: rows::InboundRow =
+            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM inbound_messages WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(pool)
+                .await
+                .map_err(err)
+                .map_err(not_found("message", id))?);
+        row.try_into()
+    }
+
+    async fn inbound_after(&self, after: InboundId, limit: u32) -> StoreResult<Vec<InboundMessage>> {
+        let rows: Vec<rows::InboundRow> =
+            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM inbound_messages WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.0)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn save_engine_snapshot(&self, state: &str, last: InboundId, at: Timestamp) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO engine_snapshots (id, state, last_inbound_id, taken_at) VALUES (1, $1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_inbound_id = excluded.last_inbound_id,
+               taken_at = excluded.taken_at"
+        )
+        .bind(state)
+        .bind(last.0)
+        .bind(ms(at))
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(err))
+    }
+
+    async fn engine_snapshot(&self) -> StoreResult<Option<(String, InboundId)>> {
+        let row: Option<(String, i64)> = on_pool!(self, |pool| optional(
+            sqlx::query_as("SELECT state, last_inbound_id FROM engine_snapshots WHERE id = 1").fetch_one(pool).await
+        )?);
+        Ok(row.map(|(s, id)| (s, InboundId(id))))
+    }
+
+    async fn create_notice(&self, new: NewNotice) -> StoreResult<Notice> {
+        let services = services_json(&new.services);
+        let regions = to_json(&new.regions);
+        let texts = to_json(&new.texts);
+        let row: Notice = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let row: rows::NoticeRow = sqlx::query_as(
+                "INSERT INTO notices
+                   (title, state, services, regions, text, texts, version, draft, cluster_id, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $9)
+                 RETURNING *",
+            )
+            .bind(&new.title)
+            .bind(new.state.as_str())
+            .bind(&services)
+            .bind(&regions)
+            .bind(&new.text)
+            .bind(&texts)
+            .bind(new.draft)
+            .bind(new.cluster.map(|c| c.0))
+            .bind(ms(new.at))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+            let notice: Notice = row.try_into()?;
+            insert_version!(tx, &notice, new.author, new.approved_by)?;
+            tx.commit().await.map_err(err)?;
+            notice
+        });
+        Ok(row)
+    }
+
+    async fn update_notice(&self, id: NoticeId, change: NoticeChange, at: Timestamp) -> StoreResult<Notice> {
+        let services = change.services.as_deref().map(services_json);
+        let regions = change.regions.as_ref().map(to_json);
+        let texts = change.texts.as_ref().map(to_json);
+        let row: Notice = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            // One UPDATE computes the new version from the stored row, so that two concurrent changes get
+            // consecutive version numbers on both backends (the row lock or SQLite's write lock orders them).
+            let row: rows::NoticeRow = sqlx::query_as(
+                "UPDATE notices SET
+                   text = COALESCE($1, text), texts = COALESCE($2, texts), state = COALESCE($3, state),
+                   services = COALESCE($4, services), regions = COALESCE($5, regions), draft = COALESCE($6, draft),
+                   version = version + 1, updated_at = $7
+                 WHERE id = $8 RETURNING *",
+            )
+            .bind(change.text.as_deref())
+            .bind(texts.as_deref())
+            .bind(change.state.map(|s| s.as_str()))
+            .bind(services.as_deref())
+            .bind(regions.as_deref())
+            .bind(change.draft)
+            .bind(ms(at))
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)
+            .map_err(not_found("notice", id))?;
+            let notice: Notice = row.try_into()?;
+            insert_version!(tx, &notice, change.author, change.approved_by)?;
+            tx.commit().await.map_err(err)?;
+            notice
+        });
+        Ok(row)
+    }
+
+    async fn notice(&self, id: NoticeId) -> StoreResult<Notice> {
+        let row: rows::NoticeRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM notices WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(pool)
+            .await
+            .map_err(err)
+            .map_err(not_found("notice", id))?);
+        row.try_into()
+    }
+
+    async fn notices(&self, active_only: bool) -> StoreResult<Vec<Notice>> {
+        let sql = if active_only {
+            "SELECT * FROM notices WHERE draft = FALSE AND state <> 'resolved' ORDER BY id DESC"
+        } else {
+            "SELECT * FROM notices ORDER BY id DESC"
+        };
+        let rows: Vec<rows::NoticeRow> =
+            on_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await.map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn notice_versions(&self, id: NoticeId) -> StoreResult<Vec<NoticeVersion>> {
+        let rows: Vec<rows::NoticeVersionRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM notice_versions WHERE notice_id = $1 ORDER BY version"
+        )
+        .bind(id.0)
+        .fetch_all(pool)
+        .await
+        .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn create_cluster(&self, new: NewCluster) -> StoreResult<OutageCluster> {
+        let row: rows::ClusterRow = on_pool!(self, |pool| sqlx::query_as(
+            "INSERT INTO outage_clusters (account, service, region, state, members, first_at, last_at)
+             VALUES ($1, $2, $3, 'open', 0, $4, $4) RETURNING *"
+        )
+        .bind(&new.account)
+        .bind(new.service.as_str())
+        .bind(&new.region)
+        .bind(ms(new.at))
+        .fetch_one(pool)
+        .await
+        .map_err(err)?);
+        row.try_into()
+    }
+
+    async fn cluster(&self, id: ClusterId) -> StoreResult<OutageCluster> {
+        let row: rows::ClusterRow =
+            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM outage_clusters WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(pool)
+                .await
+                .map_err(err)
+                .map_err(not_found("cluster", id))?);
+        row.try_into()
+    }
+
+    async fn open_clusters(&self) -> StoreResult<Vec<OutageCluster>> {
+        let rows: Vec<rows::ClusterRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM outage_clusters WHERE state = 'open' ORDER BY first_at, id"
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn touch_cluster(&self, id: ClusterId, members: i64, at: Timestamp) -> StoreResult<()> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE outage_clusters SET members = $1, last_at = CASE WHEN last_at > $2 THEN last_at ELSE $2 END
+             WHERE id = $3"
+        )
+        .bind(members)
+        .bind(ms(at))
+        .bind(id.0)
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        found(n, "cluster", id)
+    }
+
+    async fn set_cluster_alerted(&self, id: ClusterId, members: i64) -> StoreResult<()> {
+        let n = on_pool!(self, |pool| sqlx::query("UPDATE outage_clusters SET alerted_at_members = $1 WHERE id = $2")
+            .bind(members)
+            .bind(id.0)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        found(n, "cluster", id)
+    }
+
+    async fn save_cluster(&self, c: &OutageCluster) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO outage_clusters
+               (id, account, service, region, state, members, alerted_at_members, notice_id, first_at, last_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO UPDATE SET region = excluded.region, state = excluded.state,
+               members = excluded.members, alerted_at_members = excluded.alerted_at_members,
+               notice_id = excluded.notice_id, last_at = excluded.last_at"
+        )
+        .bind(c.id.0)
+        .bind(&c.account)
+        .bind(c.service.as_str())
+        .bind(&c.region)
+        .bind(c.state.as_str())
+        .bind(c.members)
+        .bind(c.alerted_at_members)
+        .bind(c.notice.map(|n| n.0))
+        .bind(ms(c.first_at))
+        .bind(ms(c.last_at))
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(err))
+    }
+
+    async fn insert_alert(&self, a: &webcare_domain::SpikeAlert) -> StoreResult<webcare_domain::SpikeAlert> {
+        let row: rows::AlertRow = on_pool!(self, |pool| sqlx::query_as(
+            "INSERT INTO spike_alerts
+               (cluster_id, account, service, region, count, samples, draft, first_at, last_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *"
+        )
+        .bind(a.cluster.0)
+        .bind(&a.account)
+        .bind(a.service.as_str())
+        .bind(&a.region)
+        .bind(a.count)
+        .bind(to_json(&a.samples))
+        .bind(to_json(&a.draft))
+        .bind(ms(a.first_at))
+        .bind(ms(a.last_at))
+        .bind(ms(a.created_at))
+        .fetch_one(pool)
+        .await
+        .map_err(err)?);
+        row.try_into()
+    }
+
+    async fn alert(&self, id: webcare_domain::AlertId) -> StoreResult<webcare_domain::SpikeAlert> {
+        let row: rows::AlertRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM spike_alerts WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(pool)
+            .await
+            .map_err(err)
+            .map_err(not_found("alert", id))?);
+        row.try_into()
+    }
+
+    async fn alerts(&self) -> StoreResult<Vec<webcare_domain::SpikeAlert>> {
+        let rows: Vec<rows::AlertRow> =
+            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM spike_alerts ORDER BY created_at DESC, id DESC")
+                .fetch_all(pool)
+                .await
+                .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn close_cluster(&self, id: ClusterId, notice: Option<NoticeId>, at: Timestamp) -> StoreResult<()> {
+        let state = if notice.is_some() { ClusterState::Noticed } else { ClusterState::Expired };
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let n = sqlx::query(
+                "UPDATE outage_clusters SET state = $1, notice_id = $2, last_at = $3 WHERE id = $4 AND state = 'open'",
+            )
+            .bind(state.as_str())
+            .bind(notice.map(|n| n.0))
+            .bind(ms(at))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "open cluster", id: id.to_string() });
+            }
+            if let Some(notice) = notice {
+                // The cluster's members become the notice's subscribers: one broadcast answers them all.
+                sqlx::query(
+                    "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, created_at)
+                     SELECT conversation_id, customer_id, $1, $2 FROM subscriptions WHERE cluster_id = $3
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(notice.0)
+                .bind(ms(at))
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+            sqlx::query("DELETE FROM subscriptions WHERE cluster_id = $1")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        conversation: ConversationId,
+        customer: Option<CustomerId>,
+        target: SubscriptionTarget,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let (notice, cluster) = match target {
+            SubscriptionTarget::Notice(n) => (Some(n.0), None),
+            SubscriptionTarget::Cluster(c) => (None, Some(c.0)),
+        };
+        let n = on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, cluster_id, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+        )
+        .bind(conversation.0)
+        .bind(customer.map(|c| c.0))
+        .bind(notice)
+        .bind(cluster)
+        .bind(ms(at))
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn unsubscribe_all(&self, conversation: ConversationId) -> StoreResult<u64> {
+        on_pool!(self, |pool| sqlx::query("DELETE FROM subscriptions WHERE conversation_id = $1")
+            .bind(conversation.0)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(err))
+    }
+
+    async fn subscribers(&self, target: SubscriptionTarget) -> StoreResult<Vec<Subscription>> {
+        let (sql, id) = match target {
+            SubscriptionTarget::Notice(n) => {
+                ("SELECT * FROM subscriptions WHERE notice_id = $1 ORDER BY conversation_id", n.0)
+            }
+            SubscriptionTarget::Cluster(c) => {
+                ("SELECT * FROM subscriptions WHERE cluster_id = $1 ORDER BY conversation_id", c.0)
+            }
+        };
+        let rows: Vec<rows::SubscriptionRow> =
+            on_pool!(self, |pool| sqlx::query_as(sql).bind(id).fetch_all(pool).await.map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn subscriptions_of(&self, conversation: ConversationId) -> StoreResult<Vec<Subscription>> {
+        let rows: Vec<rows::SubscriptionRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM subscriptions WHERE conversation_id = $1 ORDER BY created_at"
+        )
+        .bind(conversation.0)
+        .fetch_all(pool)
+        .await
+        .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn create_ticket(&self, new: NewTicket) -> StoreResult<Ticket> {
+        let row: Ticket = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let row: rows::TicketRow = sqlx::query_as(INSERT_TICKET)
+                .bind(new.conversation.0)
+                .bind(new.customer.0)
+                .bind(&new.subject)
+                .bind(new.priority)
+                .bind(&new.category)
+                .bind(ms(new.at))
+                .bind(new.due_at.map(ms))
+                .bind(to_json(&new.tags))
+                .bind(new.first_response_due_at.map(ms))
+                .bind(new.resolution_due_at.map(ms))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            let ticket: Ticket = row.try_into()?;
+            insert_event!(tx, ticket.id, TicketEventKind::Created, None::<AgentId>, new.subject, new.at)?;
+            tx.commit().await.map_err(err)?;
+            ticket
+        });
+        Ok(row)
+    }
+
+    async fn ticket(&self, id: TicketId) -> StoreResult<Ticket> {
+        let row: rows::TicketRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM tickets WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(pool)
+            .await
+            .map_err(err)
+            .map_err(not_found("ticket", id))?);
+        row.try_into()
+    }
+
+    async fn tickets(&self, states: &[TicketState]) -> StoreResult<Vec<Ticket>> {
+        let sql = if states.is_empty() {
+            format!("SELECT * FROM tickets {TICKET_ORDER}")
+        } else {
+            let params: Vec<String> = (1..=states.len()).map(|i| format!("${i}")).collect();
+            format!("SELECT * FROM tickets WHERE state IN ({}) {TICKET_ORDER}", params.join(", "))
+        };
+        let rows: Vec<rows::TicketRow> = on_pool!(self, |pool| {
+            // Only numbered placeholders are formatted into the text; the states themselves are bound.
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for s in states {
+                q = q.bind(s.as_str());
+            }
+            q.fetch_all(pool).await.map_err(err)?
+        });
+        rows::all(rows)
+    }
+
+    async fn open_ticket(&self, conversation: ConversationId, customer: CustomerId) -> StoreResult<Option<Ticket>> {
+        let row: Option<rows::TicketRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as(
+                "SELECT * FROM tickets WHERE conversation_id = $1 AND customer_id = $2 AND state <> 'closed'
+                 ORDER BY id DESC LIMIT 1"
+            )
+            .bind(conversation.0)
+            .bind(customer.0)
+            .fetch_one(pool)
+            .await
+        )?);
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn add_ticket_event(
+        &self,
+        ticket: TicketId,
+        kind: TicketEventKind,
+        actor: Option<AgentId>,
+        body: &str,
+        at: Timestamp,
+    ) -> StoreResult<TicketEvent> {
+        let row: rows::TicketEventRow = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let row = insert_event!(tx, ticket, kind, actor, body, at)?;
+            sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2")
+                .bind(ms(at))
+                .bind(ticket.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            row
+        });
+        row.try_into()
+    }
+
+    async fn ticket_events(&self, ticket: TicketId) -> StoreResult<Vec<TicketEvent>> {
+        let rows: Vec<rows::TicketEventRow> =
+            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM ticket_events WHERE ticket_id = $1 ORDER BY id")
+                .bind(ticket.0)
+                .fetch_all(pool)
+                .await
+                .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn set_ticket_state(
+        &self,
+        ticket: TicketId,
+        state: TicketState,
+        actor: Option<AgentId>,
+        at: Timestamp,
+    ) -> StoreResult<Ticket> {
+        let row: rows::TicketRow = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let row: rows::TicketRow =
+                sqlx::query_as("UPDATE tickets SET state = $1, updated_at = $2 WHERE id = $3 RETURNING *")
+                    .bind(state.as_str())
+                    .bind(ms(at))
+                    .bind(ticket.0)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)
+                    .map_err(not_found("ticket", ticket))?;
+            insert_event!(tx, ticket, TicketEventKind::StateChanged, actor, state.as_str(), at)?;
+            tx.commit().await.map_err(err)?;
+            row
+        });
+        row.try_into()
+    }
+
+    async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent> {
+        let row: rows::AgentRow = on_pool!(self, |pool| sqlx::query_as(
+            "INSERT INTO agents (name, role, password_hash, active, created_at) VALUES ($1, $2, $3, TRUE, $4)
+             RETURNING *"
+        )
+        .bind(&new.name)
+        .bind(new.role.as_str())
+        .bind(&new.password_hash)
+        .bind(ms(new.at))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| match err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("an agent named `{}` exists already", new.name)),
+            other => other,
+        })?);
+        row.try_into()
+    }
+
+    async fn agent(&self, id: AgentId) -> StoreResult<Agent> {
+        let row: rows::AgentRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM agents WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(pool)
+            .await
+            .map_err(err)
+            .map_err(not_found("agent", id))?);
+        row.try_into()
+    }
+
+    async fn agent_by_name(&self, name: &str) -> StoreResult<Option<Agent>> {
+        let row: Option<rows::AgentRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as("SELECT * FROM agents WHERE name = $1").bind(name).fetch_one(pool).await
+        )?);
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn agents(&self) -> StoreResult<Vec<Agent>> {
+        let rows: Vec<rows::AgentRow> = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM agents ORDER BY name")
+            .fetch_all(pool)
+            .await
+            .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn add_api_token(&self, agent: AgentId, token_hash: &str, at: Timestamp) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO api_tokens (agent_id, token_hash, created_at) VALUES ($1, $2, $3)"
+        )
+        .bind(agent.0)
+        .bind(token_hash)
+        .bind(ms(at))
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(err))
+    }
+
+    async fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
+        let row: Option<rows::AgentRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as(
+                "SELECT agents.* FROM agents JOIN api_tokens ON api_tokens.agent_id = agents.id
+                 WHERE api_tokens.token_hash = $1 AND agents.active = TRUE"
+            )
+            .bind(token_hash)
+            .fetch_one(pool)
+            .await
+        )?);
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn enqueue(&self, new: NewOutbox, at: Timestamp) -> StoreResult<Inserted<OutboxItem>> {
+        let extra = to_json(&new.extra);
+        let inserted: Option<rows::OutboxRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as(
+                "INSERT INTO outbox
+                   (conversation_id, kind, body, extra, idempotency_key, priority, state, attempts, next_attempt_at,
+                    created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8)
+                 ON CONFLICT (idempotency_key) DO NOTHING
+                 RETURNING *"
+            )
+            .bind(new.conversation.0)
+            .bind(&new.kind)
+            .bind(&new.body)
+            .bind(&extra)
+            .bind(&new.idempotency_key)
+            .bind(new.priority.0)
+            .bind(ms(new.not_before))
+            .bind(ms(at))
+            .fetch_one(pool)
+            .await
+        )?);
+        if let Some(row) = inserted {
+            return Ok(Inserted::New(row.try_into()?));
+        }
+        let row: rows::OutboxRow =
+            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM outbox WHERE idempotency_key = $1")
+                .bind(&new.idempotency_key)
+                .fetch_one(pool)
+                .await
+                .map_err(err)?);
+        Ok(Inserted::Existing(row.try_into()?))
+    }
+
+    async fn enqueue_many(&self, rows: &[NewOutbox], at: Timestamp) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // One transaction for the whole batch: one durable commit instead of one per recipient.
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let mut new = 0;
+            for row in rows {
+                new += sqlx::query(
+                    "INSERT INTO outbox
+                       (conversation_id, kind, body, extra, idempotency_key, priority, state, attempts, next_attempt_at,
+                        created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8)
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .bind(row.conversation.0)
+                .bind(&row.kind)
+                .bind(&row.body)
+                .bind(to_json(&row.extra))
+                .bind(&row.idempotency_key)
+                .bind(row.priority.0)
+                .bind(ms(row.not_before))
+                .bind(ms(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(new)
+        })
+    }
+
+    async fn outbox_item(&self, id: OutboxId) -> StoreResult<OutboxItem> {
+        let row: rows::OutboxRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM outbox WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(pool)
+            .await
+            .map_err(err)
+            .map_err(not_found("outbox row", id))?);
+        row.try_into()
+    }
+
+    async fn claim_outbox(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let sql = match self.backend {
+            Backend::Postgres => CLAIM_POSTGRES,
+            Backend::Sqlite => CLAIM_SQLITE,
+        };
+        let rows: Vec<rows::OutboxRow> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(worker)
+            .bind(lease_until)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(err)?);
+        let mut items: Vec<OutboxItem> = rows::all(rows)?;
+        // RETURNING gives no order; callers send in priority order.
+        items.sort_by(|a, b| {
+            b.priority.cmp(&a.priority).then(a.next_attempt_at.cmp(&b.next_attempt_at)).then(a.id.cmp(&b.id))
+        });
+        Ok(items)
+    }
+
+    async fn mark_sent(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        platform_message_id: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE outbox SET state = 'sent', sent_at = $1, platform_message_id = $2, lease_until = NULL
+             WHERE id = $3 AND claimed_by = $4 AND state = 'sending'"
+        )
+        .bind(ms(at))
+        .bind(platform_message_id)
+        .bind(id.0)
+        .bind(worker)
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn mark_retry(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = $1, last_error = $2, claimed_by = NULL,
+               lease_until = NULL
+             WHERE id = $3 AND claimed_by = $4 AND state = 'sending'"
+        )
+        .bind(ms(next_attempt_at))
+        .bind(error)
+        .bind(id.0)
+        .bind(worker)
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn mark_failed(&self, id: OutboxId, worker: &str, error: &str) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE outbox SET state = 'failed', last_error = $1, lease_until = NULL
+             WHERE id = $2 AND claimed_by = $3 AND state = 'sending'"
+        )
+        .bind(error)
+        .bind(id.0)
+        .bind(worker)
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn outbox_progress(
+        &self,
+        prefix: &str,
+        sent_since: Timestamp,
+    ) -> StoreResult<(Vec<(OutboxState, i64)>, i64)> {
+        let pattern = like_prefix(prefix);
+        let (rows, recent): (Vec<(String, i64)>, (i64,)) = on_pool!(self, |pool| {
+            let rows = sqlx::query_as(
+                "SELECT state, COUNT(*) FROM outbox WHERE idempotency_key LIKE $1 ESCAPE '\\' GROUP BY state ORDER BY state",
+            )
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await
+            .map_err(err)?;
+            let recent = sqlx::query_as(
+                "SELECT COUNT(*) FROM outbox WHERE idempotency_key LIKE $1 ESCAPE '\\' AND state = 'sent' AND sent_at >= $2",
+            )
+            .bind(&pattern)
+            .bind(ms(sent_since))
+            .fetch_one(pool)
+            .await
+            .map_err(err)?;
+            (rows, recent)
+        });
+        let counts = rows
+            .into_iter()
+            .map(|(s, n)| {
+                s.parse().map(|s| (s, n)).map_err(|e: webcare_domain::UnknownWord| StoreError::Invalid(e.to_string()))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((counts, recent.0))
+    }
+
+    async fn cancel_outbox_prefix(&self, prefix: &str, keep: &str) -> StoreResult<u64> {
+        let (prefix, keep) = (like_prefix(prefix), like_prefix(keep));
+        on_pool!(self, |pool| {
+            sqlx::query(
+            "UPDATE outbox SET state = 'cancelled'
+             WHERE state = 'pending' AND idempotency_key LIKE $1 ESCAPE '\\' AND idempotency_key NOT LIKE $2 ESCAPE '\\'"
+        )
+        .bind(&prefix)
+        .bind(&keep)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(err)
+        })
+    }
+
+    async fn cancel_outbox(&self, id: OutboxId) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE outbox SET state = 'cancelled' WHERE id = $1 AND state = 'pending'"
+        )
+        .bind(id.0)
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn outbox_counts(&self) -> StoreResult<Vec<(OutboxState, i64)>> {
+        let rows: Vec<(String, i64)> =
+            on_pool!(self, |pool| sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
+                .fetch_all(pool)
+                .await
+                .map_err(err)?);
+        rows.into_iter()
+            .map(|(s, n)| {
+                s.parse().map(|s| (s, n)).map_err(|e: webcare_domain::UnknownWord| StoreError::Invalid(e.to_string()))
+            })
+            .collect()
+    }
+
+    // Ticketing (lifecycle, claims, SLA).
+
+    async fn create_ticket_unless_open(
+        &self,
+        new: NewTicket,
+        events: &[webcare_domain::NewTicketEvent],
+    ) -> StoreResult<Inserted<webcare_domain::TicketWrite>> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            // A no-op write on the conversation comes first: it serialises creators on one conversation (a row
+            // lock on PostgreSQL, the database write lock on SQLite) until commit, so that the check for an open
+            // ticket and the insert below cannot interleave with another creator's.
+            let locked = sqlx::query("UPDATE conversations SET title = title WHERE id = $1")
+                .bind(new.conversation.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if locked == 0 {
+                return Err(StoreError::NotFound { what: "conversation", id: new.conversation.to_string() });
+            }
+            let existing: Option<rows::TicketRow> = optional(
+                sqlx::query_as(
+                    "SELECT * FROM tickets WHERE conversation_id = $1 AND customer_id = $2 AND state <> 'closed'
+                     ORDER BY id DESC LIMIT 1",
+                )
+                .bind(new.conversation.0)
+                .bind(new.customer.0)
+                .fetch_one(&mut *tx)
+                .await,
+            )?;
+            if let Some(row) = existing {
+                tx.rollback().await.map_err(err)?;
+                return Ok(Inserted::Existing(webcare_domain::TicketWrite { ticket: row.try_into()?, events: vec![] }));
+            }
+            let row: rows::TicketRow = sqlx::query_as(INSERT_TICKET)
+                .bind(new.conversation.0)
+                .bind(new.customer.0)
+                .bind(&new.subject)
+                .bind(new.priority)
+                .bind(&new.category)
+                .bind(ms(new.at))
+                .bind(new.due_at.map(ms))
+                .bind(to_json(&new.tags))
+                .bind(new.first_response_due_at.map(ms))
+                .bind(new.resolution_due_at.map(ms))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            let ticket: Ticket = row.try_into()?;
+            let mut written: Vec<TicketEvent> = vec![
+                insert_event!(tx, ticket.id, TicketEventKind::Created, None::<AgentId>, new.subject, new.at)?
+                    .try_into()?,
+            ];
+            for e in events {
+                written.push(insert_event!(tx, ticket.id, e.kind, e.actor, e.body, e.at)?.try_into()?);
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(Inserted::New(webcare_domain::TicketWrite { ticket, events: written }))
+        })
+    }
+
+    async fn update_ticket(
+        &self,
+        ticket: &Ticket,
+        events: &[webcare_domain::NewTicketEvent],
+    ) -> StoreResult<Option<webcare_domain::TicketWrite>> {
+        let tags = to_json(&ticket.tags);
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            // Compare-and-set on the version: of two writers that read the same version only the first matches;
+            // on PostgreSQL the second waits for the first's row lock and then finds the version moved on.
+            let row: Option<rows::TicketRow> = optional(
+                sqlx::query_as(
+                    "UPDATE tickets SET state = $1, subject = $2, priority = $3, category = $4, tags = $5,
+                       assignee_id = $6, claimed_by = $7, claimed_at = $8, last_activity_at = $9, due_at = $10,
+                       first_response_due_at = $11, resolution_due_at = $12, first_responded_at = $13,
+                       solved_at = $14, closed_at = $15, updated_at = $16, version = version + 1
+                     WHERE id = $17 AND version = $18
+                     RETURNING *",
+                )
+                .bind(ticket.state.as_str())
+                .bind(&ticket.subject)
+                .bind(ticket.priority)
+                .bind(&ticket.category)
+                .bind(&tags)
+                .bind(ticket.assignee.map(|a| a.0))
+                .bind(ticket.claimed_by.map(|a| a.0))
+                .bind(ticket.claimed_at.map(ms))
+                .bind(ticket.last_activity_at.map(ms))
+                .bind(ticket.due_at.map(ms))
+                .bind(ticket.first_response_due_at.map(ms))
+                .bind(ticket.resolution_due_at.map(ms))
+                .bind(ticket.first_responded_at.map(ms))
+                .bind(ticket.solved_at.map(ms))
+                .bind(ticket.closed_at.map(ms))
+                .bind(ms(ticket.updated_at))
+                .bind(ticket.id.0)
+                .bind(ticket.version)
+                .fetch_one(&mut *tx)
+                .await,
+            )?;
+            let Some(row) = row else {
+                tx.rollback().await.map_err(err)?;
+                let exists: Option<(i64,)> = optional(
+                    sqlx::query_as("SELECT id FROM tickets WHERE id = $1").bind(ticket.id.0).fetch_one(pool).await,
+                )?;
+                return match exists {
+                    Some(_) => Ok(None),
+                    None => Err(StoreError::NotFound { what: "ticket", id: ticket.id.to_string() }),
+                };
+            };
+            let mut written = Vec::with_capacity(events.len());
+            for e in events {
+                written.push(insert_event!(tx, ticket.id, e.kind, e.actor, e.body, e.at)?.try_into()?);
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(Some(webcare_domain::TicketWrite { ticket: row.try_into()?, events: written }))
+        })
+    }
+
+    async fn claim_ticket(&self, claim: &webcare_domain::TicketClaim) -> StoreResult<webcare_domain::ClaimOutcome> {
+        use webcare_domain::ClaimOutcome;
+        // One conditional UPDATE decides: it matches only while nobody holds a live claim (or the claimer does),
+        // and concurrent claimers are ordered by the row lock (PostgreSQL re-checks the condition on the row the
+        // winner wrote) or by SQLite's single writer. `claimed_at` is kept when the holder merely renews.
+        const CLAIM: &str = "UPDATE tickets SET
+               claimed_by = $1,
+               claimed_at = CASE WHEN claimed_by = $1 AND last_activity_at > $3 THEN claimed_at ELSE $2 END,
+               last_activity_at = $2, assignee_id = $1, updated_at = $2, version = version + 1
+             WHERE id = $4 AND state <> 'closed' AND (claimed_by IS NULL OR claimed_by = $1 OR last_activity_at <= $3)
+             RETURNING *";
+        // A loser that finds the ticket free again (its holder released it in between) tries again; each retry
+        // needs another writer to have changed the ticket, so a few suffice.
+        for _ in 0..5 {
+            let won: Option<Ticket> = on_pool!(self, |pool| {
+                let mut tx = pool.begin().await.map_err(err)?;
+                let row: Option<rows::TicketRow> = optional(
+                    sqlx::query_as(CLAIM)
+                        .bind(claim.agent.0)
+                        .bind(ms(claim.at))
+                        .bind(ms(claim.lapsed_before))
+                        .bind(claim.ticket.0)
+                        .fetch_one(&mut *tx)
+                        .await,
+                )?;
+                match row {
+                    None => {
+                        tx.rollback().await.map_err(err)?;
+                        None
+                    }
+                    Some(row) => {
+                        let mut ticket: Ticket = row.try_into()?;
+                        let fresh = ticket.claimed_at == Some(webcare_domain::millis(claim.at));
+                        if fresh {
+                            insert_event!(tx, ticket.id, TicketEventKind::Claimed, Some(claim.agent), "", claim.at)?;
+                        }
+                        // Claiming opens a new ticket, in the same transaction as the claim.
+                        let opened: Option<rows::TicketRow> = optional(
+                            sqlx::query_as(
+                                "UPDATE tickets SET state = 'open' WHERE id = $1 AND state = 'new' RETURNING *",
+                            )
+                            .bind(claim.ticket.0)
+                            .fetch_one(&mut *tx)
+                            .await,
+                        )?;
+                        if let Some(opened) = opened {
+                            ticket = opened.try_into()?;
+                            let open = TicketState::Open.as_str();
+                            insert_event!(
+                                tx,
+                                ticket.id,
+                                TicketEventKind::StateChanged,
+                                Some(claim.agent),
+                                open,
+                                claim.at
+                            )?;
+                        }
+                        tx.commit().await.map_err(err)?;
+                        Some(ticket)
+                    }
+                }
+            });
+            if let Some(ticket) = won {
+                let fresh = ticket.claimed_at == Some(webcare_domain::millis(claim.at));
+                return Ok(ClaimOutcome::Claimed { ticket, fresh });
+            }
+            let ticket = self.ticket(claim.ticket).await?;
+            if ticket.state == TicketState::Closed {
+                return Ok(ClaimOutcome::Closed(ticket));
+            }
+            let live = ticket.last_activity_at.is_none_or(|a| a > claim.lapsed_before);
+            if let Some(holder) = ticket.claimed_by.filter(|h| *h != claim.agent && live) {
+                let holder = self.agent(holder).await?;
+                return Ok(ClaimOutcome::Held { ticket, holder });
+            }
+        }
+        Err(StoreError::Unavailable(format!("ticket {} kept changing while being claimed", claim.ticket)))
+    }
+
+    async fn find_tickets(&self, filter: &webcare_domain::TicketFilter) -> StoreResult<Vec<Ticket>> {
+        use webcare_domain::AssigneeFilter;
+        enum Arg {
+            Text(String),
+            Int(i64),
+        }
+        let mut args: Vec<Arg> = Vec::new();
+        let mut param = |a: Arg| {
+            args.push(a);
+            format!("${}", args.len())
+        };
+        let mut clauses: Vec<String> = Vec::new();
+        if !filter.states.is_empty() {
+            let states: Vec<String> = filter.states.iter().map(|s| param(Arg::Text(s.as_str().to_owned()))).collect();
+            clauses.push(format!("state IN ({})", states.join(", ")));
+        }
+        if let Some(category) = &filter.category {
+            clauses.push(format!("category = {}", param(Arg::Text(category.clone()))));
+        }
+        if let Some(platform) = filter.platform {
+            clauses.push(format!("platform = {}", param(Arg::Text(platform.as_str().to_owned()))));
+        }
+        match filter.assignee {
+            None => {}
+            Some(AssigneeFilter::Nobody) => clauses.push("assignee_id IS NULL".to_owned()),
+            Some(AssigneeFilter::Agent(a)) => clauses.push(format!("assignee_id = {}", param(Arg::Int(a.0)))),
+        }
+        if let Some(before) = filter.solved_before {
+            clauses.push(format!("solved_at <= {}", param(Arg::Int(ms(before)))));
+        }
+        let limit = filter.limit.map(|n| format!(" LIMIT {}", param(Arg::Int(i64::from(n))))).unwrap_or_default();
+        let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        // Only numbered placeholders are formatted into the text; every value is bound.
+        let sql = format!("SELECT * FROM tickets {filter_sql} {TICKET_ORDER}{limit}");
+        let rows: Vec<rows::TicketRow> = on_pool!(self, |pool| {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for a in &args {
+                q = match a {
+                    Arg::Text(s) => q.bind(s.clone()),
+                    Arg::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_all(pool).await.map_err(err)?
+        });
+        rows::all(rows)
+    }
+
+    // Console sessions.
+
+    async fn create_session(&self, session: &webcare_domain::ConsoleSession) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO sessions (id_hash, agent_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(&session.id_hash)
+        .bind(session.agent.0)
+        .bind(&session.csrf)
+        .bind(ms(session.created_at))
+        .bind(ms(session.expires_at))
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(err))
+    }
+
+    async fn session(&self, id_hash: &str, now: Timestamp) -> StoreResult<Option<webcare_domain::ConsoleSession>> {
+        let row: Option<SessionRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as(
+                "SELECT id_hash, agent_id, csrf, created_at, expires_at FROM sessions
+                 WHERE id_hash = $1 AND expires_at > $2"
+            )
+            .bind(id_hash)
+            .bind(ms(now))
+            .fetch_one(pool)
+            .await
+        )?);
+        row.map(session_of).transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(err))
+    }
+
+    async fn delete_agent_sessions(&self, agent: AgentId) -> StoreResult<u64> {
+        on_pool!(self, |pool| sqlx::query("DELETE FROM sessions WHERE agent_id = $1")
+            .bind(agent.0)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(err))
+    }
+
+    async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        on_pool!(self, |pool| sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(ms(now))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(err))
+    }
+
+    async fn set_agent_role(&self, id: AgentId, role: webcare_domain::Role) -> StoreResult<Agent> {
+        let row: rows::AgentRow =
+            on_pool!(self, |pool| sqlx::query_as("UPDATE agents SET role = $2 WHERE id = $1 RETURNING *")
+                .bind(id.0)
+                .bind(role.as_str())
+                .fetch_one(pool)
+                .await
+                .map_err(err)
+                .map_err(not_found("agent", id))?);
+        row.try_into()
+    }
+
+    async fn set_agent_active(&self, id: AgentId, active: bool) -> StoreResult<Agent> {
+        let row: rows::AgentRow =
+            on_pool!(self, |pool| sqlx::query_as("UPDATE agents SET active = $2 WHERE id = $1 RETURNING *")
+                .bind(id.0)
+                .bind(active)
+                .fetch_one(pool)
+                .await
+                .map_err(err)
+                .map_err(not_found("agent", id))?);
+        row.try_into()
+    }
+
+    async fn set_agent_password(&self, id: AgentId, password_hash: &str) -> StoreResult<Agent> {
+        let row: rows::AgentRow =
+            on_pool!(self, |pool| sqlx::query_as("UPDATE agents SET password_hash = $2 WHERE id = $1 RETURNING *")
+                .bind(id.0)
+                .bind(password_hash)
+                .fetch_one(pool)
+                .await
+                .map_err(err)
+                .map_err(not_found("agent", id))?);
+        row.try_into()
+    }
+
+    async fn create_canned_reply(
+        &self,
+        title: &str,
+        body: &str,
+        by: Option<AgentId>,
+        at: Timestamp,
+    ) -> StoreResult<webcare_domain::CannedReply> {
+        let row: CannedRow = on_pool!(self, |pool| {
+            sqlx::query_as(
+            "INSERT INTO canned_replies (title, body, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+             RETURNING id, title, body, created_by, created_at, updated_at"
+        )
+        .bind(title)
+        .bind(body)
+        .bind(by.map(|a| a.0))
+        .bind(ms(at))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| match err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("a canned reply titled `{title}` exists already")),
+            other => other,
+        })?
+        });
+        canned_of(row)
+    }
+
+    async fn update_canned_reply(
+        &self,
+        id: webcare_domain::CannedReplyId,
+        title: &str,
+        body: &str,
+        at: Timestamp,
+    ) -> StoreResult<webcare_domain::CannedReply> {
+        let row: CannedRow = on_pool!(self, |pool| sqlx::query_as(
+            "UPDATE canned_replies SET title = $2, body = $3, updated_at = $4 WHERE id = $1
+             RETURNING id, title, body, created_by, created_at, updated_at"
+        )
+        .bind(id.0)
+        .bind(title)
+        .bind(body)
+        .bind(ms(at))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| match err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("a canned reply titled `{title}` exists already")),
+            other => other,
+        })
+        .map_err(not_found("canned reply", id))?);
+        canned_of(row)
+    }
+
+    async fn delete_canned_reply(&self, id: webcare_domain::CannedReplyId) -> StoreResult<()> {
+        let deleted = on_pool!(self, |pool| sqlx::query("DELETE FROM canned_replies WHERE id = $1")
+            .bind(id.0)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(err)?);
+        if deleted == 0 {
+            return Err(StoreError::NotFound { what: "canned reply", id: id.to_string() });
+        }
+        Ok(())
+    }
+
+    async fn canned_reply(&self, id: webcare_domain::CannedReplyId) -> StoreResult<webcare_domain::CannedReply> {
+        let row: CannedRow = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT id, title, body, created_by, created_at, updated_at FROM canned_replies WHERE id = $1"
+        )
+        .bind(id.0)
+        .fetch_one(pool)
+        .await
+        .map_err(err)
+        .map_err(not_found("canned reply", id))?);
+        canned_of(row)
+    }
+
+    async fn canned_replies(&self) -> StoreResult<Vec<webcare_domain::CannedReply>> {
+        let rows: Vec<CannedRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT id, title, body, created_by, created_at, updated_at FROM canned_replies ORDER BY title, id"
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(err)?);
+        rows.into_iter().map(canned_of).collect()
+    }
+
+    async fn inbound_since(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<InboundMessage>> {
+        let rows: Vec<rows::InboundRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM inbound_messages WHERE received_at >= $1 ORDER BY received_at, id LIMIT $2"
+        )
+        .bind(ms(since))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(err)?);
+        rows::all(rows)
+    }
+}
+
+impl Db {
+    /// Runs one statement that returns no rows (`CREATE DATABASE`, `VACUUM`), for tests and administration.
+    /// The text is run as given: never build it from input.
+    pub async fn execute_admin(&self, statement: &str) -> StoreResult<()> {
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        on_pool!(self, |pool| sqlx::query(statement).execute(pool).await.map(|_| ()).map_err(err))
+    }
+
+    /// The SQLite journal mode (`wal` once opened by webcare); `None` on PostgreSQL.
+    pub async fn sqlite_journal_mode(&self) -> StoreResult<Option<String>> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(pool).await.map_err(err)?;
+                Ok(Some(mode))
+            }
+            Pool::Postgres(_) => Ok(None),
+        }
+    }
+}
+
+/// A `sessions` row: hash, agent, CSRF token, created, expires.
+type SessionRow = (String, i64, String, i64, i64);
+
+fn session_of(
+    (id_hash, agent, csrf, created_at, expires_at): SessionRow,
+) -> StoreResult<webcare_domain::ConsoleSession> {
+    Ok(webcare_domain::ConsoleSession {
+        id_hash,
+        agent: AgentId(agent),
+        csrf,
+        created_at: rows::time(created_at)?,
+        expires_at: rows::time(expires_at)?,
+    })
+}
+
+/// A `canned_replies` row: id, title, body, author, created, updated.
+type CannedRow = (i64, String, String, Option<i64>, i64, i64);
+
+fn canned_of((id, title, body, by, created_at, updated_at): CannedRow) -> StoreResult<webcare_domain::CannedReply> {
+    Ok(webcare_domain::CannedReply {
+        id: webcare_domain::CannedReplyId(id),
+        title,
+        body,
+        created_by: by.map(AgentId),
+        created_at: rows::time(created_at)?,
+        updated_at: rows::time(updated_at)?,
+    })
+}

@@ -1,0 +1,412 @@
+//! The REST API against a real database: every route, authorisation, and the flows an integration relies on.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use chrono::Utc;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use webcare_app::delivery::{Delivery, DeliveryConfig};
+use webcare_domain::{NewAgent, Role, Store};
+use webcare_tests::TestDb;
+
+struct Api {
+    router: axum::Router,
+    delivery: Delivery,
+    admin: String,
+    agent: String,
+    other: String,
+    _db: TestDb,
+}
+
+async fn token(store: &dyn Store, name: &str, role: Role) -> String {
+    let agent =
+        store.create_agent(NewAgent { name: name.into(), role, password_hash: None, at: Utc::now() }).await.unwrap();
+    let token = webcare_web::auth::new_api_token();
+    store.add_api_token(agent.id, &webcare_web::auth::hash_api_token(&token), Utc::now()).await.unwrap();
+    token
+}
+
+async fn api_on(db: TestDb) -> Api {
+    let state = webcare_tests::app_state(db.db()).await;
+    let store = state.store.clone();
+    let delivery = Delivery::new(
+        store.clone(),
+        vec![Arc::new(webcare_web::webchat::WebchatSender { hub: state.webchat.clone() })],
+        DeliveryConfig::default(),
+    );
+    let admin = token(store.as_ref(), "ria", Role::Admin).await;
+    let agent = token(store.as_ref(), "sam", Role::Agent).await;
+    let other = token(store.as_ref(), "kim", Role::Agent).await;
+    Api { router: webcare_web::router(state), delivery, admin, agent, other, _db: db }
+}
+
+async fn api() -> Api {
+    api_on(TestDb::sqlite().await).await
+}
+
+impl Api {
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// A customer writes in the web chat; returns their conversation id.
+    async fn customer_says(&self, conversation: Option<&str>, id: &str, text: &str) -> String {
+        let conversation = match conversation {
+            Some(c) => c.to_owned(),
+            None => {
+                let (_, s) = self.call(Method::POST, "/chat/api/session", None, None).await;
+                s["conversation"].as_str().unwrap().to_owned()
+            }
+        };
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/chat/api/messages",
+                None,
+                Some(json!({"conversation": conversation, "id": id, "text": text})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        conversation
+    }
+
+    async fn transcript(&self, conversation: &str) -> Vec<String> {
+        let (_, lines) =
+            self.call(Method::GET, &format!("/chat/api/transcript?conversation={conversation}"), None, None).await;
+        lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{}: {}", l["direction"].as_str().unwrap(), l["text"].as_str().unwrap()))
+            .collect()
+    }
+}
+
+fn method(m: &str) -> Method {
+    m.to_uppercase().parse().unwrap()
+}
+
+#[tokio::test]
+async fn every_route_needs_a_token_and_admin_routes_need_an_admin() {
+    let a = api().await;
+    for (m, path, admin, _) in webcare_web::api::ROUTES {
+        let path = path.replace("{id}", "1");
+        let body = (*m != "get").then(|| json!({}));
+        let (status, err) = a.call(method(m), &path, None, body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{m} {path}: {err}");
+        assert_eq!(err["error"]["code"], "unauthorized");
+        let (status, _) = a.call(method(m), &path, Some("wct_not-a-real-token"), body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{m} {path}");
+        let (status, err) = a.call(method(m), &path, Some(&a.agent), body.clone()).await;
+        if *admin {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{m} {path}: {err}");
+        } else {
+            assert_ne!(status, StatusCode::FORBIDDEN, "{m} {path}: {err}");
+        }
+        // The route exists: whatever it answers, it is not the API's "no such route".
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
+        assert_ne!(err["error"]["message"], "no such API route", "{m} {path}");
+    }
+    let (status, err) = a.call(Method::GET, "/api/v1/nothing", Some(&a.agent), None).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let a = api().await;
+    let (status, doc) = a.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for m in ops.as_object().unwrap().keys() {
+            documented.push((m.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<_> =
+        webcare_web::api::ROUTES.iter().map(|(m, p, _, _)| (m.to_string(), p.to_string())).collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+}
+
+#[tokio::test]
+async fn an_agent_claims_answers_and_the_customer_sees_it() {
+    let a = api().await;
+    let chat = a.customer_says(None, "m1", "Mijn factuur is veel te hoog deze maand").await;
+    let (status, list) = a.call(Method::GET, "/api/v1/tickets?state=new,open", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    let t = &list[0];
+    for field in [
+        "id",
+        "state",
+        "subject",
+        "platform",
+        "customer",
+        "assignee",
+        "priority",
+        "category",
+        "created_at",
+        "updated_at",
+        "due_at",
+    ] {
+        assert!(t.get(field).is_some(), "ticket lacks {field}: {t}");
+    }
+    assert_eq!(
+        (t["state"].as_str(), t["platform"].as_str(), t["category"].as_str()),
+        (Some("new"), Some("webchat"), Some("billing"))
+    );
+    assert!(t["due_at"].is_string(), "an SLA due time: {t}");
+    let id = t["id"].as_i64().unwrap();
+
+    let (status, claimed) = a.call(Method::POST, &format!("/api/v1/tickets/{id}/claim"), Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    assert_eq!(claimed["assignee"], "sam");
+    let (status, err) = a.call(Method::POST, &format!("/api/v1/tickets/{id}/claim"), Some(&a.other), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(err["error"]["message"].as_str().unwrap().contains("sam"), "{err}");
+
+    let (status, _) = a
+        .call(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/replies"),
+            Some(&a.agent),
+            Some(json!({"text": "We zoeken het uit, <b>Anna</b>."})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = a
+        .call(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&a.agent),
+            Some(json!({"text": "belt morgen terug"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(a.delivery.step().await.unwrap().sent, 1, "the reply, and not the note, goes out");
+    let transcript = a.transcript(&chat).await;
+    assert_eq!(transcript.last().unwrap(), "out: We zoeken het uit, <b>Anna</b>.");
+    assert!(!transcript.iter().any(|l| l.contains("belt morgen")), "notes never leave");
+
+    let (_, one) = a.call(Method::GET, &format!("/api/v1/tickets/{id}"), Some(&a.agent), None).await;
+    let dirs: Vec<_> =
+        one["messages"].as_array().unwrap().iter().map(|m| m["direction"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(dirs, vec!["in", "out", "note"]);
+    assert_eq!(one["messages"][1]["author"], "sam");
+
+    let (status, patched) = a
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            Some(&a.agent),
+            Some(json!({"state": "pending", "priority": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!((patched["state"].as_str(), patched["priority"].as_i64()), (Some("pending"), Some(2)));
+    let (_, pending) = a.call(Method::GET, "/api/v1/tickets?state=pending", Some(&a.agent), None).await;
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    // The customer answers: the ticket reopens.
+    a.customer_says(Some(&chat), "m2", "Dank je, ik wacht af").await;
+    let (_, one) = a.call(Method::GET, &format!("/api/v1/tickets/{id}"), Some(&a.agent), None).await;
+    assert_eq!(one["state"], "open");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let a = api().await;
+    let (status, _) = a.call(Method::GET, "/api/v1/tickets/999", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = a.call(Method::GET, "/api/v1/tickets/abc", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, err) = a.call(Method::GET, "/api/v1/tickets?state=lost", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let (status, err) = a.call(Method::POST, "/api/v1/notices", Some(&a.admin), Some(json!({"title": "x"}))).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")));
+    let (status, err) = a
+        .call(
+            Method::POST,
+            "/api/v1/notices",
+            Some(&a.admin),
+            Some(json!({"title": "", "text": "x", "state": "investigating"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let big = json!({"title": "x", "text": "a".repeat(200_000), "state": "investigating"});
+    let (status, _) = a.call(Method::POST, "/api/v1/notices", Some(&a.admin), Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let req = Request::post("/api/v1/notices")
+        .header("authorization", format!("Bearer {}", a.admin))
+        .body(Body::from("{"))
+        .unwrap();
+    let response = a.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn a_notice_answers_questions_and_each_version_reaches_each_subscriber_once() {
+    let a = api().await;
+    let (status, notice) = a
+        .call(
+            Method::POST,
+            "/api/v1/notices",
+            Some(&a.admin),
+            Some(json!({"title": "Storing Utrecht", "text": "We are fixing an internet outage in Utrecht.",
+                "texts": {"nl": "We verhelpen een internetstoring in Utrecht."},
+                "services": ["internet"], "regions": ["Utrecht"], "state": "investigating"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{notice}");
+    let id = notice["id"].as_i64().unwrap();
+    assert_eq!((notice["version"].as_i64(), notice["active"].as_bool()), (Some(1), Some(true)));
+
+    let c1 = a.customer_says(None, "q1", "Is er een storing in Utrecht? geen internet").await;
+    let c2 = a.customer_says(None, "q2", "Utrecht internet ligt eruit, storing?").await;
+    a.delivery.step().await.unwrap();
+    for c in [&c1, &c2] {
+        assert_eq!(a.transcript(c).await.last().unwrap(), "out: We verhelpen een internetstoring in Utrecht.");
+    }
+    let (status, v2) = a
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/notices/{id}"),
+            Some(&a.admin),
+            Some(json!({"text": "Cause found: a cable cut.", "state": "identified"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    assert_eq!(v2["version"], 2);
+    let (_, progress) = a.call(Method::GET, &format!("/api/v1/notices/{id}/delivery"), Some(&a.agent), None).await;
+    assert_eq!(
+        (progress["version"].as_i64(), progress["subscribers"].as_i64(), progress["pending"].as_i64()),
+        (Some(2), Some(2), Some(2))
+    );
+    for field in ["sent", "failed", "rate_per_s", "eta_s"] {
+        assert!(progress.get(field).is_some(), "{progress}");
+    }
+    // Version 3 comes before version 2 went out: only version 3 is sent.
+    a.call(
+        Method::PATCH,
+        &format!("/api/v1/notices/{id}"),
+        Some(&a.admin),
+        Some(json!({"text": "Fixed around 14:00.", "state": "monitoring"})),
+    )
+    .await;
+    a.delivery.step().await.unwrap();
+    a.delivery.step().await.unwrap();
+    for c in [&c1, &c2] {
+        let t = a.transcript(c).await;
+        assert!(t.last().unwrap().contains("Fixed around 14:00."), "{t:?}");
+        assert!(!t.iter().any(|l| l.contains("cable cut")), "the superseded version is skipped: {t:?}");
+    }
+    let (_, progress) = a.call(Method::GET, &format!("/api/v1/notices/{id}/delivery"), Some(&a.agent), None).await;
+    assert_eq!((progress["sent"].as_i64(), progress["pending"].as_i64()), (Some(2), Some(0)), "{progress}");
+    // A resolved notice invites the customer back.
+    a.call(Method::PATCH, &format!("/api/v1/notices/{id}"), Some(&a.admin), Some(json!({"state": "resolved"}))).await;
+    a.delivery.step().await.unwrap();
+    assert!(a.transcript(&c1).await.last().unwrap().contains("Still not working?"));
+    let (_, all) = a.call(Method::GET, "/api/v1/notices", Some(&a.agent), None).await;
+    assert_eq!(all[0]["active"], false);
+}
+
+#[tokio::test]
+async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
+    let a = api().await;
+    let mut chats = Vec::new();
+    for (i, text) in [
+        "Storing in Eindhoven? Geen internet",
+        "Eindhoven internet ligt eruit",
+        "Geen internet in Eindhoven sinds vanochtend",
+        "Is er een internetstoring in Eindhoven?",
+        "Eindhoven: internet werkt niet, storing?",
+        "Ook geen internet hier in Eindhoven",
+    ]
+    .iter()
+    .enumerate()
+    {
+        chats.push(a.customer_says(None, &format!("e{i}"), text).await);
+    }
+    let (_, alerts) = a.call(Method::GET, "/api/v1/alerts", Some(&a.agent), None).await;
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "one alert for one cluster: {alerts:?}");
+    let alert = &alerts[0];
+    assert!(alert["count"].as_i64().unwrap() >= 5);
+    assert_eq!(alert["service"], "internet");
+    assert!(!alert["samples"].as_array().unwrap().is_empty());
+    let id = alert["id"].as_i64().unwrap();
+    let (status, _) = a
+        .call(
+            Method::POST,
+            &format!("/api/v1/alerts/{id}/notice"),
+            Some(&a.agent),
+            Some(json!({"title": "x", "text": "y", "state": "investigating"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, notice) = a
+        .call(
+            Method::POST,
+            &format!("/api/v1/alerts/{id}/notice"),
+            Some(&a.admin),
+            Some(json!({"title": "Storing Eindhoven", "text": "Er is een internetstoring in Eindhoven; we werken eraan.", "state": "identified"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{notice}");
+    let (_, progress) =
+        a.call(Method::GET, &format!("/api/v1/notices/{}/delivery", notice["id"]), Some(&a.agent), None).await;
+    assert_eq!(progress["subscribers"].as_i64(), Some(6), "{progress}");
+    while a.delivery.step().await.unwrap().claimed > 0 {}
+    for c in &chats {
+        let t = a.transcript(c).await;
+        assert_eq!(t.iter().filter(|l| l.contains("we werken eraan")).count(), 1, "exactly once: {t:?}");
+    }
+    // A later question is answered from the notice at once.
+    let late = a.customer_says(None, "late", "Storing in Eindhoven?? geen internet").await;
+    a.delivery.step().await.unwrap();
+    assert!(a.transcript(&late).await.last().unwrap().contains("we werken eraan"));
+}
+
+async fn concurrent_claims(a: Api) {
+    a.customer_says(None, "c1", "Ik wil mijn abonnement opzeggen").await;
+    let (_, list) = a.call(Method::GET, "/api/v1/tickets", Some(&a.agent), None).await;
+    let id = list[0]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/tickets/{id}/claim");
+    let (r1, r2) = tokio::join!(
+        a.call(Method::POST, &path, Some(&a.agent), None),
+        a.call(Method::POST, &path, Some(&a.other), None)
+    );
+    let mut statuses = [r1.0, r2.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{r1:?} {r2:?}");
+    let winner = if r1.0 == StatusCode::OK { "sam" } else { "kim" };
+    let loser = if r1.0 == StatusCode::OK { &r2.1 } else { &r1.1 };
+    assert!(loser["error"]["message"].as_str().unwrap().contains(winner), "{loser}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_claiming_at_once_on_sqlite() {
+    concurrent_claims(api().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_claiming_at_once_on_postgresql() {
+    if let Some(db) = TestDb::postgres().await {
+        concurrent_claims(api_on(db).await).await;
+    }
+}

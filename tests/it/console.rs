@@ -1,0 +1,779 @@
+//! The agents' web console over HTTP, in process, with the real intake, ticketing, notices and delivery behind it:
+//! login (success, identical failures, rate limits), sessions, CSRF, roles, 404, 413, escaping, and every page and
+//! action. `console/browser.rs` drives the same router in headless Chromium.
+
+mod browser;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use webcare_app::delivery::{Delivery, DeliveryConfig};
+use webcare_domain::{NewAgent, Role, TicketState};
+use webcare_tests::TestDb;
+use webcare_web::console::ConsoleConfig;
+use webcare_web::webchat::WebchatSender;
+
+/// A console over a fresh database, with an admin `ada` and an agent `bo` (passwords `ada-secret`, `bo-secret`).
+struct Setup {
+    router: axum::Router,
+    state: webcare_web::AppState,
+    delivery: Delivery,
+    _db: TestDb,
+}
+
+async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+/// With `config`, the router holds the console alone, configured so; otherwise it is the whole application.
+async fn setup_with(config: Option<ConsoleConfig>) -> Setup {
+    let db = TestDb::sqlite().await;
+    let state = webcare_tests::app_state(db.db()).await;
+    for (name, role) in [("ada", Role::Admin), ("bo", Role::Agent), ("cy", Role::Agent)] {
+        let hash = webcare_web::auth::hash_password(&format!("{name}-secret")).unwrap();
+        state
+            .store
+            .create_agent(NewAgent { name: name.into(), role, password_hash: Some(hash), at: chrono::Utc::now() })
+            .await
+            .unwrap();
+    }
+    let delivery = Delivery::new(
+        state.store.clone(),
+        vec![Arc::new(WebchatSender { hub: state.webchat.clone() })],
+        DeliveryConfig::default(),
+    );
+    let router = match config {
+        None => webcare_web::router(state.clone()),
+        Some(c) => axum::Router::new().merge(webcare_web::console::routes(c)).with_state(state.clone()),
+    };
+    Setup { router, state, delivery, _db: db }
+}
+
+/// A browser: keeps cookies, comes from one address.
+struct Client<'a> {
+    setup: &'a Setup,
+    cookies: HashMap<String, String>,
+    address: SocketAddr,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The value of the first hidden `csrf` field on the page.
+    fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        self.body[at..at + 64].to_owned()
+    }
+}
+
+impl<'a> Client<'a> {
+    fn new(setup: &'a Setup) -> Self {
+        Self::from(setup, "192.0.2.1:5000")
+    }
+
+    fn from(setup: &'a Setup, address: &str) -> Self {
+        Client { setup, cookies: HashMap::new(), address: address.parse().unwrap() }
+    }
+
+    async fn send(&mut self, mut request: Request<Body>) -> Reply {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        if !cookie.is_empty() {
+            request.headers_mut().insert(header::COOKIE, cookie.parse().unwrap());
+        }
+        request.extensions_mut().insert(ConnectInfo(self.address));
+        let response = self.setup.router.clone().oneshot(request).await.unwrap();
+        for v in response.headers().get_all(header::SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() || v.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), val.to_owned());
+            }
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap();
+        Reply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let body = fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts a form with this session's CSRF token, read from `page` first.
+    async fn submit(&mut self, page: &str, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let csrf = self.get(page).await.csrf();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all).await
+    }
+
+    async fn try_login(&mut self, name: &str, password: &str) -> Reply {
+        let form = self.get("/login").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        self.post("/login", &[("csrf", &csrf), ("name", name), ("password", password)]).await
+    }
+
+    async fn login(&mut self, name: &str) {
+        let r = self.try_login(name, &format!("{name}-secret")).await;
+        assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/"), "{}", r.body);
+    }
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A customer writes in the web chat; returns their conversation id.
+async fn customer_writes(setup: &Setup, name: &str, text: &str) -> String {
+    let session =
+        setup.router.clone().oneshot(Request::post("/chat/api/session").body(Body::empty()).unwrap()).await.unwrap();
+    let body: Value =
+        serde_json::from_slice(&axum::body::to_bytes(session.into_body(), 1 << 20).await.unwrap()).unwrap();
+    let conversation = body["conversation"].as_str().unwrap().to_owned();
+    let post = json!({"conversation": conversation, "id": "m1", "name": name, "text": text});
+    let response = setup
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/chat/api/messages")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(post.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    conversation
+}
+
+async fn chat_transcript(setup: &Setup, conversation: &str) -> Vec<Value> {
+    let response = setup
+        .router
+        .clone()
+        .oneshot(Request::get(format!("/chat/api/transcript?conversation={conversation}")).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body: Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+    body.as_array().unwrap().clone()
+}
+
+const BILLING: &str = "Mijn factuur klopt niet, ik betaal dubbel voor mijn abonnement";
+const INJECTION: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+
+async fn only_ticket(setup: &Setup) -> webcare_domain::Ticket {
+    let tickets = setup.state.store.tickets(&[]).await.unwrap();
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
+    tickets.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_name_get_the_same_answer() {
+    let s = setup().await;
+    let mut c = Client::new(&s);
+    let started = std::time::Instant::now();
+    let wrong = c.try_login("bo", "not-it").await;
+    assert!(started.elapsed() >= Duration::from_millis(400), "failures are answered slowly");
+    let unknown = c.try_login("nobody-here", "not-it").await;
+    let cy = s.state.store.agent_by_name("cy").await.unwrap().unwrap().id;
+    s.state.store.set_agent_active(cy, false).await.unwrap();
+    let inactive = c.try_login("cy", "cy-secret").await;
+    // The page repeats the name typed; apart from it, the answers are the same, byte for byte.
+    let normalise = |r: &Reply, name: &str| r.body.replace(&format!("value=\"{name}\""), "value=\"?\"");
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    for (other, name) in [(&unknown, "nobody-here"), (&inactive, "cy")] {
+        assert_eq!(other.status, wrong.status);
+        assert_eq!(normalise(other, name), normalise(&wrong, "bo"));
+    }
+    assert!(wrong.body.contains("Wrong name or password."));
+    assert!(!c.cookies.contains_key("webcare_session"));
+    assert_eq!(c.get("/").await.location(), "/login");
+
+    let ok = c.try_login("bo", "bo-secret").await;
+    assert_eq!((ok.status, ok.location()), (StatusCode::SEE_OTHER, "/"));
+    let cookie = ok
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("webcare_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http on 127.0.0.1 by default: {cookie}");
+    let queue = c.get("/").await;
+    assert_eq!(queue.status, StatusCode::OK);
+    let csp = queue.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(queue.headers[header::CACHE_CONTROL], "no-store");
+    assert!(queue.body.contains("bo · agent"));
+    // The login page of a logged-in agent sends them to the queue.
+    assert_eq!(c.get("/login").await.location(), "/");
+
+    // Behind https the cookie is Secure.
+    let mut d = Client::new(&s);
+    let form = d.get("/login").await;
+    let csrf = form.csrf();
+    let cookie = d.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-forwarded-proto", "https")
+        .header(header::COOKIE, cookie)
+        .body(Body::from(format!("csrf={csrf}&name=ada&password=ada-secret")))
+        .unwrap();
+    let r = d.send(request).await;
+    assert!(r.headers[header::SET_COOKIE].to_str().unwrap().contains("; Secure"));
+}
+
+#[tokio::test]
+async fn logging_in_needs_the_login_forms_token() {
+    let s = setup().await;
+    let mut c = Client::new(&s);
+    let r = c.post("/login", &[("name", "bo"), ("password", "bo-secret")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    c.get("/login").await;
+    let r = c.post("/login", &[("csrf", &"0".repeat(64)), ("name", "bo"), ("password", "bo-secret")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!c.cookies.contains_key("webcare_session"));
+}
+
+#[tokio::test]
+async fn repeated_failures_are_rate_limited_per_account_and_per_address() {
+    let config =
+        ConsoleConfig { failed_login_floor: Duration::ZERO, login_failures_per_address: 4, ..ConsoleConfig::default() };
+    let s = setup_with(Some(config)).await;
+    // Per account: five failures for `bo`, from different addresses, and even the right password waits.
+    for i in 0..5 {
+        let r = Client::from(&s, &format!("198.51.100.{i}:1")).try_login("bo", "guess").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = Client::from(&s, "198.51.100.9:1").try_login("bo", "bo-secret").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("Too many failed logins. Try again in 15 minutes."), "{}", r.body);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // Another account is not affected.
+    Client::from(&s, "198.51.100.9:1").login("ada").await;
+
+    // Per address: four failures from one address, whatever the names.
+    let mut attacker = Client::from(&s, "203.0.113.7:4000");
+    for name in ["x1", "x2", "x3", "x4"] {
+        assert_eq!(attacker.try_login(name, "guess").await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(attacker.try_login("cy", "cy-secret").await.status, StatusCode::TOO_MANY_REQUESTS);
+    Client::from(&s, "203.0.113.8:4000").login("cy").await;
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_forms_need_its_token() {
+    let s = setup().await;
+    customer_writes(&s, "Eva", BILLING).await;
+    let id = only_ticket(&s).await.id;
+    let mut anonymous = Client::new(&s);
+    for page in ["/", "/tickets/1", "/notices", "/alerts", "/reports", "/agents", "/canned", "/console/events?queue=1"]
+    {
+        let r = anonymous.get(page).await;
+        assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/login"), "{page}");
+    }
+    let r = anonymous.post(&format!("/tickets/{id}/claim"), &[("csrf", &"a".repeat(64))]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    let claim = format!("/tickets/{id}/claim");
+    assert_eq!(bo.post(&claim, &[]).await.status, StatusCode::FORBIDDEN, "no token");
+    assert_eq!(bo.post(&claim, &[("csrf", &"f".repeat(64))]).await.status, StatusCode::FORBIDDEN, "a wrong token");
+    // Another session's token is no good either.
+    let mut cy = Client::new(&s);
+    cy.login("cy").await;
+    let cy_token = cy.get("/").await.csrf();
+    let r = bo.post(&claim, &[("csrf", &cy_token)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("security token"), "{}", r.body);
+    assert_eq!(s.state.store.ticket(id).await.unwrap().claimed_by, None, "nothing happened");
+    let r = bo.submit("/", &claim, &[]).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, format!("/tickets/{id}").as_str()));
+
+    // Logging out ends the session on the server: the old cookie is worth nothing.
+    let old = bo.cookies.clone();
+    let r = bo.submit("/", "/logout", &[]).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/login"));
+    bo.cookies = old;
+    assert_eq!(bo.get("/").await.location(), "/login");
+}
+
+#[tokio::test]
+async fn agents_get_403_on_admin_pages_and_actions() {
+    let s = setup().await;
+    customer_writes(&s, "Eva", BILLING).await;
+    let id = only_ticket(&s).await.id;
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    let queue = bo.get("/").await;
+    assert!(!queue.body.contains("href=\"/agents\""), "admin links are not shown to agents");
+    for page in ["/agents", "/canned", "/alerts", "/reports"] {
+        assert_eq!(bo.get(page).await.status, StatusCode::FORBIDDEN, "{page}");
+    }
+    assert_eq!(bo.get("/notices").await.status, StatusCode::OK, "agents read notices");
+    let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/agents".into(), vec![("action", "create"), ("name", "eve"), ("password", "longenough"), ("role", "admin")]),
+        ("/canned".into(), vec![("action", "create"), ("title", "t"), ("body", "b")]),
+        ("/notices".into(), vec![("title", "t"), ("text", "x"), ("state", "investigating")]),
+        ("/notices/1".into(), vec![("action", "resolve")]),
+        ("/alerts/1/notice".into(), vec![("title", "t"), ("text", "x"), ("state", "investigating")]),
+        (format!("/tickets/{id}/takeover"), vec![]),
+    ];
+    for (path, fields) in &posts {
+        let r = bo.submit("/", path, fields).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.body);
+    }
+    assert!(s.state.store.agent_by_name("eve").await.unwrap().is_none());
+    assert!(s.state.store.notices(false).await.unwrap().is_empty());
+
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    for page in ["/agents", "/canned", "/alerts", "/reports", "/notices"] {
+        assert_eq!(ada.get(page).await.status, StatusCode::OK, "{page}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404_and_big_bodies_413() {
+    let s = setup().await;
+    customer_writes(&s, "Eva", BILLING).await;
+    let id = only_ticket(&s).await.id;
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    for page in ["/tickets/999", "/tickets/abc", "/tickets/0", "/notices/999", "/notices/-1"] {
+        let r = ada.get(page).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{page}");
+        assert!(r.body.contains("the id is unknown"));
+    }
+    for (path, fields) in [
+        ("/tickets/999/claim".to_owned(), vec![]),
+        (format!("/tickets/{id}/launch"), vec![]),
+        (format!("/tickets/{id}/canned"), vec![("canned", "999")]),
+        (format!("/tickets/{id}/notice"), vec![("notice", "999")]),
+        ("/notices/999".to_owned(), vec![("action", "resolve")]),
+        ("/alerts/999/notice".to_owned(), vec![("title", "t"), ("text", "x"), ("state", "investigating")]),
+        ("/agents".to_owned(), vec![("action", "role"), ("id", "999"), ("role", "admin")]),
+        ("/canned".to_owned(), vec![("action", "delete"), ("id", "999")]),
+    ] {
+        let r = ada.submit("/", &path, &fields).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.body);
+    }
+    let csrf = ada.get("/").await.csrf();
+    let huge = "x".repeat(100 * 1024);
+    let r = ada.post(&format!("/tickets/{id}/note"), &[("csrf", &csrf), ("text", &huge)]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(s.state.store.ticket_events(id).await.unwrap().iter().all(|e| e.body != huge));
+    let r = Client::new(&s).post("/login", &[("name", &huge)]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn markup_from_the_web_chat_is_shown_as_text() {
+    let s = setup().await;
+    let name = "<img src=x onerror=alert(3)>";
+    customer_writes(&s, name, &format!("{BILLING} {INJECTION}")).await;
+    let id = only_ticket(&s).await.id;
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    let queue = bo.get("/").await;
+    let ticket = bo.get(&format!("/tickets/{id}")).await;
+    for page in [&queue, &ticket] {
+        assert!(!page.body.contains("<script>alert") && !page.body.contains("<img src=x"), "{}", page.body);
+        assert!(page.body.contains("&lt;img src=x onerror=alert(3)&gt;"), "the name is shown as text");
+    }
+    assert!(ticket.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"));
+    // The only scripts on a page are the console's own file.
+    assert_eq!(ticket.body.matches("<script").count(), 1);
+    assert!(ticket.body.contains("<script src=\"/console/console.js\" defer></script>"));
+    let js = bo.get("/console/console.js").await;
+    assert!(js.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    assert!(!js.body.contains("innerHTML") && js.body.contains("DOMParser"));
+    assert_eq!(bo.get("/console/console.css").await.status, StatusCode::OK);
+
+    // An agent's own markup is text as well, in the console and in the customer's chat.
+    let r = bo.submit(&format!("/tickets/{id}"), &format!("/tickets/{id}/note"), &[("text", "<b>bold</b> note")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(bo.get(&format!("/tickets/{id}")).await.body.contains("&lt;b&gt;bold&lt;/b&gt; note"));
+}
+
+#[tokio::test]
+async fn an_agent_claims_replies_and_notes_and_the_customer_sees_only_the_reply() {
+    let s = setup().await;
+    let conversation = customer_writes(&s, "Eva", BILLING).await;
+    s.delivery.step().await.unwrap();
+    let id = only_ticket(&s).await.id;
+    let page = format!("/tickets/{id}");
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    let queue = bo.get("/").await;
+    assert!(queue.body.contains(&format!("href=\"/tickets/{id}\"")) && queue.body.contains("Eva"));
+    let view = bo.get(&page).await;
+    assert_eq!(view.status, StatusCode::OK);
+    assert!(view.body.contains(BILLING) && view.body.contains("id=\"claim\""));
+
+    assert_eq!(bo.submit(&page, &format!("{page}/claim"), &[]).await.status, StatusCode::SEE_OTHER);
+    let view = bo.get(&page).await;
+    assert!(view.body.contains("<dd id=\"holder\">bo</dd>"), "the holder is shown");
+    assert!(view.body.contains("id=\"release\""));
+
+    // Another agent cannot claim it and learns who holds it.
+    let mut cy = Client::new(&s);
+    cy.login("cy").await;
+    let r = cy.submit(&page, &format!("{page}/claim"), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("This ticket is claimed by bo."), "{}", r.body);
+    assert!(!cy.get(&page).await.body.contains("id=\"claim\""));
+
+    bo.submit(&page, &format!("{page}/note"), &[("text", "Klant belt ook, check factuur 2024-11")]).await;
+    let r = bo.submit(&page, &format!("{page}/reply"), &[("text", "Dag Eva, we zetten het recht.")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = bo.submit(&page, &format!("{page}/reply"), &[("text", "   ")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "an empty reply");
+    s.delivery.step().await.unwrap();
+    let lines = chat_transcript(&s, &conversation).await;
+    let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&"Dag Eva, we zetten het recht."), "{texts:?}");
+    assert!(!texts.iter().any(|t| t.contains("check factuur")), "notes never leave: {texts:?}");
+    let view = bo.get(&page).await;
+    assert!(view.body.contains("Note by bo") && view.body.contains("Dag Eva, we zetten het recht."));
+
+    // State changes, and the admin's take-over.
+    let r = bo.submit(&page, &format!("{page}/state"), &[("state", "pending")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(s.state.store.ticket(id).await.unwrap().state, TicketState::Pending);
+    let r = bo.submit(&page, &format!("{page}/state"), &[("state", "sleeping")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    assert!(ada.get(&page).await.body.contains("id=\"takeover\""));
+    assert_eq!(ada.submit(&page, &format!("{page}/takeover"), &[]).await.status, StatusCode::SEE_OTHER);
+    assert!(ada.get(&page).await.body.contains("<dd id=\"holder\">ada</dd>"));
+    let bo_id = s.state.store.agent_by_name("bo").await.unwrap().unwrap().id;
+    let r = ada.submit(&page, &format!("{page}/assign"), &[("agent", &bo_id.0.to_string())]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(s.state.store.ticket(id).await.unwrap().assignee, Some(bo_id));
+
+    // The queue filters.
+    assert!(bo.get("/?state=pending&assignee=me").await.body.contains(&format!("href=\"/tickets/{id}\"")));
+    assert!(!bo.get("/?state=new").await.body.contains(&format!("href=\"/tickets/{id}\"")));
+    assert!(!bo.get("/?category=outage").await.body.contains(&format!("href=\"/tickets/{id}\"")));
+    assert!(
+        bo.get("/?platform=webchat&category=billing&state=all").await.body.contains(&format!("href=\"/tickets/{id}\""))
+    );
+    assert!(!bo.get("/?platform=discord").await.body.contains(&format!("href=\"/tickets/{id}\"")));
+}
+
+#[tokio::test]
+async fn admins_manage_canned_replies_that_agents_send_with_the_name_filled_in() {
+    let s = setup().await;
+    let conversation = customer_writes(&s, "Eva", BILLING).await;
+    let id = only_ticket(&s).await.id;
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    let r = ada
+        .submit(
+            "/canned",
+            "/canned",
+            &[
+                ("action", "create"),
+                ("title", "Factuur"),
+                ("body", "Hoi {name}, je factuur is aangepast. Groet, {agent}"),
+            ],
+        )
+        .await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/canned"));
+    let r = ada.submit("/canned", "/canned", &[("action", "create"), ("title", "Factuur"), ("body", "dubbel")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "titles are unique");
+    let canned = s.state.store.canned_replies().await.unwrap();
+    assert_eq!(canned.len(), 1);
+    let cid = canned[0].id.0.to_string();
+    assert!(ada.get("/canned").await.body.contains("Hoi {name}, je factuur is aangepast."));
+
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    let page = format!("/tickets/{id}");
+    assert!(bo.get(&page).await.body.contains("id=\"canned-select\""));
+    let r = bo.submit(&page, &format!("{page}/canned"), &[("canned", &cid)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    s.delivery.step().await.unwrap();
+    let lines = chat_transcript(&s, &conversation).await;
+    assert!(lines.iter().any(|l| l["text"] == "Hoi Eva, je factuur is aangepast. Groet, bo"), "{lines:?}");
+
+    let r = ada
+        .submit("/canned", "/canned", &[("action", "update"), ("id", &cid), ("title", "Factuur"), ("body", "Nieuw")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(s.state.store.canned_replies().await.unwrap()[0].body, "Nieuw");
+    let r = ada.submit("/canned", "/canned", &[("action", "delete"), ("id", &cid)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(s.state.store.canned_replies().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn admins_publish_update_and_resolve_notices_and_agents_are_offered_their_text() {
+    let s = setup().await;
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    let r = ada
+        .submit(
+            "/notices",
+            "/notices",
+            &[
+                ("title", "Storing internet Utrecht"),
+                ("text", "We werken aan een internetstoring in Utrecht."),
+                ("service", "internet"),
+                ("regions", "Utrecht"),
+                ("state", "investigating"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let notice_page = r.location().to_owned();
+    let notice = s.state.store.notices(true).await.unwrap().pop().unwrap();
+    assert_eq!(notice_page, format!("/notices/{}", notice.id));
+    assert_eq!((notice.regions.clone(), notice.version), (vec!["Utrecht".to_owned()], 1));
+    let view = ada.get(&notice_page).await;
+    assert!(
+        view.body.contains("We werken aan een internetstoring in Utrecht.") && view.body.contains("id=\"subscribers\"")
+    );
+    let list = ada.get("/notices").await;
+    assert!(list.body.contains("Storing internet Utrecht") && list.body.contains("sent, 0 pending"));
+    let r = ada.submit("/notices", "/notices", &[("title", ""), ("text", "x"), ("state", "investigating")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A customer asking about it is answered from it and subscribed.
+    let conversation = customer_writes(&s, "Eva", "Is er een storing in Utrecht? Geen internet sinds 10 uur").await;
+    s.delivery.step().await.unwrap();
+    let lines = chat_transcript(&s, &conversation).await;
+    assert!(
+        lines.iter().any(|l| l["text"].as_str().unwrap().contains("We werken aan een internetstoring")),
+        "{lines:?}"
+    );
+    assert!(ada.get(&notice_page).await.body.contains("<dd id=\"subscribers\">1</dd>"));
+
+    // An update is a new version that reaches the subscriber.
+    let r = ada
+        .submit(
+            &notice_page,
+            &notice_page,
+            &[
+                ("action", "update"),
+                ("text", "Monteurs zijn onderweg."),
+                ("service", "internet"),
+                ("regions", "Utrecht"),
+                ("state", "identified"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    s.delivery.step().await.unwrap();
+    let lines = chat_transcript(&s, &conversation).await;
+    assert!(lines.iter().any(|l| l["text"].as_str().unwrap().contains("Monteurs zijn onderweg.")));
+
+    let r = ada.submit(&notice_page, &notice_page, &[("action", "resolve")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(s.state.store.notices(true).await.unwrap().is_empty(), "resolved");
+    let versions = s.state.store.notice_versions(notice.id).await.unwrap();
+    assert_eq!(versions.len(), 3);
+    let ada_id = s.state.store.agent_by_name("ada").await.unwrap().unwrap().id;
+    assert!(versions.iter().all(|v| v.author == Some(ada_id)), "every version records its author");
+}
+
+#[tokio::test]
+async fn the_covering_notice_is_offered_on_an_outage_ticket() {
+    let s = setup().await;
+    // The customer asks for a person about an outage before any notice exists: the button opens a ticket.
+    let conversation = customer_writes(&s, "Eva", "Storing in Utrecht? Geen internet sinds 10 uur").await;
+    let press = json!({"conversation": conversation, "id": "m2", "button": "talk_to_person"});
+    let response = s
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/chat/api/messages")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(press.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let ticket = only_ticket(&s).await;
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    ada.submit(
+        "/notices",
+        "/notices",
+        &[
+            ("title", "Storing"),
+            ("text", "Internet ligt eruit in Utrecht."),
+            ("service", "internet"),
+            ("regions", "Utrecht"),
+            ("state", "identified"),
+        ],
+    )
+    .await;
+    ada.submit(
+        "/notices",
+        "/notices",
+        &[
+            ("title", "Tv Gent"),
+            ("text", "Tv-storing in Gent."),
+            ("service", "tv"),
+            ("regions", "Gent"),
+            ("state", "identified"),
+        ],
+    )
+    .await;
+    let page = format!("/tickets/{}", ticket.id);
+    let view = ada.get(&page).await;
+    assert!(
+        view.body.contains("Active notice") && view.body.contains("Internet ligt eruit in Utrecht."),
+        "{}",
+        view.body
+    );
+    assert!(!view.body.contains("Tv-storing in Gent."), "a notice for another service and region is not offered");
+    let notice = s.state.store.notices(true).await.unwrap().into_iter().find(|n| n.title == "Storing").unwrap();
+    let r = ada.submit(&page, &format!("{page}/notice"), &[("notice", &notice.id.0.to_string())]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    s.delivery.step().await.unwrap();
+    let lines = chat_transcript(&s, &conversation).await;
+    assert!(lines.iter().any(|l| l["text"].as_str().unwrap().contains("Internet ligt eruit in Utrecht.")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn admins_create_agents_change_roles_and_deactivate() {
+    let s = setup().await;
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    let r = ada
+        .submit(
+            "/agents",
+            "/agents",
+            &[("action", "create"), ("name", "<i>dee</i>"), ("password", "dee-secret"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/agents"));
+    assert!(ada.get("/agents").await.body.contains("&lt;i&gt;dee&lt;/i&gt;"));
+    let r = ada
+        .submit(
+            "/agents",
+            "/agents",
+            &[("action", "create"), ("name", "short"), ("password", "1234"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = ada
+        .submit(
+            "/agents",
+            "/agents",
+            &[("action", "create"), ("name", "bo"), ("password", "long-enough"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+
+    let mut dee = Client::new(&s);
+    let r = dee.try_login("<i>dee</i>", "dee-secret").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(dee.get("/agents").await.status, StatusCode::FORBIDDEN);
+    let dee_id = s.state.store.agent_by_name("<i>dee</i>").await.unwrap().unwrap().id.0.to_string();
+
+    // Promoted: the old session ends, and after logging in again dee is an admin.
+    let r = ada.submit("/agents", "/agents", &[("action", "role"), ("id", &dee_id), ("role", "admin")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(dee.get("/").await.location(), "/login");
+    assert_eq!(dee.try_login("<i>dee</i>", "dee-secret").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(dee.get("/agents").await.status, StatusCode::OK);
+
+    // Deactivated: logged out and cannot log in.
+    let r = ada.submit("/agents", "/agents", &[("action", "active"), ("id", &dee_id), ("active", "false")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(dee.get("/").await.location(), "/login");
+    assert_eq!(dee.try_login("<i>dee</i>", "dee-secret").await.status, StatusCode::UNAUTHORIZED);
+
+    // A new password works; admins cannot lock themselves out.
+    let bo_id = s.state.store.agent_by_name("bo").await.unwrap().unwrap().id.0.to_string();
+    ada.submit("/agents", "/agents", &[("action", "password"), ("id", &bo_id), ("password", "bo-new-secret")]).await;
+    assert_eq!(Client::new(&s).try_login("bo", "bo-new-secret").await.status, StatusCode::SEE_OTHER);
+    let ada_id = s.state.store.agent_by_name("ada").await.unwrap().unwrap().id.0.to_string();
+    let r = ada.submit("/agents", "/agents", &[("action", "role"), ("id", &ada_id), ("role", "agent")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn reports_alerts_and_live_updates() {
+    let s = setup().await;
+    customer_writes(&s, "Eva", BILLING).await;
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    let reports = ada.get("/reports").await;
+    assert_eq!(reports.status, StatusCode::OK);
+    assert!(reports.body.contains("<svg") && reports.body.contains("Messages per category per hour"));
+    assert!(reports.body.contains("Tickets per state") && reports.body.contains("First-response times"));
+    assert!(reports.body.contains("1 messages in the last 30 days"), "{}", reports.body);
+    assert!(ada.get("/alerts").await.body.contains("No spike alerts."));
+
+    // The queue's event stream says `changed` when a new ticket arrives.
+    let mut request = Request::get("/console/events?queue=1").body(Body::empty()).unwrap();
+    let cookie = ada.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    request.headers_mut().insert(header::COOKIE, cookie.parse().unwrap());
+    let response = s.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    customer_writes(&s, "Fer", "Ik wil mijn contract opzeggen, hoe gaat dat?").await;
+    let changed = tokio::time::timeout(Duration::from_secs(20), async {
+        use futures_util::StreamExt as _;
+        let mut seen = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(changed, Ok(true), "a change reaches the open queue");
+}

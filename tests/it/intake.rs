@@ -1,0 +1,367 @@
+//! The intake pipeline over a real database: what happens to each kind of message, and that a restart loses nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use tokio::sync::Notify;
+use webcare_app::intake::{IntakeConfig, Pipeline, TALK_TO_PERSON};
+use webcare_domain::{
+    ConversationKind, InboundEvent, InboundKind, Intake, NewNotice, NoticeState, Platform, Service, Store,
+    SubscriptionTarget, TicketEventKind, TicketState, Timestamp,
+};
+use webcare_tests::TestDb;
+
+fn t(secs: i64) -> Timestamp {
+    Utc.timestamp_opt(1_790_000_000 + secs, 0).unwrap()
+}
+
+async fn pipeline(db: &TestDb) -> Pipeline {
+    let store: Arc<dyn Store> = Arc::new(db.db().clone());
+    Pipeline::start(
+        store.clone(),
+        webcare_ticketing::Ticketing::new(store, Default::default()),
+        Arc::new(webcare_bridge::Classifier::default()),
+        IntakeConfig::default(),
+        Arc::new(Notify::new()),
+    )
+    .await
+    .unwrap()
+}
+
+fn event(user: &str, chat: &str, kind: ConversationKind, id: &str, text: &str, at: Timestamp) -> InboundEvent {
+    InboundEvent {
+        platform: Platform::Telegram,
+        chat_id: chat.into(),
+        chat_kind: kind,
+        chat_title: None,
+        user_id: user.into(),
+        user_name: format!("user {user}"),
+        from_bot: false,
+        message_id: format!("{chat}/{id}"),
+        text: text.into(),
+        attachments: Vec::new(),
+        kind: InboundKind::Message,
+        place: None,
+        account: String::new(),
+        at,
+    }
+}
+
+fn private(user: &str, id: &str, text: &str, at: Timestamp) -> InboundEvent {
+    event(user, user, ConversationKind::Private, id, text, at)
+}
+
+async fn outbox_bodies(db: &dyn Store) -> Vec<String> {
+    // Outbox rows are due from the wall-clock time they were queued at.
+    let later = Utc::now() + chrono::Duration::days(1);
+    let items = db.claim_outbox("peek", later, std::time::Duration::from_secs(1), 1000).await.unwrap();
+    let mut items: Vec<_> = items.into_iter().map(|i| (i.id, i.body)).collect();
+    items.sort();
+    items.into_iter().map(|(_, b)| b).collect()
+}
+
+#[tokio::test]
+async fn a_billing_question_opens_one_ticket_even_when_redelivered() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let e = private("u1", "1", "Mijn factuur klopt niet, ik betaal dubbel voor mijn abonnement", t(0));
+    let first = p.receive(e.clone()).await.unwrap();
+    assert_eq!((first.new, first.action.as_str()), (true, "ticket"));
+    let again = p.receive(e).await.unwrap();
+    assert_eq!((again.new, again.action.as_str()), (false, "duplicate"));
+    let tickets = db.db().tickets(&[]).await.unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].category, "billing");
+    let events = db.db().ticket_events(tickets[0].id).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![TicketEventKind::Created, TicketEventKind::CustomerMessage]);
+    // The next message of the same customer joins the open ticket.
+    p.receive(private("u1", "2", "Ik heb ook een foto van de factuur", t(60))).await.unwrap();
+    assert_eq!(db.db().tickets(&[]).await.unwrap().len(), 1);
+    assert_eq!(db.db().ticket_events(tickets[0].id).await.unwrap().len(), 3);
+    assert_eq!(db.db().tickets(&[TicketState::New]).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_outage_question_covered_by_a_notice_is_answered_from_it_in_dutch() {
+    let db = TestDb::sqlite().await;
+    let notice = db
+        .db()
+        .create_notice(NewNotice {
+            title: "Storing Utrecht".into(),
+            text: "We are fixing an internet outage in Utrecht.".into(),
+            texts: BTreeMap::from([("nl".into(), "We verhelpen een internetstoring in Utrecht.".into())]),
+            services: vec![Service::Internet],
+            regions: vec!["Utrecht".into()],
+            state: NoticeState::Identified,
+            draft: false,
+            cluster: None,
+            author: None,
+            approved_by: None,
+            at: t(0),
+        })
+        .await
+        .unwrap();
+    let p = pipeline(&db).await;
+    let outcome =
+        p.receive(private("u2", "1", "Is er een storing in Utrecht? Geen internet sinds 10 uur", t(10))).await.unwrap();
+    assert_eq!(outcome.action, "auto_answer");
+    assert_eq!(outbox_bodies(db.db()).await, vec!["We verhelpen een internetstoring in Utrecht.".to_owned()]);
+    let subs = db.db().subscribers(SubscriptionTarget::Notice(notice.id)).await.unwrap();
+    assert_eq!(subs.len(), 1);
+    assert!(db.db().tickets(&[]).await.unwrap().is_empty(), "no ticket, no agent");
+    let stored = db.db().inbound(webcare_domain::InboundId(1)).await.unwrap();
+    let decision = stored.decision.unwrap();
+    assert_eq!(decision["action"], "auto_answer");
+    assert!(decision["reasons"].as_array().is_some_and(|r| !r.is_empty()), "the reasons are stored: {decision}");
+}
+
+#[tokio::test]
+async fn outage_questions_without_a_notice_share_a_cluster_and_a_holding_answer() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let a = p.receive(private("u1", "1", "Storing in Amsterdam? Geen internet meer", t(0))).await.unwrap();
+    let b = p.receive(private("u2", "1", "internet ligt eruit in Amsterdam", t(60))).await.unwrap();
+    assert_eq!((a.action.as_str(), b.action.as_str()), ("hold_and_subscribe", "hold_and_subscribe"));
+    let clusters = db.db().open_clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].members, 2);
+    assert_eq!(clusters[0].service, Service::Internet);
+    assert_eq!(db.db().subscribers(SubscriptionTarget::Cluster(clusters[0].id)).await.unwrap().len(), 2);
+    let bodies = outbox_bodies(db.db()).await;
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies[0].starts_with("Bedankt voor je melding"), "{bodies:?}");
+}
+
+#[tokio::test]
+async fn private_data_in_a_group_moves_to_private_without_repeating_it() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let e = event(
+        "u3",
+        "-100",
+        ConversationKind::Public,
+        "5",
+        "Er is te veel afgeschreven van NL91ABNA0417164300, kunnen jullie dat terugboeken?",
+        t(0),
+    );
+    let outcome = p.receive(e).await.unwrap();
+    assert_eq!(outcome.action, "move_private");
+    let items = db
+        .db()
+        .claim_outbox("peek", Utc::now() + chrono::Duration::days(1), std::time::Duration::from_secs(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(!items[0].body.contains("NL91") && !items[0].body.contains("0417164300"), "{}", items[0].body);
+    assert!(items[0].extra["move_private"]["ticket"].is_number(), "{}", items[0].extra);
+    let tickets = db.db().tickets(&[]).await.unwrap();
+    assert_eq!(tickets.len(), 1, "the case is a ticket");
+
+    // The customer follows the link into a private chat: the same ticket continues there.
+    let link = items[0].extra["move_private"]["link"].as_str().unwrap().to_owned();
+    assert_eq!(link.len(), 32);
+    let mut start = private("u3", "1", "", t(30));
+    start.kind = InboundKind::Command { name: "start".into(), args: link };
+    assert_eq!(p.receive(start).await.unwrap().action, "continue_private");
+    let moved = db.db().ticket(tickets[0].id).await.unwrap();
+    let private_chat = db.db().conversation_by_chat(Platform::Telegram, "u3").await.unwrap().unwrap();
+    assert_eq!(moved.conversation, private_chat.id);
+    p.receive(private("u3", "2", "Het gaat om de afschrijving van vorige week", t(40))).await.unwrap();
+    assert_eq!(db.db().tickets(&[]).await.unwrap().len(), 1, "no second ticket");
+
+    // Somebody else who saw the link in the group cannot take the case over.
+    let mut stranger = private("u7", "1", "", t(45));
+    stranger.kind = InboundKind::Command {
+        name: "start".into(),
+        args: items[0].extra["move_private"]["link"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(p.receive(stranger).await.unwrap().action, "help");
+    assert_eq!(db.db().ticket(tickets[0].id).await.unwrap().conversation, private_chat.id);
+
+    let mut forged = private("u3", "3", "", t(50));
+    forged.kind = InboundKind::Command { name: "start".into(), args: "0123456789abcdef0123456789abcdef".into() };
+    assert_eq!(p.receive(forged).await.unwrap().action, "help");
+}
+
+#[tokio::test]
+async fn commands_bots_and_edits() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    p.receive(private("u4", "1", "Storing in Gent? Geen tv", t(0))).await.unwrap();
+    let mut stop = private("u4", "2", "", t(10));
+    stop.kind = InboundKind::Command { name: "stop".into(), args: String::new() };
+    assert_eq!(p.receive(stop).await.unwrap().action, "stop");
+    let conv = db.db().conversation_by_chat(Platform::Telegram, "u4").await.unwrap().unwrap();
+    assert!(db.db().subscriptions_of(conv.id).await.unwrap().is_empty(), "/stop ends every subscription");
+
+    let mut unknown = private("u4", "3", "", t(20));
+    unknown.kind = InboundKind::Command { name: "frobnicate".into(), args: String::new() };
+    assert_eq!(p.receive(unknown).await.unwrap().action, "help");
+    let bodies = outbox_bodies(db.db()).await;
+    assert!(bodies.last().unwrap().contains("/frobnicate") && bodies.last().unwrap().contains("/status"));
+
+    let mut button = private("u4", "4", "", t(30));
+    button.kind = InboundKind::Button { data: TALK_TO_PERSON.into() };
+    assert_eq!(p.receive(button).await.unwrap().action, "ticket");
+    assert_eq!(db.db().tickets(&[]).await.unwrap().len(), 1);
+
+    let mut bot = private("b1", "1", "I am a bot, classify me", t(40));
+    bot.from_bot = true;
+    assert_eq!(p.receive(bot).await.unwrap().action, "ignore");
+    assert!(db.db().conversation_by_chat(Platform::Telegram, "b1").await.unwrap().is_none(), "bots are not stored");
+
+    let mut edit = private("u4", "1", "Storing in Gent? Geen tv en geen internet", t(50));
+    edit.kind = InboundKind::Edited;
+    p.receive(edit).await.unwrap();
+    let first = db.db().inbound(webcare_domain::InboundId(1)).await.unwrap();
+    assert_eq!(first.text, "Storing in Gent? Geen tv en geen internet");
+    assert!(first.edited_at.is_some());
+}
+
+#[tokio::test]
+async fn a_restart_continues_the_clusters_it_had() {
+    let db = TestDb::sqlite().await;
+    {
+        let p = pipeline(&db).await;
+        p.receive(private("u1", "1", "Storing in Rotterdam? geen internet", t(0))).await.unwrap();
+        p.receive(private("u2", "1", "Geen internet in Rotterdam, storing?", t(30))).await.unwrap();
+        // Dropped without a snapshot, as after `kill -9`.
+    }
+    let p = pipeline(&db).await;
+    p.receive(private("u3", "1", "Rotterdam internet storing??", t(90))).await.unwrap();
+    let clusters = db.db().open_clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1, "the third asker joined the cluster from before the restart");
+    assert_eq!(clusters[0].members, 3);
+
+    // With a snapshot, and a message stored but never decided (a crash between the two).
+    p.snapshot().await.unwrap();
+    drop(p);
+    let who = db
+        .db()
+        .upsert_customer(
+            webcare_domain::NewCustomer {
+                platform: Platform::Telegram,
+                platform_user_id: "u9".into(),
+                display_name: "u9".into(),
+            },
+            t(100),
+        )
+        .await
+        .unwrap();
+    let chat = db
+        .db()
+        .upsert_conversation(
+            webcare_domain::NewConversation {
+                platform: Platform::Telegram,
+                platform_chat_id: "u9".into(),
+                kind: ConversationKind::Private,
+                title: None,
+            },
+            t(100),
+        )
+        .await
+        .unwrap();
+    let undecided = db
+        .db()
+        .insert_inbound(webcare_domain::NewInbound {
+            platform: Platform::Telegram,
+            platform_message_id: "u9/1".into(),
+            conversation: chat.id,
+            customer: who.id,
+            text: "Ik wil mijn abonnement opzeggen".into(),
+            attachments: vec![],
+            received_at: t(100),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let _p = pipeline(&db).await;
+    let decided = db.db().inbound(undecided.id).await.unwrap();
+    assert_eq!(decided.decision.unwrap()["action"], "ticket", "decided on restart");
+    assert_eq!(db.db().open_clusters().await.unwrap()[0].members, 3);
+}
+
+#[tokio::test]
+async fn a_cluster_without_a_notice_becomes_tickets_after_the_grace_period() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    p.receive(private("u1", "1", "Storing in Leiden? geen internet", t(0))).await.unwrap();
+    p.receive(private("u2", "1", "Leiden internet ligt eruit", t(60))).await.unwrap();
+    assert_eq!(p.tick(t(59 * 60)).await.unwrap(), 0);
+    assert!(db.db().tickets(&[]).await.unwrap().is_empty());
+    assert_eq!(p.tick(t(61 * 60)).await.unwrap(), 2);
+    let tickets = db.db().tickets(&[]).await.unwrap();
+    assert_eq!(tickets.len(), 2, "nobody is left waiting");
+    assert!(tickets.iter().all(|t| t.category == "outage"));
+    assert!(db.db().open_clusters().await.unwrap().is_empty());
+    let all_outbox = outbox_bodies(db.db()).await;
+    assert_eq!(all_outbox.len(), 2, "the holding answers only: {all_outbox:?}");
+}
+
+#[tokio::test]
+async fn the_pipeline_runs_on_postgresql_too() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let p = pipeline(&db).await;
+    assert_eq!(
+        p.receive(private("u1", "1", "Storing in Delft? geen internet", t(0))).await.unwrap().action,
+        "hold_and_subscribe"
+    );
+    assert_eq!(p.receive(private("u2", "1", "Mijn factuur is te hoog", t(5))).await.unwrap().action, "ticket");
+    drop(p);
+    let p = pipeline(&db).await;
+    p.receive(private("u3", "1", "Delft internet storing?", t(60))).await.unwrap();
+    assert_eq!(db.db().open_clusters().await.unwrap()[0].members, 2);
+}
+
+#[tokio::test]
+async fn two_messages_in_the_same_second_both_reach_the_ticket() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    // Telegram dates messages to the second: a question and a photo often share one.
+    p.receive(private("u1", "1", "Mijn factuur klopt niet", t(0))).await.unwrap();
+    let mut photo = private("u1", "2", "", t(0));
+    photo.attachments = vec!["photo".into()];
+    p.receive(photo).await.unwrap();
+    let tickets = db.db().tickets(&[]).await.unwrap();
+    assert_eq!(tickets.len(), 1);
+    let events = db.db().ticket_events(tickets[0].id).await.unwrap();
+    let messages: Vec<_> =
+        events.iter().filter(|e| e.kind == TicketEventKind::CustomerMessage).map(|e| e.body.as_str()).collect();
+    assert_eq!(messages, vec!["Mijn factuur klopt niet", "[photo]"]);
+}
+
+#[tokio::test]
+async fn ticket_in_a_group_continues_in_private() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let mut ticket = event("u5", "-200", ConversationKind::Public, "1", "", t(0));
+    ticket.kind = InboundKind::Command { name: "ticket".into(), args: String::new() };
+    assert_eq!(p.receive(ticket).await.unwrap().action, "move_private");
+    let items = db
+        .db()
+        .claim_outbox("peek", Utc::now() + chrono::Duration::days(1), std::time::Duration::from_secs(1), 10)
+        .await
+        .unwrap();
+    let link = items[0].extra["move_private"]["link"].as_str().unwrap().to_owned();
+    let mut start = private("u5", "1", "", t(10));
+    start.kind = InboundKind::Command { name: "start".into(), args: link };
+    assert_eq!(p.receive(start).await.unwrap().action, "continue_private");
+    let private_chat = db.db().conversation_by_chat(Platform::Telegram, "u5").await.unwrap().unwrap();
+    assert_eq!(db.db().tickets(&[]).await.unwrap()[0].conversation, private_chat.id);
+}
+
+#[tokio::test]
+async fn a_file_on_its_own_is_acknowledged_and_referenced_in_a_ticket() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let mut photo = private("u8", "1", "", t(0));
+    photo.attachments = vec!["photo".into()];
+    p.receive(photo).await.unwrap();
+    let tickets = db.db().tickets(&[]).await.unwrap();
+    assert_eq!(tickets.len(), 1);
+    let events = db.db().ticket_events(tickets[0].id).await.unwrap();
+    assert!(events.iter().any(|e| e.body == "[photo]"), "{events:?}");
+    assert!(outbox_bodies(db.db()).await[0].contains("We received your file"));
+}

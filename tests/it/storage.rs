@@ -1,0 +1,647 @@
+//! The storage contract: every case runs on SQLite and on a real PostgreSQL, and must pass on both.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use webcare_domain::{
+    AgentId, ClusterState, ConversationKind, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound,
+    NewNotice, NewOutbox, NewTicket, NoticeChange, NoticeState, OutboxState, Platform, Priority, Role, Service, Store,
+    StoreError, SubscriptionTarget, TicketEventKind, TicketState, Timestamp,
+};
+use webcare_storage::Db;
+use webcare_tests::TestDb;
+
+fn t(secs: i64) -> Timestamp {
+    Utc.timestamp_opt(1_790_000_000 + secs, 0).unwrap()
+}
+
+contract!(
+    customers_and_conversations_are_stored_once,
+    inbound_messages_are_stored_once,
+    edits_deletions_and_decisions_are_kept,
+    notices_keep_every_version,
+    concurrent_notice_updates_get_consecutive_versions,
+    clusters_hand_their_members_to_a_notice,
+    subscriptions_are_unique_and_stop_ends_them,
+    tickets_keep_their_history,
+    agents_have_unique_names_and_hashed_tokens,
+    outbox_keys_are_idempotent,
+    outbox_batches_are_idempotent_too,
+    outbox_claims_by_priority_and_due_time,
+    outbox_marks_need_the_claim,
+    outbox_lapsed_leases_are_claimed_again,
+    outbox_concurrent_claimers_never_share_a_row,
+    missing_rows_are_not_found,
+    leases_have_one_holder_and_pass_on_when_they_run_out,
+);
+
+async fn customer_and_chat(
+    db: &Db,
+    kind: ConversationKind,
+) -> (webcare_domain::Customer, webcare_domain::Conversation) {
+    let customer = db
+        .upsert_customer(
+            NewCustomer { platform: Platform::Telegram, platform_user_id: "u1".into(), display_name: "Anna".into() },
+            t(0),
+        )
+        .await
+        .unwrap();
+    let chat = db
+        .upsert_conversation(
+            NewConversation {
+                platform: Platform::Telegram,
+                platform_chat_id: "c1".into(),
+                kind,
+                title: Some("Anna".into()),
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
+    (customer, chat)
+}
+
+async fn customers_and_conversations_are_stored_once(t_db: &TestDb) {
+    let db = t_db.db();
+    let (a, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let again = db
+        .upsert_customer(
+            NewCustomer { platform: Platform::Telegram, platform_user_id: "u1".into(), display_name: "Anna B".into() },
+            t(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, a.id);
+    assert_eq!(again.display_name, "Anna B");
+    assert_eq!(again.created_at, t(0));
+    // The same user id on another platform is another customer.
+    let other = db
+        .upsert_customer(
+            NewCustomer { platform: Platform::Discord, platform_user_id: "u1".into(), display_name: "Anna".into() },
+            t(5),
+        )
+        .await
+        .unwrap();
+    assert_ne!(other.id, a.id);
+
+    let chat2 = db
+        .upsert_conversation(
+            NewConversation {
+                platform: Platform::Telegram,
+                platform_chat_id: "c1".into(),
+                kind: ConversationKind::Private,
+                title: None,
+            },
+            t(9),
+        )
+        .await
+        .unwrap();
+    assert_eq!(chat2.id, chat.id);
+    assert_eq!(chat2.title.as_deref(), Some("Anna"), "a missing title keeps the stored one");
+    assert_eq!(db.conversation(chat.id).await.unwrap(), chat2);
+
+    db.set_customer_unreachable(a.id, true).await.unwrap();
+    assert!(db.customer(a.id).await.unwrap().unreachable);
+}
+
+fn inbound(chat: &webcare_domain::Conversation, who: &webcare_domain::Customer, id: &str, text: &str) -> NewInbound {
+    NewInbound {
+        platform: Platform::Telegram,
+        platform_message_id: id.into(),
+        conversation: chat.id,
+        customer: who.id,
+        text: text.into(),
+        attachments: vec!["photo".into()],
+        received_at: t(10),
+    }
+}
+
+async fn inbound_messages_are_stored_once(t_db: &TestDb) {
+    let db = t_db.db();
+    let (who, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let first = db.insert_inbound(inbound(&chat, &who, "c1/1", "storing in Utrecht?")).await.unwrap();
+    assert!(first.is_new());
+    let redelivered = db.insert_inbound(inbound(&chat, &who, "c1/1", "something else")).await.unwrap();
+    match redelivered {
+        Inserted::Existing(m) => {
+            assert_eq!(m.id, first.get().id);
+            assert_eq!(m.text, "storing in Utrecht?", "a redelivery never overwrites the stored text");
+            assert_eq!(m.attachments, vec!["photo".to_owned()]);
+            assert_eq!(m.received_at, t(10));
+        }
+        Inserted::New(_) => panic!("a redelivered message was stored twice"),
+    }
+    let second = db.insert_inbound(inbound(&chat, &who, "c1/2", "nog steeds niks")).await.unwrap();
+    assert!(second.is_new());
+    assert_ne!(second.get().id, first.get().id);
+}
+
+async fn edits_deletions_and_decisions_are_kept(t_db: &TestDb) {
+    let db = t_db.db();
+    let (who, chat) = customer_and_chat(db, ConversationKind::Public).await;
+    let m = db.insert_inbound(inbound(&chat, &who, "c1/7", "geen internet")).await.unwrap().into_inner();
+    let edited = db.edit_inbound(Platform::Telegram, "c1/7", "geen internet in 3512", t(20)).await.unwrap().unwrap();
+    assert_eq!(edited.text, "geen internet in 3512");
+    assert_eq!(edited.edited_at, Some(t(20)));
+    assert!(db.edit_inbound(Platform::Telegram, "c1/404", "x", t(20)).await.unwrap().is_none());
+    assert!(db.delete_inbound(Platform::Telegram, "c1/7", t(30)).await.unwrap());
+    assert!(!db.delete_inbound(Platform::Discord, "c1/7", t(30)).await.unwrap());
+    let decision = serde_json::json!({"intent": "outage", "reasons": ["matched `geen internet`"]});
+    db.set_decision(m.id, &decision).await.unwrap();
+    let stored = db.inbound(m.id).await.unwrap();
+    assert_eq!(stored.decision, Some(decision));
+    assert_eq!(stored.deleted_at, Some(t(30)));
+}
+
+fn new_notice(regions: &[&str], at: Timestamp) -> NewNotice {
+    NewNotice {
+        title: "Storing internet Utrecht".into(),
+        text: "We are investigating an internet outage in Utrecht.".into(),
+        texts: BTreeMap::from([("nl".into(), "We onderzoeken een internetstoring in Utrecht.".into())]),
+        services: vec![Service::Internet],
+        regions: regions.iter().map(|r| r.to_string()).collect(),
+        state: NoticeState::Investigating,
+        draft: false,
+        cluster: None,
+        author: None,
+        approved_by: None,
+        at,
+    }
+}
+
+async fn notices_keep_every_version(t_db: &TestDb) {
+    let db = t_db.db();
+    let admin = db
+        .create_agent(NewAgent { name: "ria".into(), role: Role::Admin, password_hash: None, at: t(0) })
+        .await
+        .unwrap();
+    let mut new = new_notice(&["Utrecht"], t(1));
+    new.author = Some(admin.id);
+    let n = db.create_notice(new).await.unwrap();
+    assert_eq!(n.version, 1);
+    assert!(n.is_active());
+    assert_eq!(n.text_for("nl"), "We onderzoeken een internetstoring in Utrecht.");
+    assert_eq!(n.text_for("en"), "We are investigating an internet outage in Utrecht.");
+
+    let n2 = db
+        .update_notice(
+            n.id,
+            NoticeChange {
+                text: Some("Cause found: a cable cut near Utrecht.".into()),
+                state: Some(NoticeState::Identified),
+                regions: Some(vec!["Utrecht".into(), "Nieuwegein".into()]),
+                author: Some(admin.id),
+                ..Default::default()
+            },
+            t(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n2.version, 2);
+    assert_eq!(n2.state, NoticeState::Identified);
+    assert_eq!(n2.services, vec![Service::Internet], "unchanged fields keep their value");
+    assert_eq!(n2.texts, n.texts);
+    assert_eq!(n2.updated_at, t(60));
+    assert_eq!(n2.created_at, t(1));
+
+    let resolved = db
+        .update_notice(n.id, NoticeChange { state: Some(NoticeState::Resolved), ..Default::default() }, t(120))
+        .await
+        .unwrap();
+    assert!(!resolved.is_active());
+
+    let versions = db.notice_versions(n.id).await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(versions[0].text, "We are investigating an internet outage in Utrecht.");
+    assert_eq!(versions[1].regions, vec!["Utrecht".to_owned(), "Nieuwegein".to_owned()]);
+    assert_eq!(versions[0].author, Some(admin.id));
+    assert_eq!(versions[2].author, None);
+    assert_eq!(versions[2].state, NoticeState::Resolved);
+
+    let mut draft = new_notice(&[], t(130));
+    draft.draft = true;
+    let draft = db.create_notice(draft).await.unwrap();
+    let active = db.create_notice(new_notice(&[], t(140))).await.unwrap();
+    let active_ids: Vec<_> = db.notices(true).await.unwrap().into_iter().map(|n| n.id).collect();
+    assert_eq!(active_ids, vec![active.id], "drafts and resolved notices are not active");
+    assert_eq!(db.notices(false).await.unwrap().len(), 3);
+    let published = db
+        .update_notice(
+            draft.id,
+            NoticeChange { draft: Some(false), approved_by: Some(admin.id), ..Default::default() },
+            t(150),
+        )
+        .await
+        .unwrap();
+    assert!(published.is_active());
+    assert_eq!(db.notice_versions(draft.id).await.unwrap()[1].approved_by, Some(admin.id));
+}
+
+async fn concurrent_notice_updates_get_consecutive_versions(t_db: &TestDb) {
+    let db = t_db.db().clone();
+    let n = db.create_notice(new_notice(&[], t(0))).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            // SQLite may answer "busy" under contention; a caller retries transient errors.
+            loop {
+                match db
+                    .update_notice(n.id, NoticeChange { text: Some(format!("update {i}")), ..Default::default() }, t(i))
+                    .await
+                {
+                    Err(e) if e.is_transient() => tokio::task::yield_now().await,
+                    other => return other.unwrap().version,
+                }
+            }
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, (2..=9).collect::<Vec<_>>());
+    assert_eq!(db.notice_versions(n.id).await.unwrap().len(), 9);
+}
+
+async fn clusters_hand_their_members_to_a_notice(t_db: &TestDb) {
+    let db = t_db.db();
+    let c = db
+        .create_cluster(NewCluster {
+            account: "acme".into(),
+            service: Service::Internet,
+            region: Some("Utrecht".into()),
+            at: t(0),
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.state, ClusterState::Open);
+    let mut chats = Vec::new();
+    for i in 0..3 {
+        let chat = db
+            .upsert_conversation(
+                NewConversation {
+                    platform: Platform::Webchat,
+                    platform_chat_id: format!("w{i}"),
+                    kind: ConversationKind::Private,
+                    title: None,
+                },
+                t(i),
+            )
+            .await
+            .unwrap();
+        assert!(db.subscribe(chat.id, None, SubscriptionTarget::Cluster(c.id), t(i)).await.unwrap());
+        chats.push(chat);
+    }
+    db.touch_cluster(c.id, 3, t(50)).await.unwrap();
+    db.touch_cluster(c.id, 3, t(40)).await.unwrap();
+    db.set_cluster_alerted(c.id, 3).await.unwrap();
+    let stored = db.cluster(c.id).await.unwrap();
+    assert_eq!((stored.members, stored.alerted_at_members, stored.last_at), (3, 3, t(50)));
+    assert_eq!(db.open_clusters().await.unwrap().len(), 1);
+
+    let notice = db.create_notice(new_notice(&["Utrecht"], t(60))).await.unwrap();
+    // One member had already found the notice by asking again: no second subscription.
+    db.subscribe(chats[0].id, None, SubscriptionTarget::Notice(notice.id), t(59)).await.unwrap();
+    db.close_cluster(c.id, Some(notice.id), t(60)).await.unwrap();
+    let subs = db.subscribers(SubscriptionTarget::Notice(notice.id)).await.unwrap();
+    assert_eq!(subs.iter().map(|s| s.conversation).collect::<Vec<_>>(), chats.iter().map(|c| c.id).collect::<Vec<_>>());
+    assert!(db.subscribers(SubscriptionTarget::Cluster(c.id)).await.unwrap().is_empty());
+    let closed = db.cluster(c.id).await.unwrap();
+    assert_eq!((closed.state, closed.notice), (ClusterState::Noticed, Some(notice.id)));
+    assert!(db.open_clusters().await.unwrap().is_empty());
+    assert!(matches!(db.close_cluster(c.id, None, t(70)).await, Err(StoreError::NotFound { .. })));
+
+    let c2 = db
+        .create_cluster(NewCluster { account: "acme".into(), service: Service::Tv, region: None, at: t(80) })
+        .await
+        .unwrap();
+    db.subscribe(chats[1].id, None, SubscriptionTarget::Cluster(c2.id), t(80)).await.unwrap();
+    db.close_cluster(c2.id, None, t(200)).await.unwrap();
+    assert_eq!(db.cluster(c2.id).await.unwrap().state, ClusterState::Expired);
+    assert!(db.subscribers(SubscriptionTarget::Cluster(c2.id)).await.unwrap().is_empty());
+}
+
+async fn subscriptions_are_unique_and_stop_ends_them(t_db: &TestDb) {
+    let db = t_db.db();
+    let (who, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let n1 = db.create_notice(new_notice(&[], t(0))).await.unwrap();
+    let n2 = db.create_notice(new_notice(&["Gent"], t(0))).await.unwrap();
+    assert!(db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n1.id), t(1)).await.unwrap());
+    assert!(!db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n1.id), t(2)).await.unwrap());
+    assert!(db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n2.id), t(3)).await.unwrap());
+    let mine = db.subscriptions_of(chat.id).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].customer, Some(who.id));
+    assert_eq!(mine[0].created_at, t(1));
+    assert_eq!(db.unsubscribe_all(chat.id).await.unwrap(), 2);
+    assert!(db.subscribers(SubscriptionTarget::Notice(n1.id)).await.unwrap().is_empty());
+    assert_eq!(db.unsubscribe_all(chat.id).await.unwrap(), 0);
+}
+
+async fn tickets_keep_their_history(t_db: &TestDb) {
+    let db = t_db.db();
+    let (who, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let agent = db
+        .create_agent(NewAgent { name: "sam".into(), role: Role::Agent, password_hash: None, at: t(0) })
+        .await
+        .unwrap();
+    assert!(db.open_ticket(chat.id, who.id).await.unwrap().is_none());
+    let new_ticket = |subject: &str, due: Option<Timestamp>| NewTicket {
+        conversation: chat.id,
+        customer: who.id,
+        subject: subject.into(),
+        priority: 3,
+        category: "billing".into(),
+        due_at: due,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        tags: Vec::new(),
+        at: t(1),
+    };
+    let late = db.create_ticket(new_ticket("late", Some(t(9000)))).await.unwrap();
+    let soon = db.create_ticket(new_ticket("soon", Some(t(100)))).await.unwrap();
+    let undated = db.create_ticket(new_ticket("undated", None)).await.unwrap();
+    assert_eq!(soon.state, TicketState::New);
+    let queue: Vec<_> = db.tickets(&[]).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(queue, vec![soon.id, late.id, undated.id], "the queue is sorted by due time");
+    assert_eq!(db.open_ticket(chat.id, who.id).await.unwrap().unwrap().id, undated.id);
+
+    db.add_ticket_event(soon.id, TicketEventKind::Note, Some(agent.id), "called the customer", t(5)).await.unwrap();
+    let solved = db.set_ticket_state(soon.id, TicketState::Solved, Some(agent.id), t(6)).await.unwrap();
+    assert_eq!((solved.state, solved.updated_at), (TicketState::Solved, t(6)));
+    let events = db.ticket_events(soon.id).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![TicketEventKind::Created, TicketEventKind::Note, TicketEventKind::StateChanged]);
+    assert_eq!(events[1].actor, Some(agent.id));
+    assert_eq!(events[1].body, "called the customer");
+    assert_eq!(events[2].body, "solved");
+
+    let solved_only: Vec<_> = db.tickets(&[TicketState::Solved]).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(solved_only, vec![soon.id]);
+    let open: Vec<_> =
+        db.tickets(&[TicketState::New, TicketState::Open]).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(open, vec![late.id, undated.id]);
+    for id in [late.id, undated.id, soon.id] {
+        db.set_ticket_state(id, TicketState::Closed, None, t(7)).await.unwrap();
+    }
+    assert!(db.open_ticket(chat.id, who.id).await.unwrap().is_none());
+}
+
+async fn agents_have_unique_names_and_hashed_tokens(t_db: &TestDb) {
+    let db = t_db.db();
+    let a = db
+        .create_agent(NewAgent {
+            name: "ria".into(),
+            role: Role::Admin,
+            password_hash: Some("$argon2id$v=19$...".into()),
+            at: t(0),
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.role, Role::Admin);
+    let dup = db.create_agent(NewAgent { name: "ria".into(), role: Role::Agent, password_hash: None, at: t(1) }).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("ria")), "{dup:?}");
+    db.add_api_token(a.id, "hash-1", t(2)).await.unwrap();
+    assert_eq!(db.agent_by_token_hash("hash-1").await.unwrap().unwrap().id, a.id);
+    assert!(db.agent_by_token_hash("hash-2").await.unwrap().is_none());
+    assert!(matches!(db.add_api_token(a.id, "hash-1", t(3)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(db.agent_by_name("ria").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$v=19$..."));
+    assert!(db.agent_by_name("nobody").await.unwrap().is_none());
+    assert_eq!(db.agents().await.unwrap().len(), 1);
+    assert_eq!(db.agent(a.id).await.unwrap(), a);
+}
+
+async fn chat(db: &Db, id: &str) -> webcare_domain::ConversationId {
+    db.upsert_conversation(
+        NewConversation {
+            platform: Platform::Telegram,
+            platform_chat_id: id.into(),
+            kind: ConversationKind::Private,
+            title: None,
+        },
+        t(0),
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn outbox_keys_are_idempotent(t_db: &TestDb) {
+    let db = t_db.db();
+    let c = chat(db, "o1").await;
+    let mut new = NewOutbox::message(c, "Notice v1", "notice:1:v1:conv:1", Priority::BROADCAST, t(0));
+    new.extra = serde_json::json!({"buttons": [["Something else? Talk to a person", "ticket"]]});
+    let first = db.enqueue(new.clone(), t(0)).await.unwrap();
+    assert!(first.is_new());
+    let item = first.get();
+    assert_eq!((item.state, item.attempts, item.priority), (OutboxState::Pending, 0, Priority::BROADCAST));
+    assert_eq!(item.extra, new.extra);
+    let mut again = new.clone();
+    again.body = "changed".into();
+    let second = db.enqueue(again, t(5)).await.unwrap();
+    assert!(!second.is_new());
+    assert_eq!(second.get(), item, "the second enqueue changes nothing");
+    assert_eq!(db.outbox_counts().await.unwrap(), vec![(OutboxState::Pending, 1)]);
+}
+
+async fn outbox_claims_by_priority_and_due_time(t_db: &TestDb) {
+    let db = t_db.db();
+    let c = chat(db, "o2").await;
+    let mut ids = BTreeMap::new();
+    for (key, priority, due) in [
+        ("broadcast-1", Priority::BROADCAST, 0),
+        ("broadcast-2", Priority::BROADCAST, 1),
+        ("reply", Priority::AGENT_REPLY, 2),
+        ("later", Priority::AGENT_REPLY, 100),
+        ("auto", Priority::AUTOMATIC, 3),
+    ] {
+        let mut new = NewOutbox::message(c, key, key, priority, t(due));
+        new.not_before = t(due);
+        ids.insert(key, db.enqueue(new, t(0)).await.unwrap().into_inner().id);
+    }
+    let claimed = db.claim_outbox("w1", t(10), Duration::from_secs(3600), 3).await.unwrap();
+    let keys: Vec<_> = claimed.iter().map(|i| i.idempotency_key.as_str()).collect();
+    assert_eq!(keys, vec!["reply", "auto", "broadcast-1"], "highest priority first, then the earliest due");
+    for item in &claimed {
+        assert_eq!(item.state, OutboxState::Sending);
+        assert_eq!(item.claimed_by.as_deref(), Some("w1"));
+        assert_eq!(item.attempts, 1);
+        assert_eq!(item.lease_until, Some(t(3610)));
+    }
+    let rest = db.claim_outbox("w2", t(10), Duration::from_secs(3600), 10).await.unwrap();
+    let keys: Vec<_> = rest.iter().map(|i| i.idempotency_key.as_str()).collect();
+    assert_eq!(keys, vec!["broadcast-2"], "rows not yet due and rows claimed by others are left alone");
+    assert!(db.claim_outbox("w2", t(11), Duration::from_secs(30), 10).await.unwrap().is_empty());
+    let later = db.claim_outbox("w2", t(100), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].id, ids["later"]);
+}
+
+async fn outbox_marks_need_the_claim(t_db: &TestDb) {
+    let db = t_db.db();
+    let c = chat(db, "o3").await;
+    for key in ["a", "b", "c", "d"] {
+        db.enqueue(NewOutbox::message(c, key, key, Priority::AUTOMATIC, t(0)), t(0)).await.unwrap();
+    }
+    let items = db.claim_outbox("w1", t(1), Duration::from_secs(3600), 10).await.unwrap();
+    let [a, b, cc, d] = items.as_slice() else { panic!("expected four rows, got {items:?}") };
+
+    assert!(!db.mark_sent(a.id, "intruder", Some("m1"), t(2)).await.unwrap(), "only the claimant marks a row");
+    assert!(db.mark_sent(a.id, "w1", Some("m1"), t(2)).await.unwrap());
+    assert!(!db.mark_sent(a.id, "w1", Some("m1"), t(3)).await.unwrap(), "a sent row stays sent once");
+    let sent = db.outbox_item(a.id).await.unwrap();
+    assert_eq!(
+        (sent.state, sent.platform_message_id.as_deref(), sent.sent_at),
+        (OutboxState::Sent, Some("m1"), Some(t(2)))
+    );
+
+    assert!(db.mark_retry(b.id, "w1", t(60), "429: retry after 59").await.unwrap());
+    let retry = db.outbox_item(b.id).await.unwrap();
+    assert_eq!((retry.state, retry.next_attempt_at), (OutboxState::Pending, t(60)));
+    assert_eq!(retry.last_error.as_deref(), Some("429: retry after 59"));
+    assert!(retry.claimed_by.is_none());
+    assert!(db.claim_outbox("w1", t(59), Duration::from_secs(30), 10).await.unwrap().is_empty());
+    let again = db.claim_outbox("w1", t(60), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+
+    assert!(db.mark_failed(cc.id, "w1", "403: bot was blocked by the user").await.unwrap());
+    assert_eq!(db.outbox_item(cc.id).await.unwrap().state, OutboxState::Failed);
+    assert!(!db.cancel_outbox(d.id).await.unwrap(), "a claimed row is not cancelled under its sender");
+
+    let e = db.enqueue(NewOutbox::message(c, "e", "e", Priority::BROADCAST, t(0)), t(0)).await.unwrap().into_inner();
+    assert!(db.cancel_outbox(e.id).await.unwrap());
+    assert!(db.claim_outbox("w1", t(1000), Duration::from_secs(30), 10).await.unwrap().iter().all(|i| i.id != e.id));
+
+    let counts: BTreeMap<_, _> = db.outbox_counts().await.unwrap().into_iter().map(|(s, n)| (s.as_str(), n)).collect();
+    assert_eq!(counts, BTreeMap::from([("cancelled", 1), ("failed", 1), ("sending", 2), ("sent", 1)]));
+}
+
+async fn outbox_lapsed_leases_are_claimed_again(t_db: &TestDb) {
+    let db = t_db.db();
+    let c = chat(db, "o4").await;
+    let item = db.enqueue(NewOutbox::message(c, "x", "x", Priority::AUTOMATIC, t(0)), t(0)).await.unwrap().into_inner();
+    let claimed = db.claim_outbox("crashed", t(1), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // The worker dies without marking; until its lease lapses nobody else may take the row.
+    assert!(db.claim_outbox("w2", t(30), Duration::from_secs(30), 10).await.unwrap().is_empty());
+    let taken = db.claim_outbox("w2", t(31), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].id, taken[0].attempts, taken[0].claimed_by.as_deref()), (item.id, 2, Some("w2")));
+    assert!(!db.mark_sent(item.id, "crashed", None, t(32)).await.unwrap(), "the old claim is void");
+    assert!(db.mark_sent(item.id, "w2", None, t(32)).await.unwrap());
+}
+
+async fn outbox_concurrent_claimers_never_share_a_row(t_db: &TestDb) {
+    let db = t_db.db();
+    let c = chat(db, "o5").await;
+    const ROWS: usize = 300;
+    for i in 0..ROWS {
+        let key = format!("row-{i}");
+        db.enqueue(NewOutbox::message(c, &key, &key, Priority::BROADCAST, t(0)), t(0)).await.unwrap();
+    }
+    // Two pools on one database, as two webcare processes would have, with several claimers each.
+    let pools = [t_db.another().await, t_db.another().await];
+    let mut tasks = Vec::new();
+    for (p, pool) in pools.iter().enumerate() {
+        for w in 0..3 {
+            let pool = pool.clone();
+            let worker = format!("p{p}w{w}");
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    match pool.claim_outbox(&worker, t(1), Duration::from_secs(300), 7).await {
+                        Ok(batch) if batch.is_empty() => return mine,
+                        Ok(batch) => {
+                            for item in batch {
+                                assert!(pool.mark_sent(item.id, &worker, None, t(2)).await.unwrap());
+                                mine.push(item.id);
+                            }
+                        }
+                        Err(e) if e.is_transient() => tokio::task::yield_now().await,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), ROWS, "every row claimed once");
+    assert_eq!(distinct.len(), ROWS, "no row claimed twice");
+    assert_eq!(db.outbox_counts().await.unwrap(), vec![(OutboxState::Sent, ROWS as i64)]);
+}
+
+async fn missing_rows_are_not_found(t_db: &TestDb) {
+    let db = t_db.db();
+    let e = db.ticket(webcare_domain::TicketId(4242)).await.unwrap_err();
+    assert_eq!(e.to_string(), "ticket 4242 not found");
+    assert!(matches!(db.notice(webcare_domain::NoticeId(1)).await, Err(StoreError::NotFound { what: "notice", .. })));
+    assert!(matches!(
+        db.update_notice(webcare_domain::NoticeId(1), NoticeChange::default(), t(0)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(db.agent(AgentId(9)).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        db.set_ticket_state(webcare_domain::TicketId(1), TicketState::Open, None, t(0)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn leases_have_one_holder_and_pass_on_when_they_run_out(t_db: &TestDb) {
+    let db = t_db.db();
+    assert!(db.acquire_lease("telegram-poller", "a", t(0), t(10)).await.unwrap());
+    assert!(!db.acquire_lease("telegram-poller", "b", t(5), t(15)).await.unwrap(), "held by a");
+    assert!(db.acquire_lease("telegram-poller", "a", t(8), t(18)).await.unwrap(), "a renews");
+    assert!(!db.acquire_lease("telegram-poller", "b", t(17), t(27)).await.unwrap());
+    assert!(db.acquire_lease("other-job", "b", t(17), t(27)).await.unwrap(), "leases are per name");
+    assert!(db.acquire_lease("telegram-poller", "b", t(18), t(28)).await.unwrap(), "b takes over when a's runs out");
+    assert!(!db.acquire_lease("telegram-poller", "a", t(19), t(29)).await.unwrap());
+    db.release_lease("telegram-poller", "a").await.unwrap();
+    assert!(!db.acquire_lease("telegram-poller", "a", t(20), t(30)).await.unwrap(), "only the holder releases");
+    db.release_lease("telegram-poller", "b").await.unwrap();
+    assert!(db.acquire_lease("telegram-poller", "a", t(21), t(31)).await.unwrap());
+
+    // Many contenders at once from two pools: exactly one wins.
+    let pools = [t_db.another().await, t_db.another().await];
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let pool = pools[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match pool.acquire_lease("race", &format!("p{i}"), t(100), t(200)).await {
+                    Err(e) if e.is_transient() => tokio::task::yield_now().await,
+                    other => return other.unwrap(),
+                }
+            }
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn outbox_batches_are_idempotent_too(t_db: &TestDb) {
+    let db = t_db.db();
+    let c = chat(db, "b1").await;
+    let rows: Vec<NewOutbox> = (0..250)
+        .map(|i| {
+            NewOutbox::message(c, format!("v1 to {i}"), format!("notice:1:v1:conv:{i}"), Priority::BROADCAST, t(0))
+        })
+        .collect();
+    assert_eq!(db.enqueue_many(&rows, t(0)).await.unwrap(), 250);
+    assert_eq!(db.enqueue_many(&rows[100..], t(1)).await.unwrap(), 0, "a repeated batch queues nothing");
+    let mut more = rows[240..].to_vec();
+    more.push(NewOutbox::message(c, "new", "notice:1:v1:conv:999", Priority::BROADCAST, t(0)));
+    assert_eq!(db.enqueue_many(&more, t(2)).await.unwrap(), 1);
+    assert_eq!(db.enqueue_many(&[], t(3)).await.unwrap(), 0);
+    assert_eq!(db.outbox_counts().await.unwrap(), vec![(OutboxState::Pending, 251)]);
+}

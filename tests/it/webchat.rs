@@ -1,0 +1,152 @@
+//! The web chat over HTTP with the real intake and delivery behind it.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use webcare_app::delivery::{Delivery, DeliveryConfig};
+use webcare_tests::TestDb;
+use webcare_web::webchat::WebchatSender;
+
+struct Chat {
+    router: axum::Router,
+    delivery: Delivery,
+    _db: TestDb,
+}
+
+async fn chat() -> Chat {
+    let db = TestDb::sqlite().await;
+    let state = webcare_tests::app_state(db.db()).await;
+    let delivery = Delivery::new(
+        state.store.clone(),
+        vec![Arc::new(WebchatSender { hub: state.webchat.clone() })],
+        DeliveryConfig::default(),
+    );
+    Chat { router: webcare_web::router(state), delivery, _db: db }
+}
+
+impl Chat {
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn session(&self) -> String {
+        let (status, body) = self.call(Request::post("/chat/api/session").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        body["conversation"].as_str().unwrap().to_owned()
+    }
+
+    async fn post(&self, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Request::post("/chat/api/messages")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn transcript(&self, conversation: &str) -> (StatusCode, Value) {
+        self.call(
+            Request::get(format!("/chat/api/transcript?conversation={conversation}")).body(Body::empty()).unwrap(),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_customer_writes_and_sees_the_answer() {
+    let c = chat().await;
+    let me = c.session().await;
+    assert_eq!(me.len(), 64);
+    let (status, body) =
+        c.post(json!({"conversation": me, "id": "m1", "text": "Storing in Utrecht? Geen internet sinds 10 uur"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["action"], "hold_and_subscribe");
+    // Retried by a flaky connection: stored once.
+    let (_, again) =
+        c.post(json!({"conversation": me, "id": "m1", "text": "Storing in Utrecht? Geen internet sinds 10 uur"})).await;
+    assert_eq!(again["new"], false);
+
+    let (_, lines) = c.transcript(&me).await;
+    assert_eq!(lines.as_array().unwrap().len(), 1, "the answer is not shown before the outbox delivered it");
+    assert_eq!(c.delivery.step().await.unwrap().sent, 1);
+    let (_, lines) = c.transcript(&me).await;
+    let lines = lines.as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["direction"], "in");
+    assert_eq!(lines[1]["direction"], "out");
+    assert!(lines[1]["text"].as_str().unwrap().starts_with("Bedankt"));
+    assert_eq!(lines[1]["buttons"][0]["data"], "talk_to_person");
+
+    let (_, pressed) = c.post(json!({"conversation": me, "id": "m2", "button": "talk_to_person"})).await;
+    assert_eq!(pressed["action"], "ticket");
+}
+
+#[tokio::test]
+async fn one_customer_cannot_read_another_conversation() {
+    let c = chat().await;
+    let alice = c.session().await;
+    let mallory = c.session().await;
+    assert_ne!(alice, mallory);
+    c.post(json!({"conversation": alice, "id": "a", "text": "Mijn IBAN is NL91ABNA0417164300"})).await;
+    let (_, theirs) = c.transcript(&mallory).await;
+    assert_eq!(theirs, json!([]));
+    let (status, _) = c.transcript("not-a-conversation").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = c.transcript(&alice.to_uppercase()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_answer() {
+    let c = chat().await;
+    let me = c.session().await;
+    let (status, body) = c.post(json!({"conversation": me, "id": "x", "text": "   "})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("empty_message")));
+    let long = "a".repeat(4001);
+    let (status, body) = c.post(json!({"conversation": me, "id": "y", "text": long})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("message_too_long")));
+    let (status, _) = c.post(json!({"conversation": "abc", "id": "z", "text": "hoi"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = c.post(json!({"conversation": me, "id": "<script>", "text": "hoi"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let huge = json!({"conversation": me, "id": "h", "text": "a".repeat(100_000)}).to_string();
+    let (status, _) = c
+        .call(
+            Request::post("/chat/api/messages")
+                .header("content-type", "application/json")
+                .body(Body::from(huge))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Markup is stored and returned as text; the page renders it with textContent.
+    let (status, _) = c
+        .post(json!({"conversation": me, "id": "s", "text": "<script>alert(1)</script><img src=x onerror=alert(2)>"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, lines) = c.transcript(&me).await;
+    assert_eq!(lines[0]["text"], "<script>alert(1)</script><img src=x onerror=alert(2)>");
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_a_strict_content_security_policy() {
+    let c = chat().await;
+    let response = c.router.clone().oneshot(Request::get("/chat").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert!(html.contains("/chat/chat.js") && !html.contains("<script>"), "no inline script");
+    let js = c.router.clone().oneshot(Request::get("/chat/chat.js").body(Body::empty()).unwrap()).await.unwrap();
+    let js = String::from_utf8(axum::body::to_bytes(js.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(js.contains("textContent") && !js.contains("innerHTML"), "messages are rendered as text");
+}

@@ -1,0 +1,100 @@
+// The web chat page. Everything shown is set with textContent: a message can never become markup.
+"use strict";
+
+(function () {
+  const KEY = "webcare.conversation";
+  const transcript = document.getElementById("transcript");
+  const form = document.getElementById("composer");
+  const text = document.getElementById("text");
+  const name = document.getElementById("name");
+  const status = document.getElementById("status");
+  let conversation = localStorage.getItem(KEY);
+
+  function newId() {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function ensureConversation() {
+    if (conversation && /^[0-9a-f]{64}$/.test(conversation)) return conversation;
+    const response = await fetch("/chat/api/session", { method: "POST" });
+    if (!response.ok) throw new Error("session " + response.status);
+    conversation = (await response.json()).conversation;
+    localStorage.setItem(KEY, conversation);
+    return conversation;
+  }
+
+  function render(lines) {
+    const items = lines.map((line) => {
+      const li = document.createElement("li");
+      li.className = "line " + line.direction;
+      li.dataset.id = line.id;
+      const p = document.createElement("p");
+      p.textContent = line.text;
+      li.appendChild(p);
+      for (const button of line.buttons || []) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "choice";
+        b.textContent = button.text;
+        b.addEventListener("click", () => send({ button: button.data }));
+        li.appendChild(b);
+      }
+      return li;
+    });
+    transcript.replaceChildren(...items);
+    transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  async function refresh() {
+    if (!conversation) return;
+    const response = await fetch("/chat/api/transcript?conversation=" + encodeURIComponent(conversation));
+    if (response.ok) render(await response.json());
+  }
+
+  async function send(body) {
+    status.textContent = "";
+    const id = await ensureConversation();
+    const response = await fetch("/chat/api/messages", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(Object.assign({ conversation: id, id: newId(), name: name.value }, body)),
+    });
+    if (!response.ok) {
+      let message = "Er ging iets mis; probeer het nog eens. / Something went wrong; please try again.";
+      try { message = (await response.json()).error.message; } catch (_) { /* keep the default */ }
+      status.textContent = message;
+      return false;
+    }
+    listen();
+    await refresh();
+    return true;
+  }
+
+  let source = null;
+  function listen() {
+    if (source || !conversation) return;
+    source = new EventSource("/chat/api/events?conversation=" + encodeURIComponent(conversation));
+    source.addEventListener("changed", refresh);
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = text.value.trim();
+    if (!value) return;
+    if (await send({ text: value })) text.value = "";
+  });
+
+  text.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  if (conversation) {
+    listen();
+    refresh();
+  }
+})();

@@ -1,0 +1,60 @@
+//! The OpenAPI document, built from the same route table the API serves. A test calls every route listed here.
+
+use serde_json::{Value, json};
+
+/// Every API route: method, path (OpenAPI style), whether it needs the admin role, and a summary.
+pub const ROUTES: &[(&str, &str, bool, &str)] = &[
+    ("get", "/api/v1/tickets", false, "List tickets, optionally by state (state=new,open,...)"),
+    ("get", "/api/v1/tickets/{id}", false, "One ticket with its messages"),
+    ("patch", "/api/v1/tickets/{id}", false, "Change state, priority or assignee"),
+    ("post", "/api/v1/tickets/{id}/claim", false, "Claim a ticket; 409 with the holder's name when taken"),
+    ("post", "/api/v1/tickets/{id}/replies", false, "Reply to the customer on their conversation"),
+    ("post", "/api/v1/tickets/{id}/notes", false, "Add an internal note"),
+    ("get", "/api/v1/notices", false, "List notices"),
+    ("post", "/api/v1/notices", true, "Create a notice"),
+    ("patch", "/api/v1/notices/{id}", true, "Change a notice: a new version every subscriber receives once"),
+    ("get", "/api/v1/notices/{id}/delivery", false, "Broadcast progress of the current version"),
+    ("get", "/api/v1/alerts", false, "Spike alerts"),
+    ("post", "/api/v1/alerts/{id}/notice", true, "Publish a notice from an alert; its cluster's members subscribe"),
+];
+
+fn error_responses(admin: bool) -> Value {
+    let e = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let mut r = json!({"401": e("no or invalid token"), "404": e("unknown id"), "422": e("invalid input")});
+    if admin {
+        r["403"] = e("the admin role is needed");
+    }
+    r
+}
+
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, admin, summary) in ROUTES {
+        let mut op = json!({"summary": summary, "security": [{"bearer": []}], "responses": error_responses(*admin)});
+        op["responses"]["200"] = json!({"description": "OK"});
+        if path.contains("{id}") {
+            op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}]);
+        }
+        if *path == "/api/v1/tickets" && *method == "get" {
+            op["parameters"] = json!([{"name": "state", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "comma-separated: new, open, pending, solved, closed"}]);
+        }
+        if ["post", "patch"].contains(method) && !path.ends_with("/claim") {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "webcare API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}
+        }
+    })
+}

@@ -1,0 +1,113 @@
+//! webcare's HTTP side (axum): `/healthz`, `/readyz` and `/metrics` today; the console, the REST API under
+//! `/api/v1` and the web chat arrive with the ticketing issue and are added to [`router`].
+//!
+//! Architecture invariant: axum types stay in this crate. It reaches state only through the domain's `Store`
+//! trait, never through sqlx, so the same routes run on SQLite and PostgreSQL.
+
+pub mod api;
+pub mod auth;
+pub mod console;
+pub mod webchat;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+use webcare_domain::{Intake, Store};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub intake: Arc<dyn Intake>,
+    pub ticketing: webcare_ticketing::Ticketing,
+    pub notices: Arc<webcare_app::notices::Notices>,
+    pub webchat: webchat::WebchatHub,
+    /// Cancelled when webcare stops: long-lived responses (server-sent events) end then, so shutdown is not held.
+    pub shutdown: CancellationToken,
+}
+
+/// How long `/readyz` waits for the database before it answers 503: a probe must answer even when the database hangs.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The whole HTTP side with the console's default settings (a console on `127.0.0.1` without TLS).
+pub fn router(state: AppState) -> Router {
+    router_with(state, console::ConsoleConfig::default())
+}
+
+/// The whole HTTP side with the console's settings from the configuration.
+pub fn router_with(state: AppState, console_config: console::ConsoleConfig) -> Router {
+    let max_body = console_config.max_body;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/chat", get(webchat::page))
+        .route("/chat/chat.js", get(webchat::script))
+        .route("/chat/chat.css", get(webchat::style))
+        .route("/chat/api/session", post(webchat::session))
+        .route("/chat/api/messages", post(webchat::post))
+        .route("/chat/api/transcript", get(webchat::transcript))
+        .route("/chat/api/events", get(webchat::events))
+        .nest("/api", api::router())
+        // The agents' console, `/` included (the queue; `/login` when logged out).
+        .merge(console::routes(console_config))
+        // Messages are at most 4000 characters; nothing here needs a bigger body than the configured limit.
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // With the peer's address, which the console's login rate limit counts by.
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// 200 while the process runs.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// 200 when the database answers, 503 otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database did not answer in time\n").into_response(),
+    }
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    out.push_str("# HELP webcare_up 1 while webcare runs.\n# TYPE webcare_up gauge\nwebcare_up 1\n");
+    let ready = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await.is_ok_and(|r| r.is_ok());
+    let _ = writeln!(
+        out,
+        "# HELP webcare_database_up 1 when the database answers.\n# TYPE webcare_database_up gauge\nwebcare_database_up {}",
+        u8::from(ready)
+    );
+    if ready && let Ok(counts) = state.store.outbox_counts().await {
+        out.push_str("# HELP webcare_outbox_rows Outbox rows by state.\n# TYPE webcare_outbox_rows gauge\n");
+        for state in webcare_domain::OutboxState::ALL {
+            let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "webcare_outbox_rows{{state=\"{state}\"}} {n}");
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}

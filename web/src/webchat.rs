@@ -1,0 +1,285 @@
+//! The web chat: a customer page at `/chat`, no login, messages through the same intake as Discord and Telegram.
+//!
+//! The browser asks for a conversation id once (`POST /chat/api/session`: 256 random bits) and keeps it; that id is
+//! the only key to the conversation, so one customer cannot read another's. Messages go in through
+//! [`Intake`]; answers come out of the outbox through [`WebchatSender`], which only has to tell the page that its
+//! transcript changed: the outbox row itself is the message. The page listens on server-sent events and refetches
+//! the transcript, which also keeps it right when another webcare instance delivered the answer.
+//!
+//! Everything a customer or an agent wrote is rendered with `textContent` in the page, never as HTML.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use webcare_domain::{
+    Conversation, ConversationId, ConversationKind, InboundEvent, InboundKind, IntakeError, OutboxItem, OutboxState,
+    Platform, SendError, Sender, Sent,
+};
+
+use crate::AppState;
+
+/// Longest message the web chat takes, in characters.
+pub const MAX_TEXT: usize = 4000;
+
+/// Tells open pages that their conversation has news.
+#[derive(Clone)]
+pub struct WebchatHub {
+    changed: broadcast::Sender<ConversationId>,
+}
+
+impl Default for WebchatHub {
+    fn default() -> Self {
+        WebchatHub { changed: broadcast::channel(1024).0 }
+    }
+}
+
+impl WebchatHub {
+    pub fn notify(&self, conversation: ConversationId) {
+        // No page listening is fine: the transcript is in the database either way.
+        let _ = self.changed.send(conversation);
+    }
+}
+
+/// Delivers outbox rows to web chat pages.
+pub struct WebchatSender {
+    pub hub: WebchatHub,
+}
+
+#[async_trait]
+impl Sender for WebchatSender {
+    fn platform(&self) -> Platform {
+        Platform::Webchat
+    }
+
+    async fn send(&self, to: &Conversation, item: &OutboxItem) -> Result<Sent, SendError> {
+        self.hub.notify(to.id);
+        Ok(Sent { platform_message_id: Some(format!("out-{}", item.id)) })
+    }
+}
+
+pub async fn page() -> Response {
+    with_csp(Html(include_str!("../assets/chat.html")).into_response())
+}
+
+pub async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../assets/chat.js")).into_response()
+}
+
+pub async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../assets/chat.css")).into_response()
+}
+
+/// Scripts and styles only from this server, no inline code, no framing: injected markup cannot run.
+pub fn with_csp(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+#[derive(Serialize)]
+pub struct Session {
+    conversation: String,
+}
+
+pub async fn session() -> Json<Session> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Json(Session { conversation: hex::encode(bytes) })
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(serde_json::json!({"error": {"code": code, "message": message}}))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct Post {
+    conversation: String,
+    /// The page's own id for this message, so that a retried post is stored once.
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    text: String,
+    /// A button press instead of text.
+    #[serde(default)]
+    button: Option<String>,
+}
+
+pub async fn post(State(state): State<AppState>, Json(post): Json<Post>) -> Response {
+    if !valid_id(&post.conversation) {
+        return error(StatusCode::BAD_REQUEST, "invalid_conversation", "unknown conversation id");
+    }
+    if post.id.is_empty() || post.id.len() > 64 || !post.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return error(StatusCode::BAD_REQUEST, "invalid_message_id", "a message id of letters, digits and dashes");
+    }
+    let text = post.text.trim().to_owned();
+    if text.chars().count() > MAX_TEXT {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_long",
+            &format!("a message may have at most {MAX_TEXT} characters"),
+        );
+    }
+    let kind = match post.button {
+        Some(data) => InboundKind::Button { data },
+        None if text.is_empty() => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "empty_message", "write a message first");
+        }
+        None => match text.strip_prefix('/') {
+            Some(command) if !command.is_empty() && !command.starts_with(char::is_whitespace) => {
+                let (name, args) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+                InboundKind::Command { name: name.to_owned(), args: args.trim().to_owned() }
+            }
+            _ => InboundKind::Message,
+        },
+    };
+    let name = post.name.map(|n| n.trim().chars().take(80).collect::<String>()).filter(|n| !n.is_empty());
+    let event = InboundEvent {
+        platform: Platform::Webchat,
+        chat_id: post.conversation.clone(),
+        chat_kind: ConversationKind::Private,
+        chat_title: None,
+        user_id: post.conversation.clone(),
+        user_name: name.unwrap_or_else(|| "web chat".to_owned()),
+        from_bot: false,
+        message_id: format!("{}/{}", &post.conversation[..16], post.id),
+        text,
+        attachments: Vec::new(),
+        kind,
+        place: None,
+        account: String::new(),
+        at: chrono::Utc::now(),
+    };
+    match state.intake.receive(event).await {
+        Ok(outcome) => {
+            if let Ok(Some(c)) = state.store.conversation_by_chat(Platform::Webchat, &post.conversation).await {
+                state.webchat.notify(c.id);
+            }
+            (StatusCode::ACCEPTED, Json(serde_json::json!({"action": outcome.action, "new": outcome.new})))
+                .into_response()
+        }
+        Err(IntakeError::Invalid(m)) => error(StatusCode::BAD_REQUEST, "invalid_message", &m),
+        Err(IntakeError::Unavailable(m)) => {
+            tracing::warn!(error = %m, "web chat message not stored");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please try again in a moment")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Which {
+    conversation: String,
+}
+
+#[derive(Serialize)]
+struct Line {
+    id: String,
+    direction: &'static str,
+    text: String,
+    at: webcare_domain::Timestamp,
+    buttons: Vec<Button>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Button {
+    text: String,
+    data: String,
+}
+
+pub async fn transcript(State(state): State<AppState>, Query(which): Query<Which>) -> Response {
+    if !valid_id(&which.conversation) {
+        return error(StatusCode::BAD_REQUEST, "invalid_conversation", "unknown conversation id");
+    }
+    let conversation = match state.store.conversation_by_chat(Platform::Webchat, &which.conversation).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Json(Vec::<serde_json::Value>::new()).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "web chat transcript unavailable");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please try again in a moment");
+        }
+    };
+    let (inbound, outbound) = match state.store.transcript(conversation.id).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "web chat transcript unavailable");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please try again in a moment");
+        }
+    };
+    let mut lines: Vec<Line> = inbound
+        .into_iter()
+        .filter(|m| m.deleted_at.is_none())
+        .map(|m| Line { id: format!("in-{}", m.id), direction: "in", text: m.text, at: m.received_at, buttons: vec![] })
+        .collect();
+    lines.extend(outbound.into_iter().filter(|o| o.state == OutboxState::Sent).map(|o| Line {
+        id: format!("out-{}", o.id),
+        direction: "out",
+        buttons: serde_json::from_value(o.extra.get("buttons").cloned().unwrap_or_default()).unwrap_or_default(),
+        text: o.body,
+        at: o.sent_at.unwrap_or(o.created_at),
+    }));
+    lines.sort_by(|a, b| a.at.cmp(&b.at).then(a.id.cmp(&b.id)));
+    Json(lines).into_response()
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    Query(which): Query<Which>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, Response> {
+    if !valid_id(&which.conversation) {
+        return Err(error(StatusCode::BAD_REQUEST, "invalid_conversation", "unknown conversation id"));
+    }
+    let store = state.store.clone();
+    let chat = which.conversation;
+    let rx = state.webchat.changed.subscribe();
+    let shutdown = state.shutdown.clone();
+    let stream = futures_util::stream::unfold(
+        (rx, store, chat, None::<ConversationId>),
+        move |(mut rx, store, chat, mut id)| {
+            let shutdown = shutdown.clone();
+            async move {
+                loop {
+                    if shutdown.is_cancelled() {
+                        return None;
+                    }
+                    if id.is_none() {
+                        id = store.conversation_by_chat(Platform::Webchat, &chat).await.ok().flatten().map(|c| c.id);
+                    }
+                    // A periodic nudge as well: an answer delivered by another instance reaches this page too.
+                    let changed = tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        changed = tokio::time::timeout(Duration::from_secs(3), rx.recv()) => changed,
+                    };
+                    let relevant = match changed {
+                        Ok(Ok(c)) => Some(c) == id,
+                        Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => true,
+                        Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                    };
+                    if relevant {
+                        return Some((Ok(Event::default().event("changed").data("1")), (rx, store, chat, id)));
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,363 @@
+//! Command-line parsing and the small commands; `serve` lives in its own module.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use webcare_config::{CONFIG_ENV, Config, LogFormat};
+use webcare_domain::{NewAgent, Role, Store as _};
+use webcare_storage::{Db, OpenOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "webcare",
+    version,
+    about = "Social customer care: bots, outage broadcasts and tickets in one service"
+)]
+pub struct Cli {
+    /// The configuration file (TOML). Defaults to $WEBCARE_CONFIG, else built-in defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log as human-readable text or as JSON lines; overrides `log.format`.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything that is configured: HTTP (console, web chat, API, health) and the bots whose tokens are set.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration: exit 0 when valid, 2 with every error otherwise.
+    CheckConfig,
+    /// Print the effective configuration as TOML, secrets masked.
+    PrintConfig,
+    /// Manage agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Run the bridge over past messages (CSV or JSONL) without sending anything: one JSON line per message.
+    Replay {
+        file: PathBuf,
+        /// Notices active during the replay (JSON list or TOML `[[notice]]`).
+        #[arg(long, value_name = "FILE")]
+        notices: Option<PathBuf>,
+        /// Where to write the JSON lines; standard output when not given.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        clustering: Clustering,
+    },
+    /// Replay a labelled file and print quality figures (precision, recall, F1; private data; clustering).
+    Eval {
+        file: PathBuf,
+        #[command(flatten)]
+        clustering: Clustering,
+    },
+    /// Broadcasts of notices.
+    Broadcast {
+        #[command(subcommand)]
+        command: BroadcastCommand,
+    },
+    /// Benchmarks; each prints its figures and, as its last line, one JSON object with them.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BroadcastCommand {
+    /// Sent, failed, pending, rate and ETA of a notice's current version.
+    Status {
+        /// The notice id.
+        notice: i64,
+        /// Keep showing progress (a bar on a terminal) until nothing is pending.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+/// How a replay groups outage questions; the defaults are the live ones.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Clustering {
+    /// The sliding window of a cluster (`30m`, `3h`): a sampled file, with far fewer messages per outage than the
+    /// live stream, may need a longer one than the live 30 minutes.
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Group only questions that name a region.
+    #[arg(long)]
+    pub regions_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Classification alone, and classification plus the decision engine, on one core.
+    Classify {
+        /// Texts to classify (CSV with a `text` column, or JSONL); a synthetic Dutch/English corpus when not given.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// How long each measurement runs at least.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Inbound messages through the whole path (store, bridge decision, ticket or subscription, outbox row) with
+    /// durable commits, and the decision latency.
+    Ingest {
+        /// Messages to push through.
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// The database to measure: a new SQLite file in a temporary directory when not given, or a
+        /// `postgres://` URL of a database that may be filled with test data.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// Messages in flight at once, as several platform adapters would deliver them.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Create an agent and print a new API token, alone on the last line (shown once, stored hashed).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Read a console password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Agent,
+    Admin,
+}
+
+/// Why a command failed: a bad configuration (exit 2) or anything else (exit 1).
+enum Failure {
+    Config(webcare_config::ConfigErrors),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(errors)) => {
+            for e in &errors.0 {
+                eprintln!("webcare: invalid configuration: {e}");
+            }
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
+            // One line: the context chain joined, as operators read it in a terminal or a unit's log.
+            eprintln!("webcare: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let path = cli.config.clone().or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
+    let mut config = Config::load(path.as_deref(), std::env::vars()).map_err(Failure::Config)?;
+    ticket_policy_checked(&config, path.as_deref()).map_err(Failure::Config)?;
+    if let Some(format) = cli.log_format {
+        config.log.format = match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    match cli.command {
+        Command::CheckConfig => {
+            let source = path.map_or("built-in defaults".to_owned(), |p| p.display().to_string());
+            println!("configuration is valid ({source})");
+            Ok(())
+        }
+        Command::PrintConfig => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            crate::serve::init_tracing(&config)?;
+            let db = open_db(&config).await?;
+            println!("migrations applied to {}", db.url());
+            db.close().await;
+            Ok(())
+        }
+        Command::Serve => {
+            crate::serve::init_tracing(&config)?;
+            crate::serve::serve(config).await.map_err(Failure::Other)
+        }
+        Command::Agent { command: AgentCommand::Add { name, role, password_stdin } } => {
+            crate::serve::init_tracing(&config)?;
+            agent_add(&config, name, role, password_stdin).await.map_err(Failure::Other)
+        }
+        Command::Replay { file, notices, out, clustering } => {
+            crate::replay::replay(&config, &file, notices.as_deref(), out.as_deref(), &clustering)
+                .map_err(Failure::Other)
+        }
+        Command::Eval { file, clustering } => crate::replay::eval(&config, &file, &clustering).map_err(Failure::Other),
+        Command::Broadcast { command: BroadcastCommand::Status { notice, follow } } => {
+            crate::serve::init_tracing(&config)?;
+            broadcast_status(&config, notice, follow).await.map_err(Failure::Other)
+        }
+        Command::Bench { bench: BenchCommand::Classify { file, seconds } } => {
+            crate::replay::bench_classify(&config, file.as_deref(), seconds).map_err(Failure::Other)
+        }
+        Command::Bench { bench: BenchCommand::Ingest { messages, database, concurrency } } => {
+            crate::bench::ingest(&config, messages, database, concurrency).await.map_err(Failure::Other)
+        }
+    }
+}
+
+/// The `[tickets]` section as the ticket rules; `check-config` and every start validate it.
+pub fn ticket_policy(config: &Config) -> anyhow::Result<webcare_ticketing::TicketPolicy> {
+    ticket_policy_checked(config, None).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn ticket_policy_checked(
+    config: &Config,
+    file: Option<&std::path::Path>,
+) -> Result<webcare_ticketing::TicketPolicy, webcare_config::ConfigErrors> {
+    use webcare_config::{ConfigError, ConfigErrors, Origin};
+    let origin = || file.map_or(Origin::Defaults, |p| Origin::File(p.to_path_buf()));
+    let value = toml::Value::Table(config.tickets.clone());
+    let policy: webcare_ticketing::TicketPolicy = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { "tickets".to_owned() } else { format!("tickets.{path}") };
+        ConfigErrors(vec![ConfigError { origin: origin(), key, message: e.inner().to_string() }])
+    })?;
+    let problems: Vec<ConfigError> = policy
+        .problems()
+        .into_iter()
+        .map(|problem| {
+            let (key, message) = problem.split_once(": ").unwrap_or(("", problem.as_str()));
+            ConfigError { origin: origin(), key: format!("tickets.{key}"), message: message.to_owned() }
+        })
+        .collect();
+    if problems.is_empty() { Ok(policy) } else { Err(ConfigErrors(problems)) }
+}
+
+/// The classifier with the shipped data, or with `bridge.data_dir`'s files in place of the shipped ones.
+pub fn classifier(config: &Config) -> anyhow::Result<webcare_bridge::Classifier> {
+    match &config.bridge.data_dir {
+        Some(dir) => webcare_bridge::Classifier::from_dir(dir)
+            .with_context(|| format!("load the bridge's data files from {} (bridge.data_dir)", dir.display())),
+        None => Ok(webcare_bridge::Classifier::default()),
+    }
+}
+
+/// Opens the configured database, retrying an unreachable server for `database.connect_retry_secs`, and migrates.
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let options = OpenOptions {
+        max_connections: config.database.max_connections,
+        connect_retry: Duration::from_secs(config.database.connect_retry_secs),
+        migrate: true,
+    };
+    Ok(Db::open(&config.database.url, &options).await?)
+}
+
+async fn broadcast_status(config: &Config, notice: i64, follow: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let db = open_db(config).await?;
+    let tty = std::io::stdout().is_terminal();
+    let result = async {
+        loop {
+            let p = webcare_app::notices::progress(&db, webcare_domain::NoticeId(notice))
+                .await
+                .with_context(|| format!("notice {notice}"))?;
+            let done = p.sent + p.failed;
+            let total = (done + p.pending).max(1);
+            let eta = p.eta_s.map_or("unknown".to_owned(), |s| format!("{s:.0} s"));
+            let line = format!(
+                "notice {notice} v{}: {} subscribers, sent {}, failed {}, pending {}, {:.1}/s, ETA {eta}",
+                p.version, p.subscribers, p.sent, p.failed, p.pending, p.rate_per_s
+            );
+            if follow && tty {
+                let filled = (done * 30 / total) as usize;
+                print!("\r[{}{}] {line}   ", "#".repeat(filled), " ".repeat(30 - filled.min(30)));
+                std::io::Write::flush(&mut std::io::stdout()).ok();
+            } else {
+                println!("{line}");
+            }
+            if !follow || p.pending == 0 {
+                if follow && tty {
+                    println!();
+                }
+                println!("{}", serde_json::to_string(&p)?);
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+async fn agent_add(config: &Config, name: String, role: RoleArg, password_stdin: bool) -> anyhow::Result<()> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        bail!("--name must be 1 to 100 printable characters");
+    }
+    let password_hash = if password_stdin {
+        let mut input = String::new();
+        std::io::stdin().read_to_string(&mut input).context("read the password from standard input")?;
+        let password = input.lines().next().unwrap_or_default();
+        if password.chars().count() < 8 {
+            bail!("the password on standard input must have at least 8 characters");
+        }
+        Some(webcare_web::auth::hash_password(password).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let role = match role {
+        RoleArg::Agent => Role::Agent,
+        RoleArg::Admin => Role::Admin,
+    };
+    let db = open_db(config).await?;
+    let now = chrono::Utc::now();
+    let result = async {
+        let agent = db.create_agent(NewAgent { name, role, password_hash, at: now }).await?;
+        let token = webcare_web::auth::new_api_token();
+        db.add_api_token(agent.id, &webcare_web::auth::hash_api_token(&token), now).await?;
+        anyhow::Ok((agent, token))
+    }
+    .await;
+    db.close().await;
+    let (agent, token) = result.context("create the agent")?;
+    println!(
+        "created {} `{}` (id {}); its API token follows and is shown only this once:",
+        agent.role, agent.name, agent.id
+    );
+    println!("{token}");
+    Ok(())
+}
+
+impl From<webcare_config::ConfigErrors> for Failure {
+    fn from(e: webcare_config::ConfigErrors) -> Self {
+        Failure::Config(e)
+    }
+}

@@ -1,0 +1,26 @@
+//! The `webcare` binary: reads the configuration, opens the database, and runs what is configured.
+//!
+//! It is the only place that wires adapters (storage, HTTP, later the bots) to the logic crates. Every command
+//! exits non-zero with a one-line reason on standard error when it fails; `check-config` exits 2 on an invalid
+//! configuration, as INTERFACES.md promises.
+
+mod bench;
+mod cli;
+mod replay;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("webcare: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(cli::run(cli))
+}

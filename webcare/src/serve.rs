@@ -1,0 +1,301 @@
+//! `webcare serve`: start, run until SIGINT or SIGTERM, then stop in order.
+//!
+//! Shutdown follows lemmy's order: stop intake (the listener stops accepting), drain the work in flight up to
+//! `shutdown.grace_secs`, close the database, exit 0. Every task that must finish before the process exits is
+//! spawned on the [`TaskTracker`], so "drain" means waiting for exactly those.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing_subscriber::EnvFilter;
+use webcare_app::delivery::{Delivery, DeliveryConfig};
+use webcare_app::intake::{IntakeConfig, Pipeline};
+use webcare_config::{Config, LogFormat};
+
+/// Sets up logging to standard error (standard output is for command results such as a new token).
+pub fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => EnvFilter::try_new(&f).context("RUST_LOG is not a valid filter")?,
+        _ => EnvFilter::try_new(&config.log.level)
+            .with_context(|| format!("log.level `{}` is not a valid filter", config.log.level))?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = crate::cli::open_db(&config).await?;
+    tracing::info!(database = %db.url(), "database open");
+
+    let listener = match tokio::net::TcpListener::bind(config.http.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            db.close().await;
+            return Err(e).with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen));
+        }
+    };
+    let addr = listener.local_addr().context("read the listening address")?;
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let store: Arc<dyn webcare_domain::Store> = Arc::new(db.clone());
+
+    let hub = webcare_web::webchat::WebchatHub::default();
+    let mut senders: Vec<Arc<dyn webcare_domain::Sender>> =
+        vec![Arc::new(webcare_web::webchat::WebchatSender { hub: hub.clone() })];
+    // The bots check their tokens first, so that a bad or revoked one stops the start with a clear error.
+    let telegram = match &config.telegram.token {
+        Some(token) => {
+            let mut settings = webcare_telegram::TelegramSettings::new(token.expose(), &config.telegram.api_url);
+            settings.webhook_url = config.telegram.webhook_url.clone();
+            settings.delete_private_data = config.telegram.delete_private_data;
+            match webcare_telegram::Telegram::connect(settings).await {
+                Ok(t) => {
+                    senders.push(Arc::new(t.sender()));
+                    Some(t)
+                }
+                Err(e) => {
+                    db.close().await;
+                    return Err(e).context("start the Telegram bot");
+                }
+            }
+        }
+        None => None,
+    };
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let classifier = Arc::new(crate::cli::classifier(&config)?);
+    let ticketing = webcare_ticketing::Ticketing::new(store.clone(), crate::cli::ticket_policy(&config)?);
+    let pipeline = Arc::new(
+        Pipeline::start(store.clone(), ticketing.clone(), classifier, IntakeConfig::default(), wake.clone())
+            .await
+            .context("restore the bridge's state")?,
+    );
+    let mut announcements = Vec::new();
+    if let Some(token) = &config.discord.token {
+        let settings = webcare_discord::DiscordSettings {
+            token: token.expose().to_owned(),
+            api_url: config.discord.api_url.clone(),
+            support_channels: config.discord.support_channels.clone(),
+            announcement_channels: config.discord.announcement_channels.clone(),
+            delete_private_data: config.discord.delete_private_data,
+        };
+        let (discord, gateway) = match webcare_discord::start(settings, pipeline.clone(), shutdown.clone()).await {
+            Ok(started) => started,
+            Err(e) => {
+                db.close().await;
+                return Err(e).context("start the Discord bot");
+            }
+        };
+        senders.push(Arc::new(discord));
+        tracker.spawn(async move {
+            let _ = gateway.await;
+        });
+        for channel in &config.discord.announcement_channels {
+            let conversation = store
+                .upsert_conversation(
+                    webcare_domain::NewConversation {
+                        platform: webcare_domain::Platform::Discord,
+                        platform_chat_id: channel.to_string(),
+                        kind: webcare_domain::ConversationKind::Public,
+                        title: Some("announcements".into()),
+                    },
+                    chrono::Utc::now(),
+                )
+                .await
+                .context("register the Discord announcement channels")?;
+            announcements.push(conversation.id);
+        }
+    }
+    let notices = Arc::new(
+        webcare_app::notices::Notices::new(store.clone(), pipeline.clone(), wake.clone(), config.notices.four_eyes)
+            .with_announcements(announcements),
+    );
+    let delivery = Arc::new(Delivery::new(store.clone(), senders, DeliveryConfig::default()).with_waker(wake.clone()));
+    {
+        let delivery = delivery.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { delivery.run(shutdown).await });
+    }
+    {
+        // The clocks: clusters whose grace period ended become tickets even when nobody writes, and solved
+        // tickets close after their time.
+        let pipeline = pipeline.clone();
+        let ticketing = ticketing.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = every.tick() => {
+                        if let Err(e) = pipeline.tick(chrono::Utc::now()).await {
+                            tracing::warn!(error = %e, "bridge tick failed");
+                        }
+                        if let Err(e) = ticketing.close_solved(chrono::Utc::now()).await {
+                            tracing::warn!(error = %e, "closing solved tickets failed");
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let state = webcare_web::AppState {
+        store: store.clone(),
+        intake: pipeline.clone(),
+        ticketing: ticketing.clone(),
+        notices,
+        webchat: hub,
+        shutdown: shutdown.clone(),
+    };
+    let console = webcare_web::console::ConsoleConfig {
+        secure_cookies: config.http.secure_cookies,
+        trust_forwarded_for: config.http.trust_forwarded_for,
+        max_body: config.http.max_body_bytes,
+        ..Default::default()
+    };
+    let mut router = webcare_web::router_with(state, console);
+    if let Some(t) = telegram {
+        if config.telegram.webhook_url.is_some() {
+            let running = t.start(pipeline.clone(), shutdown.clone()).await.context("start the Telegram bot")?;
+            if let Some(hook) = running.webhook {
+                router = router.merge(hook);
+            }
+            tracker.spawn(async move {
+                let _ = running.task.await;
+            });
+        } else {
+            // Only one process may poll a bot: the one holding the lease. Others send, and take over polling
+            // within one lease period when the holder dies.
+            let holder = format!("webcare-{}-{:08x}", std::process::id(), rand::random::<u32>());
+            tracker.spawn(poll_telegram_under_lease(t, store.clone(), pipeline.clone(), shutdown.clone(), holder));
+        }
+    }
+    let http_shutdown = shutdown.clone();
+    let mut http = tokio::spawn(async move { webcare_web::serve(listener, router, http_shutdown).await });
+    tracing::info!(%addr, "webcare listening on http://{addr}/");
+    if config.telegram.token.is_none() && config.discord.token.is_none() {
+        tracing::info!("no bot token configured: customers reach webcare through the web chat at /chat");
+    }
+
+    tokio::select! {
+        signal = stop_signal() => tracing::info!(signal = signal?, "stopping: no new work is taken"),
+        result = &mut http => {
+            db.close().await;
+            return match result {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP server stopped unexpectedly")),
+                Ok(Err(e)) => Err(e).context("the HTTP server failed"),
+                Err(e) => Err(e).context("the HTTP server task failed"),
+            };
+        }
+    }
+    shutdown.cancel();
+    tracker.close();
+    let grace = Duration::from_secs(config.shutdown.grace_secs);
+    let drained = async {
+        let _ = http.await;
+        tracker.wait().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(?grace, "work still in flight after the grace period; exiting anyway");
+    }
+    if let Err(e) = pipeline.snapshot().await {
+        tracing::warn!(error = %e, "could not save the bridge's state; it is rebuilt from the messages at start");
+    }
+    // Closing waits for queries in flight; bound it too, so a hung database cannot hold the exit.
+    if tokio::time::timeout(Duration::from_secs(1), db.close()).await.is_err() {
+        tracing::warn!("the database did not close in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r.context("install the SIGINT handler")?; Ok("SIGINT") }
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}
+
+/// The lease that says which instance polls Telegram.
+const POLL_LEASE: &str = "telegram-poller";
+const POLL_LEASE_TTL: Duration = Duration::from_secs(10);
+const POLL_LEASE_RENEW: Duration = Duration::from_secs(3);
+
+/// Polls Telegram while this process holds the polling lease, renewing it; waits for the lease otherwise.
+async fn poll_telegram_under_lease(
+    telegram: webcare_telegram::Telegram,
+    store: Arc<dyn webcare_domain::Store>,
+    intake: Arc<Pipeline>,
+    shutdown: CancellationToken,
+    holder: String,
+) {
+    let lease = |now: chrono::DateTime<chrono::Utc>| {
+        (now, now + chrono::Duration::from_std(POLL_LEASE_TTL).expect("a short duration"))
+    };
+    while !shutdown.is_cancelled() {
+        let (now, until) = lease(chrono::Utc::now());
+        match store.acquire_lease(POLL_LEASE, &holder, now, until).await {
+            Ok(true) => {
+                let stop = shutdown.child_token();
+                let running = match telegram.clone().start(intake.clone(), stop.clone()).await {
+                    Ok(running) => running,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not start polling Telegram; trying again");
+                        let _ = store.release_lease(POLL_LEASE, &holder).await;
+                        wait(&shutdown, POLL_LEASE_RENEW).await;
+                        continue;
+                    }
+                };
+                tracing::info!(%holder, "this instance polls Telegram");
+                loop {
+                    if wait(&shutdown, POLL_LEASE_RENEW).await {
+                        break;
+                    }
+                    let (now, until) = lease(chrono::Utc::now());
+                    match store.acquire_lease(POLL_LEASE, &holder, now, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!("another instance took the Telegram polling lease; stopping polling");
+                            break;
+                        }
+                        Err(e) => {
+                            // Without a renewal the lease runs out and another instance may start polling: stop first.
+                            tracing::warn!(error = %e, "could not renew the Telegram polling lease; stopping polling");
+                            break;
+                        }
+                    }
+                }
+                stop.cancel();
+                let _ = running.task.await;
+                if shutdown.is_cancelled() {
+                    let _ = store.release_lease(POLL_LEASE, &holder).await;
+                }
+            }
+            Ok(false) => {
+                wait(&shutdown, POLL_LEASE_RENEW).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the Telegram polling lease; trying again");
+                wait(&shutdown, POLL_LEASE_RENEW).await;
+            }
+        }
+    }
+}
+
+/// Waits `d`, or less when webcare stops; true when it stops.
+async fn wait(shutdown: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,466 @@
+//! The `webcare` binary as users and deployments run it: a real process, real signals, real files and sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use webcare_domain::Store as _;
+
+/// A `webcare` command with a clean environment: nothing from the developer's shell leaks into a test.
+fn webcare(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_webcare"));
+    cmd.current_dir(dir).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("NO_COLOR", "1");
+    cmd
+}
+
+fn output(cmd: &mut Command) -> (Option<i32>, String, String) {
+    let Output { status, stdout, stderr } = cmd.stdin(Stdio::null()).output().expect("run webcare");
+    (status.code(), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+/// A running `webcare serve`, killed if a test ends without stopping it.
+struct Serving {
+    child: Child,
+    addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Serving {
+    /// Starts `serve` on a free port and waits until it says where it listens.
+    // The child is waited for in `Drop` on every path, which this lint cannot see through the struct.
+    #[allow(clippy::zombie_processes)]
+    fn start(mut cmd: Command) -> Serving {
+        cmd.arg("serve").env("WEBCARE_HTTP__LISTEN", "127.0.0.1:0").stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start webcare serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("webcare did not report its address; it said: {seen:#?}"));
+            seen.push(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split('/').next().unwrap().parse().expect("an address in the log line");
+                return Serving { child, addr, log, seen };
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`, and returns its status and everything it logged.
+    fn wait(&mut self, limit: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.seen.extend(self.log.try_iter());
+                // The reader thread may still hold the last lines for a moment after exit.
+                while let Ok(line) = self.log.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return (status, self.seen.clone());
+            }
+            assert!(Instant::now() < deadline, "webcare did not exit within {limit:?}");
+            // Waiting on the log doubles as the pause between polls, and keeps what it says.
+            if let Ok(line) = self.log.recv_timeout(Duration::from_millis(20)) {
+                self.seen.push(line);
+            }
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to webcare");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_without_configuration_answers_health_and_stops_on_sigterm_within_5_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Serving::start(webcare(dir.path()));
+    assert!(running.addr.ip().is_loopback());
+    assert!(dir.path().join("webcare.db").exists(), "the default database is ./webcare.db");
+    assert_eq!(get(running.addr, "/healthz").0, 200);
+    assert_eq!(get(running.addr, "/readyz"), (200, "ready\n".to_owned()));
+    let (status, metrics) = get(running.addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("webcare_up 1") && metrics.contains("webcare_outbox_rows{state=\"pending\"} 0"));
+    assert_eq!(get(running.addr, "/no-such-page").0, 404);
+
+    let stopping = Instant::now();
+    running.signal("TERM");
+    let (status, log) = running.wait(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status}; log: {log:#?}");
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+    let log = log.join("\n");
+    assert!(log.contains("SIGTERM") && log.contains("stopped"), "{log}");
+    assert!(TcpStream::connect(running.addr).is_err(), "the port is free again");
+}
+
+#[test]
+fn sigint_stops_serve_too_and_json_logs_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = webcare(dir.path());
+    cmd.arg("--log-format").arg("json");
+    let mut running = Serving::start(cmd);
+    running.signal("INT");
+    let (status, log) = running.wait(Duration::from_secs(5));
+    assert!(status.success(), "{log:#?}");
+    assert!(log.len() >= 3, "{log:#?}");
+    for line in &log {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("timestamp").is_some() && v.get("level").is_some() && v.get("message").is_some(), "{line}");
+    }
+    assert!(log.iter().any(|l| l.contains("SIGINT")));
+}
+
+#[test]
+fn a_second_serve_on_the_same_port_names_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Serving::start(webcare(dir.path()));
+    let other = tempfile::tempdir().unwrap();
+    let (code, _, stderr) =
+        output(webcare(other.path()).arg("serve").env("WEBCARE_HTTP__LISTEN", first.addr.to_string()));
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains(&format!("cannot listen on {}", first.addr)) && last.contains("http.listen"), "{stderr}");
+    assert_eq!(get(first.addr, "/healthz").0, 200, "the first instance is unharmed");
+}
+
+#[test]
+fn check_config_names_an_unknown_key_and_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("webcare.toml");
+    std::fs::write(&file, "[database]\nurl = \"sqlite://x.db\"\n[http]\nlisen = \"127.0.0.1:9\"\n").unwrap();
+    // --config goes before or after the subcommand.
+    for args in [["--config", "webcare.toml", "check-config"], ["check-config", "--config", "webcare.toml"]] {
+        let (code, _, stderr) = output(webcare(dir.path()).args(args));
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("webcare.toml: key `http.lisen`: unknown key"), "{stderr}");
+    }
+    std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:9\"\n").unwrap();
+    let (code, stdout, _) = output(webcare(dir.path()).env("WEBCARE_CONFIG", "webcare.toml").arg("check-config"));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("configuration is valid (webcare.toml)"), "{stdout}");
+    let (code, _, stderr) =
+        output(webcare(dir.path()).args(["check-config"]).env("WEBCARE_DATABASE__MAX_CONNECTIONS", "none"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("WEBCARE_DATABASE__MAX_CONNECTIONS"), "{stderr}");
+}
+
+#[test]
+fn print_config_shows_the_defaults_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = output(
+        webcare(dir.path())
+            .arg("print-config")
+            .env("WEBCARE_TELEGRAM__TOKEN", "123456:very-secret-token")
+            .env("WEBCARE_DISCORD__TOKEN", "discord-secret"),
+    );
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("url = \"sqlite://webcare.db\"") && stdout.contains("listen = \"127.0.0.1:8080\""));
+    assert!(!stdout.contains("very-secret") && !stdout.contains("discord-secret"), "{stdout}");
+    assert!(stdout.contains("token = \"********\""), "{stdout}");
+}
+
+#[test]
+fn agent_add_prints_a_token_that_is_stored_only_as_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = webcare(dir.path())
+        .args(["agent", "add", "--name", "ria", "--role", "admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = stdout.lines().last().unwrap().to_owned();
+    assert!(token.starts_with("wct_") && token.len() == 68, "{stdout}");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("webcare.db").display());
+        let db = webcare_storage::Db::open(&url, &Default::default()).await.unwrap();
+        let agent = db.agent_by_token_hash(&webcare_web::auth::hash_api_token(&token)).await.unwrap().unwrap();
+        assert_eq!((agent.name.as_str(), agent.role), ("ria", webcare_domain::Role::Admin));
+        assert!(db.agent_by_token_hash(&token).await.unwrap().is_none(), "the token itself is not stored");
+        let phc = agent.password_hash.unwrap();
+        assert!(webcare_web::auth::verify_password("correct horse battery", &phc));
+        db.close().await;
+    });
+
+    let (code, _, stderr) = output(webcare(dir.path()).args(["agent", "add", "--name", "ria", "--role", "agent"]));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("an agent named `ria` exists already"), "{stderr}");
+    let (code, stdout, _) = output(webcare(dir.path()).args(["agent", "add", "--name", "sam", "--role", "agent"]));
+    assert_eq!(code, Some(0));
+    assert_ne!(stdout.lines().last().unwrap(), token);
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let (code, stdout, stderr) = output(webcare(dir.path()).arg("migrate"));
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stdout.contains("migrations applied to sqlite://webcare.db"), "{stdout}");
+    }
+    assert!(dir.path().join("webcare.db").exists());
+}
+
+#[test]
+fn a_foreign_database_file_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = b"SQLite format 3\0 but really just some bytes".repeat(100);
+    std::fs::write(dir.path().join("webcare.db"), &content).unwrap();
+    let (code, _, stderr) = output(webcare(dir.path()).arg("serve").env("WEBCARE_HTTP__LISTEN", "127.0.0.1:0"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("webcare.db is not a webcare database"), "{stderr}");
+    assert_eq!(std::fs::read(dir.path().join("webcare.db")).unwrap(), content);
+}
+
+#[test]
+fn an_unwritable_database_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) =
+        output(webcare(dir.path()).arg("migrate").env("WEBCARE_DATABASE__URL", "sqlite:///proc/webcare.db"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot create the database file /proc/webcare.db"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_database_is_retried_then_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let (code, _, stderr) = output(
+        webcare(dir.path())
+            .arg("serve")
+            .env("WEBCARE_DATABASE__URL", format!("postgres://webcare:hunter2@127.0.0.1:{port}/webcare"))
+            .env("WEBCARE_DATABASE__CONNECT_RETRY_SECS", "1"),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(stderr.contains("database unreachable, retrying"), "it retried: {stderr}");
+    assert!(stderr.lines().last().unwrap().contains("cannot reach the database"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+const MESSAGES: &str = "\
+id,created_at,author_id,account,text,intent,service,cluster,pii,confidence
+1,2026-03-01T10:00:00Z,a,acme,Storing in Utrecht? Geen internet sinds 10 uur,disruption,internet,c1,no,high
+2,2026-03-01T10:02:00Z,b,acme,Utrecht internet ligt eruit,disruption,internet,c1,no,high
+3,2026-03-01T10:05:00Z,c,acme,Mijn factuur is te hoog,case,unknown,-,no,high
+4,2026-03-01T10:06:00Z,d,acme,Bedankt voor de snelle hulp!,other,,,no,high
+5,2026-03-01T10:07:00Z,e,acme,Mijn IBAN is NL91ABNA0417164300 graag terugstorten,case,unknown,-,yes,high
+";
+
+#[test]
+fn replay_writes_one_decision_per_message_and_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("messages.csv"), MESSAGES).unwrap();
+    let (code, stdout, stderr) = output(webcare(dir.path()).args(["replay", "messages.csv"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let decisions: Vec<_> = lines.iter().filter(|l| l.get("action").is_some()).collect();
+    assert_eq!(decisions.len(), 5, "{stdout}");
+    assert_eq!(decisions[0]["intent"], "outage");
+    assert_eq!(decisions[0]["action"], "hold_and_subscribe");
+    assert_eq!(decisions[0]["cluster"], decisions[1]["cluster"], "one cluster for one outage");
+    assert_eq!(decisions[2]["action"], "ticket");
+    assert!(decisions[4]["pii"].as_array().unwrap().iter().any(|k| k == "iban"), "{}", decisions[4]);
+    for d in &decisions {
+        for field in ["id", "intent", "category", "service", "region", "pii", "cluster", "notice", "action", "reasons"]
+        {
+            assert!(d.get(field).is_some(), "{field} missing in {d}");
+        }
+    }
+    assert!(stderr.lines().last().unwrap().contains("replayed 5 messages"), "{stderr}");
+
+    let (code, _, _) = output(webcare(dir.path()).args(["replay", "messages.csv", "--out", "out.jsonl"]));
+    assert_eq!(code, Some(0));
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap(), stdout);
+    let (code, _, stderr) = output(webcare(dir.path()).args(["replay", "missing.csv"]));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("missing.csv"), "{stderr}");
+}
+
+#[test]
+fn eval_prints_quality_figures_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("labelled.csv"), MESSAGES).unwrap();
+    let (code, stdout, stderr) = output(webcare(dir.path()).args(["eval", "labelled.csv"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(report.to_string().contains("outage"), "{report}");
+    assert!(stdout.to_lowercase().contains("f1"), "{stdout}");
+}
+
+#[test]
+fn benchmarks_end_with_a_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output(webcare(dir.path()).args(["bench", "classify", "--seconds", "0.2"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(last["classify"]["messages_per_sec"].as_f64().unwrap() > 0.0, "{last}");
+    let (code, stdout, stderr) = output(webcare(dir.path()).args(["bench", "ingest", "--messages", "40"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((last["bench"].as_str(), last["messages"].as_u64()), (Some("ingest"), Some(40)));
+    assert!(last["p99_ms"].as_f64().unwrap() >= last["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn broadcast_status_reports_progress_or_names_a_missing_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output(webcare(dir.path()).args(["broadcast", "status", "7"]));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("notice 7 not found"), "{stderr}");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("webcare.db").display());
+        let db = webcare_storage::Db::open(&url, &Default::default()).await.unwrap();
+        db.create_notice(webcare_domain::NewNotice {
+            title: "Storing".into(),
+            text: "We werken eraan.".into(),
+            texts: Default::default(),
+            services: vec![],
+            regions: vec![],
+            state: webcare_domain::NoticeState::Investigating,
+            draft: false,
+            cluster: None,
+            author: None,
+            approved_by: None,
+            at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+        db.close().await;
+    });
+    let (code, stdout, stderr) = output(webcare(dir.path()).args(["broadcast", "status", "1", "--follow"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("notice 1 v1: 0 subscribers, sent 0, failed 0, pending 0"), "{stdout}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["version"], 1);
+}
+
+/// The fake Telegram Bot API on a runtime of its own, alive while the test runs the binary against it.
+fn fake_telegram() -> (tokio::runtime::Runtime, webcare_fake_telegram::FakeTelegram) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let fake = rt.block_on(webcare_fake_telegram::FakeTelegram::start());
+    (rt, fake)
+}
+
+#[test]
+fn serve_runs_the_telegram_bot_when_its_token_is_set() {
+    let (rt, fake) = fake_telegram();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = webcare(dir.path());
+    cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token()).env("WEBCARE_TELEGRAM__API_URL", fake.url());
+    let mut running = Serving::start(cmd);
+    let anna = fake.create_user(webcare_fake_telegram::NewUser::named("Anna"));
+    let chat = fake.private_chat(anna);
+    fake.send_text(anna, chat, "Storing in Utrecht? Geen internet sinds 10 uur");
+    let answered = rt.block_on(fake.wait_until(Duration::from_secs(30), || !fake.bot_messages(chat).is_empty()));
+    assert!(answered, "the bot answered the outage question");
+    assert!(fake.bot_messages(chat)[0].text.starts_with("Bedankt voor je melding"), "{:?}", fake.bot_messages(chat));
+    running.signal("TERM");
+    let (status, log) = running.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+    assert_eq!(fake.bot_messages(chat).len(), 1, "answered once");
+}
+
+#[test]
+fn a_bad_telegram_token_stops_the_start_without_printing_it() {
+    let (_rt, fake) = fake_telegram();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output(
+        webcare(dir.path())
+            .arg("serve")
+            .env("WEBCARE_HTTP__LISTEN", "127.0.0.1:0")
+            .env("WEBCARE_TELEGRAM__TOKEN", "123456:wrong-secret-token")
+            .env("WEBCARE_TELEGRAM__API_URL", fake.url()),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("telegram.token"), "{stderr}");
+    assert!(!stderr.contains("wrong-secret-token"), "{stderr}");
+}
+
+#[test]
+fn one_instance_polls_telegram_and_another_takes_over_when_it_dies() {
+    let (rt, fake) = fake_telegram();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let instance = || {
+        let mut cmd = webcare(dir.path());
+        cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token())
+            .env("WEBCARE_TELEGRAM__API_URL", fake.url())
+            .env("WEBCARE_DATABASE__URL", &db);
+        Serving::start(cmd)
+    };
+    let mut first = instance();
+    assert!(rt.block_on(fake.wait_until(Duration::from_secs(20), || fake.polls_in_progress() == 1)));
+    let mut second = instance();
+    let calls_before = fake.stats().calls.get("getUpdates").copied().unwrap_or(0);
+
+    let anna = fake.create_user(webcare_fake_telegram::NewUser::named("Anna"));
+    let chat = fake.private_chat(anna);
+    fake.send_text(anna, chat, "Storing in Utrecht? Geen internet sinds 10 uur");
+    assert!(rt.block_on(fake.wait_until(Duration::from_secs(30), || !fake.bot_messages(chat).is_empty())));
+    let calls_after = fake.stats().calls.get("getUpdates").copied().unwrap_or(0);
+    // Two pollers would end each other's long polls (409) over and over; one poller makes a call per batch.
+    assert!(calls_after - calls_before <= 4, "{} getUpdates calls for one message", calls_after - calls_before);
+
+    // The polling instance dies without a word; the other takes over within one lease period.
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5));
+    let bert = fake.create_user(webcare_fake_telegram::NewUser::named("Bert"));
+    let bert_chat = fake.private_chat(bert);
+    fake.send_text(bert, bert_chat, "Geen internet in Utrecht, storing?");
+    assert!(
+        rt.block_on(fake.wait_until(Duration::from_secs(40), || !fake.bot_messages(bert_chat).is_empty())),
+        "the second instance took over polling"
+    );
+    assert_eq!(fake.bot_messages(chat).len(), 1, "nothing was answered twice");
+    second.signal("TERM");
+    let (status, log) = second.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+    let (_, first_log) = first.wait(Duration::from_secs(1));
+    for line in log.iter().chain(&first_log) {
+        assert!(!line.contains("another process polls"), "two instances polled at once: {line}");
+    }
+    assert!(log.iter().any(|l| l.contains("this instance polls Telegram")), "{log:#?}");
+}
