@@ -16,8 +16,18 @@ use crate::lifecycle::{self, Change};
 use crate::{TicketError, TicketPolicy, check_priority};
 
 /// How often an operation re-reads and re-decides after losing a race before it gives up. Each lost round means
-/// another writer succeeded, so running out takes a storm of writes to one ticket.
-const ATTEMPTS: usize = 8;
+/// another writer succeeded; between rounds the loser waits a random pause that grows with each loss
+/// ([`backoff`]), so a burst of writers to one ticket spreads out instead of colliding again in lockstep.
+/// Running out takes a sustained storm of writes to one ticket (seconds of them).
+const ATTEMPTS: u32 = 24;
+
+/// The pause after losing round `round` (0-based): uniform in 0..=min(2^round, 64) ms.
+async fn backoff(round: u32) {
+    use rand::Rng;
+    let cap_ms = 1u64 << round.min(6);
+    let ms = rand::rng().random_range(0..=cap_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
 
 /// A customer's message for [`Ticketing::open_or_append`].
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +99,10 @@ impl Ticketing {
         if let Some(p) = msg.priority {
             check_priority(p)?;
         }
-        for _ in 0..ATTEMPTS {
+        for round in 0..ATTEMPTS {
+            if round > 0 {
+                backoff(round - 1).await;
+            }
             if let Some(open) = self.store.open_ticket(msg.conversation, msg.customer).await? {
                 match self.customer_message(open.id, msg.text, now).await {
                     Ok(intake) => return Ok(intake),
@@ -331,7 +344,10 @@ impl Ticketing {
         id: TicketId,
         mut decide: impl FnMut(&mut Change) -> Result<(), TicketError>,
     ) -> Result<TicketWrite, TicketError> {
-        for _ in 0..ATTEMPTS {
+        for round in 0..ATTEMPTS {
+            if round > 0 {
+                backoff(round - 1).await;
+            }
             let stored = self.ticket(id).await?;
             let mut change = Change::new(&stored);
             if let Err(e) = decide(&mut change) {
