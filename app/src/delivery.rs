@@ -1,26 +1,40 @@
 //! The delivery engine: sends outbox rows through the platform [`Sender`]s within the platforms' limits.
 //!
-//! A worker claims due rows (highest priority first, so a person's answer never waits behind a broadcast), sends
-//! each through its platform's sender, and records the outcome: sent, retry later (a 429's `retry_after` for exactly
-//! the scope it names; backoff with jitter for 5xx and network errors), or failed for good. Rows for one chat are
-//! sent in order, one at a time; different chats go out concurrently. Token buckets (governor) hold each platform
-//! and each chat below the platform's published limits, so that a 429 is the exception.
+//! A worker claims due rows (highest priority first), sends each through its platform's sender, and records the
+//! outcome: sent, retry later (a 429's `retry_after` for exactly the scope it names; backoff with jitter for 5xx and
+//! network errors), or failed for good. Rows for one chat are sent in order, one at a time; different chats go out
+//! concurrently.
+//!
+//! Limits come in two layers. Each chat and group has a token bucket (governor) in this process. Each bot's overall
+//! limit (Telegram's 30/s, Discord's 50/s) is a budget shared by every instance on the database: a [`Budget`]
+//! reserves send slots from the store in small chunks (`Store::reserve_send_slots`) and hands each slot to the
+//! waiting send of highest priority, so two instances together stay inside the limit and a person's answer takes
+//! the very next slot even while a broadcast fills the rest. People's answers also have a lane of their own
+//! ([`Delivery::run`] claims rows of `Priority::AUTOMATIC` and above separately), so they never wait behind a
+//! claimed batch of broadcast rows.
+//!
+//! Crash safety: a row is marked sent only after the platform accepted it, and a claim older than half its lease
+//! is given back instead of sent, so a row whose lease lapsed (and that another worker may have taken) is never
+//! sent by the worker that lost it. After `kill -9`, rows in `sending` come back when their lease lapses; the
+//! only rows that can go out twice are the requests that were in flight at the kill.
 //!
 //! The step function [`Delivery::step`] is what tests call; [`Delivery::run`] loops it until shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt as _;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use webcare_domain::{
-    Conversation, ConversationKind, LimitScope, OutboxItem, Platform, SendError, Sender, Store, StoreResult, Timestamp,
+    Conversation, ConversationKind, LimitScope, OutboxItem, Platform, Priority, SendError, Sender, Store, StoreError,
+    StoreResult, Timestamp,
 };
 
 /// A platform's published limits, as token buckets.
@@ -32,6 +46,12 @@ pub struct PlatformLimits {
     pub private_chat: Quota,
     /// One group or server channel.
     pub group_chat: Quota,
+    /// Telegram's paid broadcasts (`allow_paid_broadcast`): messages of a notice that opted in count against this
+    /// budget instead of `global`.
+    pub paid_global: Option<Quota>,
+    /// Whether `global` (and `paid_global`) is the bot's budget shared with every instance on the database.
+    /// True for the platforms' bots; the web chat is webcare's own page and keeps a local guard only.
+    pub shared: bool,
 }
 
 fn per(n: u32, period: Duration) -> Quota {
@@ -46,6 +66,8 @@ impl PlatformLimits {
             global: per(30, Duration::from_secs(1)),
             private_chat: per(1, Duration::from_secs(1)),
             group_chat: per(20, Duration::from_secs(60)),
+            paid_global: Some(per(1000, Duration::from_secs(1))),
+            shared: true,
         }
     }
 
@@ -55,6 +77,8 @@ impl PlatformLimits {
             global: per(50, Duration::from_secs(1)),
             private_chat: per(5, Duration::from_secs(5)),
             group_chat: per(5, Duration::from_secs(5)),
+            paid_global: None,
+            shared: true,
         }
     }
 
@@ -64,6 +88,8 @@ impl PlatformLimits {
             global: Quota::per_second(NonZeroU32::new(10_000).unwrap()),
             private_chat: Quota::per_second(NonZeroU32::new(100).unwrap()),
             group_chat: Quota::per_second(NonZeroU32::new(100).unwrap()),
+            paid_global: None,
+            shared: false,
         }
     }
 
@@ -86,6 +112,22 @@ impl PlatformLimits {
             global: scale(self.global),
             private_chat: scale(self.private_chat),
             group_chat: scale(self.group_chat),
+            paid_global: self.paid_global.map(scale),
+            shared: self.shared,
+        }
+    }
+
+    /// The same limits with these rates (messages per second overall and per chat, per minute per group).
+    pub fn with_rates(self, global: f64, private_chat: f64, group_per_minute: f64, paid: Option<f64>) -> Self {
+        let every = |per_second: f64| {
+            Quota::with_period(Duration::from_secs_f64(1.0 / per_second.max(1e-6))).expect("a non-zero period")
+        };
+        PlatformLimits {
+            global: every(global),
+            private_chat: every(private_chat),
+            group_chat: every(group_per_minute / 60.0),
+            paid_global: paid.map(every),
+            shared: self.shared,
         }
     }
 }
@@ -105,6 +147,9 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Transient failures before a row is given up.
     pub max_attempts: i64,
+    /// The share of each overall limit to use (0.97): slots a little wider than the limit allows, so that the
+    /// jitter of scheduling and of the network never lets a window of the platform's count hold one too many.
+    pub headroom: f64,
     pub limits: BTreeMap<&'static str, PlatformLimits>,
 }
 
@@ -112,11 +157,12 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             worker: format!("webcare-{}-{}", std::process::id(), rand::random::<u32>()),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
             batch: 64,
-            concurrency: 32,
+            concurrency: 64,
             poll_interval: Duration::from_millis(250),
             max_attempts: 12,
+            headroom: 0.97,
             limits: Platform::ALL.iter().map(|p| (p.as_str(), PlatformLimits::for_platform(*p))).collect(),
         }
     }
@@ -124,7 +170,11 @@ impl Default for DeliveryConfig {
 
 /// Limits and 429 holds for one platform.
 struct PlatformGate {
-    global: DefaultDirectRateLimiter,
+    /// The overall limit, when it is this process's alone (the web chat).
+    local: Option<DefaultDirectRateLimiter>,
+    /// The bot's overall budget shared across instances, and the paid one where the platform has it.
+    shared: Option<Arc<Budget>>,
+    paid: Option<Arc<Budget>>,
     private_chats: DefaultKeyedRateLimiter<String>,
     group_chats: DefaultKeyedRateLimiter<String>,
     /// Scopes the platform told us to leave alone, until when.
@@ -132,9 +182,15 @@ struct PlatformGate {
 }
 
 impl PlatformGate {
-    fn new(limits: PlatformLimits) -> Self {
+    fn new(platform: Platform, limits: PlatformLimits, headroom: f64) -> Self {
+        let budget = |name: &str, q: Quota| {
+            let interval = q.replenish_interval().div_f64(headroom.clamp(0.1, 1.0));
+            Arc::new(Budget::new(format!("{platform}:{name}"), interval))
+        };
         PlatformGate {
-            global: RateLimiter::direct(limits.global),
+            local: (!limits.shared).then(|| RateLimiter::direct(limits.global)),
+            shared: limits.shared.then(|| budget("global", limits.global)),
+            paid: limits.paid_global.filter(|_| limits.shared).map(|q| budget("paid", q)),
             private_chats: RateLimiter::keyed(limits.private_chat),
             group_chats: RateLimiter::keyed(limits.group_chat),
             held: Mutex::new(HashMap::new()),
@@ -158,6 +214,123 @@ impl PlatformGate {
     }
 }
 
+/// A bot's overall budget, shared with the other instances through the store.
+///
+/// Sends that want a slot wait in a priority queue; a dispatcher task (started when the first one waits, ended
+/// when nobody does) reserves slots from the store a few at a time, sleeps until each, and hands it to the waiting
+/// send of highest priority (first come, first served within a priority). A slot nobody takes in time is dropped,
+/// never used late: using it late could put two sends closer than the limit allows.
+pub struct Budget {
+    bucket: String,
+    interval: Duration,
+    /// Slots reserved at once at most: about a quarter of a second's worth.
+    max_chunk: u32,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: BinaryHeap<Waiter>,
+    seq: u64,
+    dispatching: bool,
+}
+
+struct Waiter {
+    priority: i64,
+    seq: Reverse<u64>,
+    go: oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.priority, self.seq).cmp(&(other.priority, other.seq))
+    }
+}
+
+impl Budget {
+    fn new(bucket: String, interval: Duration) -> Budget {
+        let per_second = 1.0 / interval.as_secs_f64().max(1e-6);
+        let max_chunk = (per_second / 4.0).clamp(1.0, 1000.0) as u32;
+        Budget { bucket, interval, max_chunk, queue: Mutex::new(Queue::default()) }
+    }
+
+    /// Waits for this process's next slot; of several waiting sends the one of highest priority goes first.
+    async fn acquire(self: &Arc<Self>, store: &Arc<dyn Store>, priority: Priority) -> StoreResult<()> {
+        let (go, wait) = oneshot::channel();
+        {
+            let mut q = self.queue.lock().expect("the budget queue is never poisoned");
+            q.seq += 1;
+            let seq = Reverse(q.seq);
+            q.waiting.push(Waiter { priority: priority.0, seq, go });
+            if !q.dispatching {
+                q.dispatching = true;
+                tokio::spawn(self.clone().dispatch(store.clone()));
+            }
+        }
+        wait.await.map_err(|_| StoreError::Unavailable(format!("send budget {} stopped", self.bucket)))
+    }
+
+    async fn dispatch(self: Arc<Self>, store: Arc<dyn Store>) {
+        let mut next = Utc::now();
+        let mut left = 0u32;
+        loop {
+            let waiting = {
+                let mut q = self.queue.lock().expect("the budget queue is never poisoned");
+                q.waiting.retain(|w| !w.go.is_closed());
+                if q.waiting.is_empty() {
+                    q.dispatching = false;
+                    return;
+                }
+                q.waiting.len()
+            };
+            let interval = chrono::Duration::from_std(self.interval).unwrap_or_default();
+            // Slots left over that passed while nobody waited are gone; a little lateness is the scheduler's.
+            let tolerance = (interval / 2).max(chrono::Duration::milliseconds(2));
+            let now = Utc::now();
+            while left > 0 && next + tolerance < now {
+                next += interval;
+                left -= 1;
+            }
+            if left == 0 {
+                // A fresh reservation's first slot is used even if the round trip made it a little late: it was
+                // `now` when reserved, and dropping it would only reserve again, for ever on a slow database.
+                let count = u32::try_from(waiting).unwrap_or(u32::MAX).clamp(1, self.max_chunk);
+                match store.reserve_send_slots(&self.bucket, count, self.interval, now).await {
+                    Ok(first) => (next, left) = (first, count),
+                    Err(e) => {
+                        tracing::warn!(bucket = %self.bucket, error = %e, "could not reserve send slots; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            let at = next;
+            next += interval;
+            left -= 1;
+            if let Ok(wait) = (at - Utc::now()).to_std() {
+                tokio::time::sleep(wait).await;
+            }
+            let mut q = self.queue.lock().expect("the budget queue is never poisoned");
+            while let Some(w) = q.waiting.pop() {
+                if w.go.send(()).is_ok() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -173,6 +346,21 @@ pub struct Delivery {
     gates: HashMap<Platform, PlatformGate>,
     config: DeliveryConfig,
     wake: Arc<Notify>,
+    /// Chats a lane of this process is sending to; the other lane leaves them alone meanwhile, so a chat's
+    /// messages keep their order and its limit.
+    busy: Mutex<std::collections::HashSet<webcare_domain::ConversationId>>,
+}
+
+/// The chats a step is sending to, released when the step ends however it ends.
+struct BusyGuard<'a> {
+    busy: &'a Mutex<std::collections::HashSet<webcare_domain::ConversationId>>,
+    conversation: webcare_domain::ConversationId,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy.lock().expect("the busy set is never poisoned").remove(&self.conversation);
+    }
 }
 
 impl Delivery {
@@ -181,7 +369,7 @@ impl Delivery {
             .iter()
             .map(|p| {
                 let limits = config.limits.get(p.as_str()).copied().unwrap_or_else(|| PlatformLimits::for_platform(*p));
-                (*p, PlatformGate::new(limits))
+                (*p, PlatformGate::new(*p, limits, config.headroom))
             })
             .collect();
         Delivery {
@@ -190,6 +378,7 @@ impl Delivery {
             gates,
             config,
             wake: Arc::new(Notify::new()),
+            busy: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -205,10 +394,27 @@ impl Delivery {
         self.wake.clone()
     }
 
-    /// Loops [`Delivery::step`] until `shutdown`; a step in progress finishes first.
+    /// Runs both lanes until `shutdown`: the express lane for people's answers (`Priority::AUTOMATIC` and above)
+    /// and the main lane for everything (broadcasts mostly). A step in progress finishes first.
     pub async fn run(&self, shutdown: CancellationToken) {
+        // A wake-up (something was enqueued) reaches the express lane, which passes it on to the main lane.
+        let main = Notify::new();
+        tokio::join!(
+            self.lane(&shutdown, Priority::AUTOMATIC, self.config.batch.min(16), &self.wake, Some(&main)),
+            self.lane(&shutdown, Priority(i64::MIN), self.config.batch, &main, None),
+        );
+    }
+
+    async fn lane(
+        &self,
+        shutdown: &CancellationToken,
+        min_priority: Priority,
+        batch: u32,
+        woken_by: &Notify,
+        pass_on: Option<&Notify>,
+    ) {
         while !shutdown.is_cancelled() {
-            let idle = match self.step().await {
+            let idle = match self.step_lane(batch, min_priority).await {
                 Ok(step) => step.claimed == 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "delivery step failed; retrying");
@@ -218,17 +424,27 @@ impl Delivery {
             if idle {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = self.wake.notified() => {}
+                    _ = woken_by.notified() => {
+                        if let Some(next) = pass_on {
+                            next.notify_one();
+                        }
+                    }
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                 }
             }
         }
     }
 
-    /// Claims due rows and delivers them.
+    /// Claims due rows of any priority and delivers them.
     pub async fn step(&self) -> StoreResult<Step> {
+        self.step_lane(self.config.batch, Priority(i64::MIN)).await
+    }
+
+    async fn step_lane(&self, batch: u32, min_priority: Priority) -> StoreResult<Step> {
         let now = Utc::now();
-        let items = self.store.claim_outbox(&self.config.worker, now, self.config.lease, self.config.batch).await?;
+        let claimed_at = Instant::now();
+        let items =
+            self.store.claim_outbox_from(&self.config.worker, now, self.config.lease, batch, min_priority).await?;
         let mut step = Step { claimed: items.len(), ..Step::default() };
         if items.is_empty() {
             return Ok(step);
@@ -242,7 +458,7 @@ impl Delivery {
             }
         }
         let results: Vec<StoreResult<Step>> = futures_util::stream::iter(chats)
-            .map(|(conversation, items)| self.deliver_chat(conversation, items))
+            .map(|(conversation, items)| self.deliver_chat(conversation, items, claimed_at))
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
@@ -259,12 +475,26 @@ impl Delivery {
         &self,
         conversation: webcare_domain::ConversationId,
         items: Vec<OutboxItem>,
+        claimed_at: Instant,
     ) -> StoreResult<Step> {
         let mut step = Step::default();
+        let _guard = {
+            let mut busy = self.busy.lock().expect("the busy set is never poisoned");
+            if busy.insert(conversation) { Some(BusyGuard { busy: &self.busy, conversation }) } else { None }
+        };
+        if _guard.is_none() {
+            // The other lane is sending to this chat: these wait a moment rather than overtake it.
+            let until = Utc::now() + chrono::Duration::milliseconds(100);
+            for item in &items {
+                self.store.mark_retry(item.id, &self.config.worker, until, "waiting behind an earlier message").await?;
+                step.deferred += 1;
+            }
+            return Ok(step);
+        }
         let mut conv = self.store.conversation(conversation).await?;
         let mut iter = items.into_iter();
         while let Some(item) = iter.next() {
-            match self.deliver(&mut conv, &item).await? {
+            match self.deliver(&mut conv, &item, claimed_at).await? {
                 Outcome::Sent => step.sent += 1,
                 Outcome::Failed => step.failed += 1,
                 Outcome::Deferred(until) => {
@@ -282,7 +512,7 @@ impl Delivery {
         Ok(step)
     }
 
-    async fn deliver(&self, conv: &mut Conversation, item: &OutboxItem) -> StoreResult<Outcome> {
+    async fn deliver(&self, conv: &mut Conversation, item: &OutboxItem, claimed_at: Instant) -> StoreResult<Outcome> {
         let worker = &self.config.worker;
         let now = Utc::now();
         if conv.unreachable {
@@ -316,7 +546,18 @@ impl Delivery {
             tokio::time::sleep(wait).await;
             let _ = chats.check_key(&conv.platform_chat_id);
         }
-        gate.global.until_ready().await;
+        let paid = item.extra["paid_broadcast"].as_bool() == Some(true);
+        match (&gate.local, paid.then_some(gate.paid.as_ref()).flatten().or(gate.shared.as_ref())) {
+            (_, Some(budget)) => budget.acquire(&self.store, item.priority).await?,
+            (Some(local), None) => local.until_ready().await,
+            (None, None) => {}
+        }
+        // A claim this old may have lapsed meanwhile and be another worker's now: give it back unsent.
+        if claimed_at.elapsed() > self.config.lease / 2 {
+            let now = Utc::now();
+            self.store.mark_retry(item.id, worker, now, "claim too old to send safely").await?;
+            return Ok(Outcome::Deferred(now));
+        }
 
         match sender.send(conv, item).await {
             Ok(sent) => {

@@ -52,6 +52,10 @@ pub struct NoticeInput {
     pub state: NoticeState,
     #[serde(default)]
     pub draft: bool,
+    /// Send on Telegram as a paid broadcast (up to 1,000 messages/s, at a fee per message): an opt-in for urgent
+    /// cases, after the admin has seen the estimate ([`Progress::paid_cost_stars`]).
+    #[serde(default)]
+    pub paid_broadcast: bool,
 }
 
 /// A broadcast's progress, as `GET /api/v1/notices/{id}/delivery` shows it.
@@ -66,7 +70,17 @@ pub struct Progress {
     pub rate_per_s: f64,
     /// Seconds until the pending ones are sent at that rate; `None` while nothing moves.
     pub eta_s: Option<f64>,
+    /// Whether the notice goes out on Telegram as a paid broadcast.
+    pub paid_broadcast: bool,
+    /// Subscribers on Telegram: the messages a paid broadcast of a version pays for.
+    pub telegram_subscribers: i64,
+    /// What sending one version to them as a paid broadcast costs, in Telegram Stars: the estimate an admin sees
+    /// before opting in.
+    pub paid_cost_stars: f64,
 }
+
+/// Telegram's fee per message of a paid broadcast, in Stars (Bot API: "0.1 Telegram Stars per message").
+pub const TELEGRAM_PAID_STARS_PER_MESSAGE: f64 = 0.1;
 
 pub struct Notices {
     store: Arc<dyn Store>,
@@ -76,6 +90,8 @@ pub struct Notices {
     pub four_eyes: bool,
     /// Channels where every version is posted once, whoever subscribed (Discord announcement channels).
     announcements: Vec<webcare_domain::ConversationId>,
+    /// Telegram's fee per paid-broadcast message, for the estimate.
+    paid_stars_per_message: f64,
 }
 
 const MAX_TITLE: usize = 200;
@@ -104,7 +120,20 @@ fn admin(agent: &Agent) -> Result<(), NoticeError> {
 
 impl Notices {
     pub fn new(store: Arc<dyn Store>, pipeline: Arc<Pipeline>, wake: Arc<Notify>, four_eyes: bool) -> Self {
-        Notices { store, pipeline, wake, four_eyes, announcements: Vec::new() }
+        Notices {
+            store,
+            pipeline,
+            wake,
+            four_eyes,
+            announcements: Vec::new(),
+            paid_stars_per_message: TELEGRAM_PAID_STARS_PER_MESSAGE,
+        }
+    }
+
+    /// Uses this fee per paid-broadcast message in the cost estimate.
+    pub fn with_paid_fee(mut self, stars_per_message: f64) -> Self {
+        self.paid_stars_per_message = stars_per_message;
+        self
     }
 
     /// Posts every version once in these conversations too (crossposted where the platform can).
@@ -133,6 +162,7 @@ impl Notices {
                 regions: input.regions.iter().map(|r| r.trim().to_owned()).collect(),
                 state: input.state,
                 draft: input.draft || self.four_eyes,
+                paid_broadcast: input.paid_broadcast,
                 cluster: None,
                 author: Some(author.id),
                 approved_by: None,
@@ -207,6 +237,7 @@ impl Notices {
             regions: a.region.iter().cloned().collect(),
             state,
             draft: false,
+            paid_broadcast: false,
         };
         check(&input)?;
         let notice = self
@@ -219,6 +250,7 @@ impl Notices {
                 regions: input.regions,
                 state,
                 draft: self.four_eyes,
+                paid_broadcast: false,
                 cluster: Some(a.cluster),
                 author: Some(author.id),
                 approved_by: None,
@@ -262,6 +294,9 @@ impl Notices {
                 let key = format!("{current}conv:{conversation}");
                 let mut new = NewOutbox::message(conversation, &text, key, Priority::BROADCAST, now);
                 new.extra = json!({"notice": notice.id, "version": notice.version});
+                if notice.paid_broadcast {
+                    new.extra["paid_broadcast"] = json!(true);
+                }
                 if announcement {
                     new.extra["crosspost"] = json!(true);
                 }
@@ -286,14 +321,17 @@ impl Notices {
 
     /// Where the current version's broadcast stands.
     pub async fn progress(&self, id: NoticeId) -> Result<Progress, NoticeError> {
-        progress(self.store.as_ref(), id).await
+        progress(self.store.as_ref(), id, self.paid_stars_per_message).await
     }
 }
 
 /// Where a notice's current version's broadcast stands.
-pub async fn progress(store: &dyn Store, id: NoticeId) -> Result<Progress, NoticeError> {
+pub async fn progress(store: &dyn Store, id: NoticeId, paid_stars_per_message: f64) -> Result<Progress, NoticeError> {
     let notice = store.notice(id).await.map_err(|e| not_found(e, id))?;
-    let subscribers = store.subscribers(SubscriptionTarget::Notice(id)).await?.len() as i64;
+    let per_platform = store.subscriber_counts(SubscriptionTarget::Notice(id)).await?;
+    let subscribers = per_platform.iter().map(|(_, n)| n).sum::<i64>();
+    let telegram_subscribers =
+        per_platform.iter().filter(|(p, _)| *p == webcare_domain::Platform::Telegram).map(|(_, n)| n).sum::<i64>();
     let prefix = format!("notice:{}:v{}:", id, notice.version);
     let (counts, last_minute) = store.outbox_progress(&prefix, Utc::now() - chrono::Duration::seconds(60)).await?;
     let count = |states: &[OutboxState]| counts.iter().filter(|(s, _)| states.contains(s)).map(|(_, n)| n).sum::<i64>();
@@ -308,7 +346,18 @@ pub async fn progress(store: &dyn Store, id: NoticeId) -> Result<Progress, Notic
     } else {
         None
     };
-    Ok(Progress { version: notice.version, subscribers, sent, failed, pending, rate_per_s: rate, eta_s: eta })
+    Ok(Progress {
+        version: notice.version,
+        subscribers,
+        sent,
+        failed,
+        pending,
+        rate_per_s: rate,
+        eta_s: eta,
+        paid_broadcast: notice.paid_broadcast,
+        telegram_subscribers,
+        paid_cost_stars: (telegram_subscribers as f64 * paid_stars_per_message * 100.0).round() / 100.0,
+    })
 }
 
 /// The text a subscriber receives for a version: the title, the text, and after resolution an invitation to say

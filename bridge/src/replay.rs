@@ -219,6 +219,7 @@ impl ReplayNotice {
             version: 1,
             draft: false,
             cluster: None,
+            paid_broadcast: false,
             created_at: self.active_from.unwrap_or(at),
             updated_at: self.active_from.unwrap_or(at),
         }

@@ -31,6 +31,7 @@ pub struct Config {
     pub shutdown: Shutdown,
     pub bridge: Bridge,
     pub notices: Notices,
+    pub delivery: Delivery,
     /// The ticket rules (SLA business hours and targets, claim lapse, auto-close), read by `webcare-ticketing`'s
     /// `TicketPolicy`; kept as a table here so that this crate stays free of the logic crates. The binary
     /// validates it at start with the same file/key/expectation errors as every other section.
@@ -45,6 +46,50 @@ pub struct Config {
 pub struct Notices {
     /// "Four eyes": a notice reaches customers only after a second admin approved it.
     pub four_eyes: bool,
+}
+
+/// How the outbox is delivered: claims, and the platforms' limits (Telegram's and Discord's published ones by
+/// default). The overall per-bot limits hold for all instances on one database together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// How long a worker's claim on an outbox row holds; a crashed instance's rows are sent by another (or by
+    /// itself after a restart) once it lapses.
+    pub lease_secs: u64,
+    /// Outbox rows claimed per step.
+    pub batch: u32,
+    /// The share of each overall limit to use, as a margin for network jitter (0.5 to 1).
+    pub headroom: f64,
+    /// Every rate below is multiplied by this: for tests and benchmarks against fake servers whose clocks run
+    /// faster. Leave it at 1 against the real platforms.
+    pub rate_scale: f64,
+    pub telegram_per_second: f64,
+    pub telegram_chat_per_second: f64,
+    pub telegram_group_per_minute: f64,
+    /// The overall limit for notices sent as Telegram paid broadcasts (`allow_paid_broadcast`).
+    pub telegram_paid_per_second: f64,
+    /// Telegram's fee per paid-broadcast message in Stars, for the cost estimate shown before sending.
+    pub telegram_paid_stars_per_message: f64,
+    pub discord_per_second: f64,
+    pub discord_channel_per_second: f64,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            lease_secs: 30,
+            batch: 64,
+            headroom: 0.97,
+            rate_scale: 1.0,
+            telegram_per_second: 30.0,
+            telegram_chat_per_second: 1.0,
+            telegram_group_per_minute: 20.0,
+            telegram_paid_per_second: 1000.0,
+            telegram_paid_stars_per_message: 0.1,
+            discord_per_second: 50.0,
+            discord_channel_per_second: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -354,6 +399,26 @@ impl Config {
             "expected 1024 to 16777216 bytes",
         );
         check(self.shutdown.grace_secs <= 60, "shutdown.grace_secs", "expected at most 60 seconds");
+        let d = &self.delivery;
+        check((2..=3600).contains(&d.lease_secs), "delivery.lease_secs", "expected 2 to 3600 seconds");
+        check((1..=10_000).contains(&d.batch), "delivery.batch", "expected 1 to 10000 rows");
+        check((0.5..=1.0).contains(&d.headroom), "delivery.headroom", "expected a share from 0.5 to 1");
+        check(d.rate_scale > 0.0 && d.rate_scale <= 10_000.0, "delivery.rate_scale", "expected above 0, at most 10000");
+        for (key, rate) in [
+            ("delivery.telegram_per_second", d.telegram_per_second),
+            ("delivery.telegram_chat_per_second", d.telegram_chat_per_second),
+            ("delivery.telegram_group_per_minute", d.telegram_group_per_minute),
+            ("delivery.telegram_paid_per_second", d.telegram_paid_per_second),
+            ("delivery.discord_per_second", d.discord_per_second),
+            ("delivery.discord_channel_per_second", d.discord_channel_per_second),
+        ] {
+            check(rate > 0.0 && rate <= 100_000.0, key, "expected a rate above 0, at most 100000");
+        }
+        check(
+            (0.0..=1000.0).contains(&d.telegram_paid_stars_per_message),
+            "delivery.telegram_paid_stars_per_message",
+            "expected 0 to 1000 Stars",
+        );
         check(!self.log.level.trim().is_empty(), "log.level", "expected a filter such as `info` or `debug`");
         check(is_http_url(&self.telegram.api_url), "telegram.api_url", "expected an http:// or https:// URL");
         if let Some(u) = &self.telegram.webhook_url {

@@ -55,6 +55,10 @@ pub struct Notice {
     pub draft: bool,
     /// The cluster the notice was published from, if any.
     pub cluster: Option<ClusterId>,
+    /// Sent on Telegram as a paid broadcast (`allow_paid_broadcast`): up to 1,000 messages/s instead of 30, at a
+    /// fee per message. An admin opts in per notice for urgent cases, after seeing the cost estimate.
+    #[serde(default)]
+    pub paid_broadcast: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -96,6 +100,7 @@ pub struct NewNotice {
     pub state: NoticeState,
     pub draft: bool,
     pub cluster: Option<ClusterId>,
+    pub paid_broadcast: bool,
     pub author: Option<AgentId>,
     pub approved_by: Option<AgentId>,
     pub at: Timestamp,
@@ -111,6 +116,7 @@ pub struct NoticeChange {
     pub regions: Option<Vec<String>>,
     /// `Some(false)` publishes a draft.
     pub draft: Option<bool>,
+    pub paid_broadcast: Option<bool>,
     pub author: Option<AgentId>,
     pub approved_by: Option<AgentId>,
 }

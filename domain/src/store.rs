@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Agent, AgentId, ClusterId, Conversation, ConversationId, Customer, CustomerId, Inbound, InboundId, Inserted,
     NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound, NewNotice, NewOutbox, NewTicket, Notice,
-    NoticeChange, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, OutboxState, Platform, Ticket,
-    TicketEvent, TicketEventKind, TicketId, TicketState, Timestamp,
+    NoticeChange, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, OutboxState, Platform, Priority,
+    Ticket, TicketEvent, TicketEventKind, TicketId, TicketState, Timestamp,
 };
 
 /// What a storage call can fail with. Callers act on the variant.
@@ -158,10 +158,14 @@ pub trait Store: Send + Sync {
         target: SubscriptionTarget,
         at: Timestamp,
     ) -> StoreResult<bool>;
-    /// Ends every subscription of a conversation (`/stop`); returns how many there were.
+    /// Ends every subscription of a conversation (`/stop`) and, in the same transaction, cancels the notice
+    /// messages still pending for it, so a broadcast under way sends it nothing more (a message already claimed by
+    /// a worker may still go out: it is in flight). Returns how many subscriptions there were.
     async fn unsubscribe_all(&self, conversation: ConversationId) -> StoreResult<u64>;
     async fn subscribers(&self, target: SubscriptionTarget) -> StoreResult<Vec<Subscription>>;
     async fn subscriptions_of(&self, conversation: ConversationId) -> StoreResult<Vec<Subscription>>;
+    /// How many conversations follow `target`, per platform (for a paid broadcast's cost estimate).
+    async fn subscriber_counts(&self, target: SubscriptionTarget) -> StoreResult<Vec<(Platform, i64)>>;
 
     // Tickets.
 
@@ -218,6 +222,18 @@ pub trait Store: Send + Sync {
         now: Timestamp,
         lease: Duration,
         limit: u32,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        self.claim_outbox_from(worker, now, lease, limit, Priority(i64::MIN)).await
+    }
+    /// [`Store::claim_outbox`] for rows of at least `min_priority` only: the express lane that sends people's
+    /// answers while a broadcast fills the normal one.
+    async fn claim_outbox_from(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+        min_priority: Priority,
     ) -> StoreResult<Vec<OutboxItem>>;
     /// Records that the platform accepted the row. Only the worker holding the claim can; false otherwise.
     async fn mark_sent(
@@ -245,6 +261,17 @@ pub trait Store: Send + Sync {
     /// at or after `sent_since` (a broadcast's progress and rate).
     async fn outbox_progress(&self, prefix: &str, sent_since: Timestamp)
     -> StoreResult<(Vec<(OutboxState, i64)>, i64)>;
+    /// Reserves `count` consecutive send slots, `interval` apart, in the budget `bucket` that every instance on
+    /// this database shares (one per bot and limit, such as `telegram:global`); returns when the first slot is.
+    /// The slots are the caller's alone: however many instances reserve at once, the reserved slots of a bucket
+    /// never come closer than `interval`, so the bot stays within its limit in total.
+    async fn reserve_send_slots(
+        &self,
+        bucket: &str,
+        count: u32,
+        interval: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Timestamp>;
     /// Cancels the pending rows whose key starts with `prefix` but not with `keep` (older notice versions that a
     /// newer one supersedes); returns how many.
     async fn cancel_outbox_prefix(&self, prefix: &str, keep: &str) -> StoreResult<u64>;

@@ -18,8 +18,8 @@ use webcare_domain::{
     Agent, AgentId, ClusterId, ClusterState, Conversation, ConversationId, Customer, CustomerId, Inbound, InboundId,
     InboundMessage, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound, NewNotice, NewOutbox,
     NewTicket, Notice, NoticeChange, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, OutboxState,
-    Platform, Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Ticket, TicketEvent, TicketEventKind,
-    TicketId, TicketState, Timestamp,
+    Platform, Priority, Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Ticket, TicketEvent,
+    TicketEventKind, TicketId, TicketState, Timestamp,
 };
 
 pub use open::{OpenError, OpenOptions, mask_url};
@@ -199,7 +199,8 @@ macro_rules! claim_sql {
             "UPDATE outbox SET state = 'sending', claimed_by = $1, lease_until = $2, attempts = attempts + 1
              WHERE id IN (
                SELECT id FROM outbox
-               WHERE (state = 'pending' AND next_attempt_at <= $3) OR (state = 'sending' AND lease_until <= $3)
+               WHERE ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'sending' AND lease_until <= $3))
+                 AND priority >= $5
                ORDER BY priority DESC, next_attempt_at, id
                LIMIT $4 ",
             $lock,
@@ -535,8 +536,9 @@ impl Store for Db {
             let mut tx = pool.begin().await.map_err(err)?;
             let row: rows::NoticeRow = sqlx::query_as(
                 "INSERT INTO notices
-                   (title, state, services, regions, text, texts, version, draft, cluster_id, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $9)
+                   (title, state, services, regions, text, texts, version, draft, cluster_id, created_at, updated_at,
+                    paid_broadcast)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $9, $10)
                  RETURNING *",
             )
             .bind(&new.title)
@@ -548,6 +550,7 @@ impl Store for Db {
             .bind(new.draft)
             .bind(new.cluster.map(|c| c.0))
             .bind(ms(new.at))
+            .bind(new.paid_broadcast)
             .fetch_one(&mut *tx)
             .await
             .map_err(err)?;
@@ -571,7 +574,7 @@ impl Store for Db {
                 "UPDATE notices SET
                    text = COALESCE($1, text), texts = COALESCE($2, texts), state = COALESCE($3, state),
                    services = COALESCE($4, services), regions = COALESCE($5, regions), draft = COALESCE($6, draft),
-                   version = version + 1, updated_at = $7
+                   version = version + 1, updated_at = $7, paid_broadcast = COALESCE($9, paid_broadcast)
                  WHERE id = $8 RETURNING *",
             )
             .bind(change.text.as_deref())
@@ -582,6 +585,7 @@ impl Store for Db {
             .bind(change.draft)
             .bind(ms(at))
             .bind(id.0)
+            .bind(change.paid_broadcast)
             .fetch_one(&mut *tx)
             .await
             .map_err(err)
@@ -823,12 +827,25 @@ impl Store for Db {
     }
 
     async fn unsubscribe_all(&self, conversation: ConversationId) -> StoreResult<u64> {
-        on_pool!(self, |pool| sqlx::query("DELETE FROM subscriptions WHERE conversation_id = $1")
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let n = sqlx::query("DELETE FROM subscriptions WHERE conversation_id = $1")
+                .bind(conversation.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            sqlx::query(
+                "UPDATE outbox SET state = 'cancelled'
+                 WHERE conversation_id = $1 AND state = 'pending' AND idempotency_key LIKE 'notice:%'",
+            )
             .bind(conversation.0)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
-            .map(|r| r.rows_affected())
-            .map_err(err))
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            Ok(n)
+        })
     }
 
     async fn subscribers(&self, target: SubscriptionTarget) -> StoreResult<Vec<Subscription>> {
@@ -843,6 +860,30 @@ impl Store for Db {
         let rows: Vec<rows::SubscriptionRow> =
             on_pool!(self, |pool| sqlx::query_as(sql).bind(id).fetch_all(pool).await.map_err(err)?);
         rows::all(rows)
+    }
+
+    async fn subscriber_counts(&self, target: SubscriptionTarget) -> StoreResult<Vec<(Platform, i64)>> {
+        let (sql, id) = match target {
+            SubscriptionTarget::Notice(n) => (
+                "SELECT c.platform, COUNT(*) FROM subscriptions s JOIN conversations c ON c.id = s.conversation_id
+                 WHERE s.notice_id = $1 GROUP BY c.platform ORDER BY c.platform",
+                n.0,
+            ),
+            SubscriptionTarget::Cluster(c) => (
+                "SELECT c.platform, COUNT(*) FROM subscriptions s JOIN conversations c ON c.id = s.conversation_id
+                 WHERE s.cluster_id = $1 GROUP BY c.platform ORDER BY c.platform",
+                c.0,
+            ),
+        };
+        let rows: Vec<(String, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(sql).bind(id).fetch_all(pool).await.map_err(err)?);
+        rows.into_iter()
+            .map(|(p, n)| {
+                p.parse::<Platform>()
+                    .map(|p| (p, n))
+                    .map_err(|_| StoreError::Other(format!("unknown platform {p:?} in conversations")))
+            })
+            .collect()
     }
 
     async fn subscriptions_of(&self, conversation: ConversationId) -> StoreResult<Vec<Subscription>> {
@@ -1128,12 +1169,13 @@ impl Store for Db {
         row.try_into()
     }
 
-    async fn claim_outbox(
+    async fn claim_outbox_from(
         &self,
         worker: &str,
         now: Timestamp,
         lease: Duration,
         limit: u32,
+        min_priority: Priority,
     ) -> StoreResult<Vec<OutboxItem>> {
         let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let sql = match self.backend {
@@ -1145,6 +1187,7 @@ impl Store for Db {
             .bind(lease_until)
             .bind(ms(now))
             .bind(i64::from(limit))
+            .bind(min_priority.0)
             .fetch_all(pool)
             .await
             .map_err(err)?);
@@ -1247,6 +1290,40 @@ impl Store for Db {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok((counts, recent.0))
+    }
+
+    async fn reserve_send_slots(
+        &self,
+        bucket: &str,
+        count: u32,
+        interval: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Timestamp> {
+        let span = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX / 4).saturating_mul(i64::from(count));
+        let now_us = now.timestamp_micros();
+        // One statement, so the row lock (PostgreSQL) or the write lock (SQLite) orders concurrent reservations:
+        // each starts where the previous one ended, or now when the budget was idle.
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "INSERT INTO send_budget (bucket, next_at) VALUES ($1, $2 + $3)
+                 ON CONFLICT (bucket) DO UPDATE SET next_at = GREATEST(send_budget.next_at, $2) + $3
+                 RETURNING next_at"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO send_budget (bucket, next_at) VALUES ($1, $2 + $3)
+                 ON CONFLICT (bucket) DO UPDATE SET next_at = MAX(send_budget.next_at, $2) + $3
+                 RETURNING next_at"
+            }
+        };
+        let end: i64 = on_pool!(self, |pool| sqlx::query_scalar(sql)
+            .bind(bucket)
+            .bind(now_us)
+            .bind(span)
+            .fetch_one(pool)
+            .await
+            .map_err(err)?);
+        chrono::DateTime::from_timestamp_micros(end - span)
+            .ok_or_else(|| StoreError::Other(format!("send budget {bucket}: slot {end} out of range")))
     }
 
     async fn cancel_outbox_prefix(&self, prefix: &str, keep: &str) -> StoreResult<u64> {
@@ -1736,6 +1813,51 @@ impl Db {
     pub async fn execute_admin(&self, statement: &str) -> StoreResult<()> {
         let statement = sqlx::AssertSqlSafe(statement.to_owned());
         on_pool!(self, |pool| sqlx::query(statement).execute(pool).await.map(|_| ()).map_err(err))
+    }
+
+    /// Registers many private conversations on `platform` at once and subscribes them to `notice`, a thousand per
+    /// transaction: how benchmarks and crash tests set up 100,000 subscribers in seconds (one by one, as customers
+    /// arrive, each is a transaction of its own). Chats registered before are reused. Returns the conversations.
+    pub async fn seed_subscribers(
+        &self,
+        notice: NoticeId,
+        platform: Platform,
+        chats: &[String],
+        at: Timestamp,
+    ) -> StoreResult<Vec<ConversationId>> {
+        let mut ids = Vec::with_capacity(chats.len());
+        for batch in chats.chunks(1000) {
+            on_pool!(self, |pool| {
+                let mut tx = pool.begin().await.map_err(err)?;
+                for chat in batch {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO conversations (platform, platform_chat_id, kind, created_at)
+                         VALUES ($1, $2, 'private', $3)
+                         ON CONFLICT (platform, platform_chat_id) DO UPDATE SET kind = conversations.kind
+                         RETURNING id",
+                    )
+                    .bind(platform.as_str())
+                    .bind(chat)
+                    .bind(ms(at))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    sqlx::query(
+                        "INSERT INTO subscriptions (conversation_id, notice_id, created_at) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(notice.0)
+                    .bind(ms(at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    ids.push(ConversationId(id));
+                }
+                tx.commit().await.map_err(err)?;
+            });
+        }
+        Ok(ids)
     }
 
     /// The SQLite journal mode (`wal` once opened by webcare); `None` on PostgreSQL.

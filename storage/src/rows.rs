@@ -143,6 +143,7 @@ pub(crate) struct NoticeRow {
     cluster_id: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    paid_broadcast: bool,
 }
 
 impl TryFrom<NoticeRow> for Notice {
@@ -159,6 +160,7 @@ impl TryFrom<NoticeRow> for Notice {
             version: r.version,
             draft: r.draft,
             cluster: r.cluster_id.map(ClusterId),
+            paid_broadcast: r.paid_broadcast,
             created_at: time(r.created_at)?,
             updated_at: time(r.updated_at)?,
         })

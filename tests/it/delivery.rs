@@ -192,3 +192,143 @@ async fn a_chat_gets_no_more_than_its_limit_and_keeps_its_order() {
         .unwrap();
     assert_eq!(pending.iter().map(|i| i.body.as_str()).collect::<Vec<_>>(), vec!["second", "third"]);
 }
+
+/// Records when each message went out, taking `delay` per send (a slow platform).
+struct Recorder {
+    delay: Duration,
+    sent: Mutex<Vec<(std::time::Instant, String, String)>>,
+}
+
+impl Recorder {
+    fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(Recorder { delay, sent: Mutex::new(Vec::new()) })
+    }
+
+    fn sent(&self) -> Vec<(std::time::Instant, String, String)> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Sender for Recorder {
+    fn platform(&self) -> Platform {
+        Platform::Telegram
+    }
+
+    async fn send(&self, to: &Conversation, item: &OutboxItem) -> Result<Sent, SendError> {
+        tokio::time::sleep(self.delay).await;
+        self.sent.lock().unwrap().push((std::time::Instant::now(), to.platform_chat_id.clone(), item.body.clone()));
+        Ok(Sent { platform_message_id: None })
+    }
+}
+
+/// Telegram's limits with the overall one at `per_second`, and no margin, so that timings are exact.
+fn telegram_at(per_second: f64) -> DeliveryConfig {
+    let mut config = fast();
+    config.headroom = 1.0;
+    config.limits.insert("telegram", PlatformLimits::telegram().with_rates(per_second, 1000.0, 60_000.0, None));
+    config
+}
+
+contract!(two_engines_on_one_database_keep_to_one_budget, an_answer_takes_the_next_slot_during_a_broadcast);
+
+async fn two_engines_on_one_database_keep_to_one_budget(t: &TestDb) {
+    const ROWS: usize = 60;
+    for i in 0..ROWS {
+        let c = chat(t.db(), Platform::Telegram, &format!("{i}"), ConversationKind::Private).await;
+        enqueue(t.db(), c, &format!("notice {i}"), Priority::BROADCAST).await;
+    }
+    // Two engines on two pools, as two webcare processes; each alone would go at 100/s.
+    let (a, b) = (Recorder::new(Duration::ZERO), Recorder::new(Duration::ZERO));
+    let engine = |db: webcare_storage::Db, sender: Arc<Recorder>, name: &str| {
+        let config = DeliveryConfig { worker: name.into(), batch: 10, ..telegram_at(100.0) };
+        Arc::new(Delivery::new(Arc::new(db), vec![sender], config))
+    };
+    let engines = [engine(t.another().await, a.clone(), "a"), engine(t.another().await, b.clone(), "b")];
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let runs: Vec<_> = engines
+        .iter()
+        .map(|e| {
+            let (e, shutdown) = (e.clone(), shutdown.clone());
+            tokio::spawn(async move { e.run(shutdown).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while a.sent().len() + b.sent().len() < ROWS && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    for r in runs {
+        r.await.unwrap();
+    }
+    let (a, b) = (a.sent(), b.sent());
+    assert!(!a.is_empty() && !b.is_empty(), "both engines share the work: {} and {}", a.len(), b.len());
+    let mut all: Vec<_> = a.iter().chain(&b).collect();
+    assert_eq!(all.len(), ROWS, "every row once");
+    all.sort_by_key(|(at, _, _)| *at);
+    let chats: std::collections::BTreeSet<_> = all.iter().map(|(_, chat, _)| chat.clone()).collect();
+    assert_eq!(chats.len(), ROWS, "no chat twice");
+    // 60 sends at 100/s together take at least 59 intervals of 10 ms; two separate budgets would take half.
+    let span = all.last().unwrap().0 - all.first().unwrap().0;
+    assert!(span >= Duration::from_millis(540), "60 sends took {span:?}: the engines did not share the budget");
+    // And in no second-long window... here, no 100 ms window holds more than 10 (+1 for timer jitter).
+    for (i, (start, _, _)) in all.iter().enumerate() {
+        let within = all[i..].iter().take_while(|(at, _, _)| *at - *start < Duration::from_millis(100)).count();
+        assert!(within <= 11, "{within} sends within 100 ms from send {i}");
+    }
+}
+
+async fn an_answer_takes_the_next_slot_during_a_broadcast(t: &TestDb) {
+    for i in 0..400 {
+        let c = chat(t.db(), Platform::Telegram, &format!("b{i}"), ConversationKind::Private).await;
+        enqueue(t.db(), c, "notice", Priority::BROADCAST).await;
+    }
+    let sender = Recorder::new(Duration::ZERO);
+    let config = DeliveryConfig { batch: 200, concurrency: 200, ..telegram_at(50.0) };
+    let d = Arc::new(Delivery::new(Arc::new(t.db().clone()), vec![sender.clone()], config));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (d, shutdown) = (d.clone(), shutdown.clone());
+        tokio::spawn(async move { d.run(shutdown).await })
+    };
+    // The broadcast fills the budget (400 rows at 50/s: 8 s); an agent answers someone meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let customer = chat(t.db(), Platform::Telegram, "customer", ConversationKind::Private).await;
+    let asked = std::time::Instant::now();
+    enqueue(t.db(), customer, "an agent's answer", Priority::AGENT_REPLY).await;
+    d.waker().notify_one();
+    let deadline = asked + Duration::from_secs(5);
+    let answered = loop {
+        if let Some((at, _, _)) = sender.sent().into_iter().find(|(_, chat, _)| chat == "customer") {
+            break at;
+        }
+        assert!(std::time::Instant::now() < deadline, "the answer waited more than 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let broadcast_sent = sender.sent().len();
+    shutdown.cancel();
+    run.await.unwrap();
+    let waited = answered - asked;
+    assert!(waited < Duration::from_millis(400), "the answer waited {waited:?} behind the broadcast");
+    assert!(broadcast_sent < 200, "the broadcast was still under way ({broadcast_sent} sent)");
+}
+
+#[tokio::test]
+async fn a_claim_older_than_half_its_lease_is_given_back_unsent() {
+    let t = TestDb::sqlite().await;
+    let c = chat(t.db(), Platform::Telegram, "slow", ConversationKind::Private).await;
+    enqueue(t.db(), c, "first", Priority::AUTOMATIC).await;
+    let second = enqueue(t.db(), c, "second", Priority::AUTOMATIC).await;
+    // The platform takes 1.2 s for the first message; the claim's lease is 2 s, so the second is not sent on it.
+    let sender = Recorder::new(Duration::from_millis(1200));
+    let mut config = telegram_at(1000.0);
+    config.lease = Duration::from_secs(2);
+    let d = Delivery::new(Arc::new(t.db().clone()), vec![sender.clone()], config);
+    let step = d.step().await.unwrap();
+    assert_eq!((step.sent, step.deferred), (1, 1));
+    assert_eq!(sender.sent().len(), 1);
+    let item = t.db().outbox_item(second).await.unwrap();
+    assert_eq!(item.state, OutboxState::Pending);
+    assert_eq!(item.last_error.as_deref(), Some("claim too old to send safely"));
+    assert_eq!(d.step().await.unwrap().sent, 1, "a fresh claim sends it");
+}

@@ -96,6 +96,7 @@ async fn an_outage_question_covered_by_a_notice_is_answered_from_it_in_dutch() {
             regions: vec!["Utrecht".into()],
             state: NoticeState::Identified,
             draft: false,
+            paid_broadcast: false,
             cluster: None,
             author: None,
             approved_by: None,

@@ -34,7 +34,95 @@ contract!(
     outbox_concurrent_claimers_never_share_a_row,
     missing_rows_are_not_found,
     leases_have_one_holder_and_pass_on_when_they_run_out,
+    stop_cancels_pending_notice_messages_but_not_answers,
+    paid_broadcast_is_kept_and_subscribers_are_counted_per_platform,
+    send_slots_follow_each_other_and_start_now_when_idle,
+    concurrent_reservations_never_share_a_slot,
 );
+
+async fn stop_cancels_pending_notice_messages_but_not_answers(t_db: &TestDb) {
+    let db = t_db.db();
+    let (who, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let other = self::chat(db, "other").await;
+    let n = db.create_notice(new_notice(&[], t(0))).await.unwrap();
+    db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n.id), t(1)).await.unwrap();
+    let row = |c, key: &str, p| NewOutbox::message(c, key, key, p, t(2));
+    let mine = db.enqueue(row(chat.id, "notice:1:v1:conv:1", Priority::BROADCAST), t(2)).await.unwrap().into_inner();
+    let answer = db.enqueue(row(chat.id, "answer:1", Priority::AGENT_REPLY), t(2)).await.unwrap().into_inner();
+    let theirs = db.enqueue(row(other, "notice:1:v1:conv:2", Priority::BROADCAST), t(2)).await.unwrap().into_inner();
+    assert_eq!(db.unsubscribe_all(chat.id).await.unwrap(), 1);
+    assert_eq!(db.outbox_item(mine.id).await.unwrap().state, OutboxState::Cancelled, "no more notice messages");
+    assert_eq!(db.outbox_item(answer.id).await.unwrap().state, OutboxState::Pending, "a person's answer still goes");
+    assert_eq!(db.outbox_item(theirs.id).await.unwrap().state, OutboxState::Pending, "other chats keep theirs");
+}
+
+async fn paid_broadcast_is_kept_and_subscribers_are_counted_per_platform(t_db: &TestDb) {
+    let db = t_db.db();
+    let n = db.create_notice(NewNotice { paid_broadcast: true, ..new_notice(&[], t(0)) }).await.unwrap();
+    assert!(n.paid_broadcast);
+    let n = db.update_notice(n.id, NoticeChange { text: Some("update".into()), ..Default::default() }, t(1)).await;
+    assert!(n.unwrap().paid_broadcast, "a change that does not mention it keeps it");
+    let n = db.notices(false).await.unwrap().pop().unwrap();
+    let off = NoticeChange { paid_broadcast: Some(false), ..Default::default() };
+    assert!(!db.update_notice(n.id, off, t(2)).await.unwrap().paid_broadcast);
+    for (platform, id) in [(Platform::Telegram, "t1"), (Platform::Telegram, "t2"), (Platform::Discord, "d1")] {
+        let c = db
+            .upsert_conversation(
+                NewConversation { platform, platform_chat_id: id.into(), kind: ConversationKind::Private, title: None },
+                t(3),
+            )
+            .await
+            .unwrap();
+        db.subscribe(c.id, None, SubscriptionTarget::Notice(n.id), t(3)).await.unwrap();
+    }
+    let counts = db.subscriber_counts(SubscriptionTarget::Notice(n.id)).await.unwrap();
+    assert_eq!(counts, vec![(Platform::Discord, 1), (Platform::Telegram, 2)]);
+}
+
+async fn send_slots_follow_each_other_and_start_now_when_idle(t_db: &TestDb) {
+    let db = t_db.db();
+    let ms = Duration::from_millis;
+    let at = |millis: i64| t(0) + chrono::Duration::milliseconds(millis);
+    assert_eq!(db.reserve_send_slots("telegram:global", 3, ms(10), at(0)).await.unwrap(), at(0));
+    // Three slots of 10 ms from 0: the next reservation starts at 30 ms, even when asked for at 5 ms.
+    assert_eq!(db.reserve_send_slots("telegram:global", 2, ms(10), at(5)).await.unwrap(), at(30));
+    // Another bucket is another budget.
+    assert_eq!(db.reserve_send_slots("discord:global", 1, ms(20), at(5)).await.unwrap(), at(5));
+    // A budget that was idle starts from now, not from where it stopped (no saved-up burst beyond one slot).
+    assert_eq!(db.reserve_send_slots("telegram:global", 1, ms(10), at(1000)).await.unwrap(), at(1000));
+    assert_eq!(db.reserve_send_slots("telegram:global", 1, ms(10), at(1000)).await.unwrap(), at(1010));
+}
+
+async fn concurrent_reservations_never_share_a_slot(t_db: &TestDb) {
+    // Two pools, as two webcare processes would have, reserving from one bucket at once.
+    let pools = [t_db.another().await, t_db.another().await];
+    let interval = Duration::from_millis(1);
+    let mut tasks = Vec::new();
+    for (p, pool) in pools.iter().enumerate() {
+        for w in 0..3 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut starts = Vec::new();
+                for i in 0..20u32 {
+                    let count = 1 + (i + w + p as u32) % 4;
+                    let start = pool.reserve_send_slots("telegram:global", count, interval, t(0)).await.unwrap();
+                    starts.push((start, count));
+                }
+                starts
+            }));
+        }
+    }
+    let mut all: Vec<(Timestamp, u32)> = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    let mut expected = t(0);
+    for (start, count) in all {
+        assert_eq!(start, expected, "reservations are back to back, never overlapping");
+        expected = start + chrono::Duration::milliseconds(i64::from(count));
+    }
+}
 
 async fn customer_and_chat(
     db: &Db,
@@ -163,6 +251,7 @@ fn new_notice(regions: &[&str], at: Timestamp) -> NewNotice {
         regions: regions.iter().map(|r| r.to_string()).collect(),
         state: NoticeState::Investigating,
         draft: false,
+        paid_broadcast: false,
         cluster: None,
         author: None,
         approved_by: None,

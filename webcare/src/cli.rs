@@ -285,7 +285,8 @@ async fn broadcast_status(config: &Config, notice: i64, follow: bool) -> anyhow:
     let tty = std::io::stdout().is_terminal();
     let result = async {
         loop {
-            let p = webcare_app::notices::progress(&db, webcare_domain::NoticeId(notice))
+            let fee = config.delivery.telegram_paid_stars_per_message;
+            let p = webcare_app::notices::progress(&db, webcare_domain::NoticeId(notice), fee)
                 .await
                 .with_context(|| format!("notice {notice}"))?;
             let done = p.sent + p.failed;

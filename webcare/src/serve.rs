@@ -115,9 +115,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let notices = Arc::new(
         webcare_app::notices::Notices::new(store.clone(), pipeline.clone(), wake.clone(), config.notices.four_eyes)
-            .with_announcements(announcements),
+            .with_announcements(announcements)
+            .with_paid_fee(config.delivery.telegram_paid_stars_per_message),
     );
-    let delivery = Arc::new(Delivery::new(store.clone(), senders, DeliveryConfig::default()).with_waker(wake.clone()));
+    let delivery =
+        Arc::new(Delivery::new(store.clone(), senders, delivery_config(&config.delivery)).with_waker(wake.clone()));
     {
         let delivery = delivery.clone();
         let shutdown = shutdown.clone();
@@ -298,4 +300,36 @@ async fn wait(shutdown: &CancellationToken, d: Duration) -> bool {
         _ = shutdown.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
     }
+}
+
+/// The delivery engine's settings from the `[delivery]` section.
+pub fn delivery_config(c: &webcare_config::Delivery) -> DeliveryConfig {
+    use webcare_app::delivery::PlatformLimits;
+    let k = c.rate_scale;
+    let mut config = DeliveryConfig {
+        lease: Duration::from_secs(c.lease_secs),
+        batch: c.batch,
+        concurrency: c.batch as usize,
+        headroom: c.headroom,
+        ..DeliveryConfig::default()
+    };
+    config.limits.insert(
+        "telegram",
+        PlatformLimits::telegram().with_rates(
+            c.telegram_per_second * k,
+            c.telegram_chat_per_second * k,
+            c.telegram_group_per_minute * k,
+            Some(c.telegram_paid_per_second * k),
+        ),
+    );
+    config.limits.insert(
+        "discord",
+        PlatformLimits::discord().with_rates(
+            c.discord_per_second * k,
+            c.discord_channel_per_second * k,
+            c.discord_channel_per_second * 60.0 * k,
+            None,
+        ),
+    );
+    config
 }

@@ -132,6 +132,10 @@ impl Sender for TelegramSender {
         let mut last = None;
         for (i, part) in parts.iter().enumerate().skip(done) {
             let mut request = self.inner.bot.send_message(ChatId(chat), escape_html(part)).parse_mode(ParseMode::Html);
+            if item.extra["paid_broadcast"].as_bool() == Some(true) {
+                // A notice an admin chose to send as a paid broadcast: up to 1,000 messages/s, at a fee per message.
+                request = request.allow_paid_broadcast(true);
+            }
             if i + 1 == parts.len()
                 && let Some(k) = &keyboard
             {

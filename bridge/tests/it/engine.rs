@@ -50,6 +50,7 @@ fn notice(id: i64, services: Vec<Service>, regions: &[&str]) -> Notice {
         version: 2,
         draft: false,
         cluster: None,
+        paid_broadcast: false,
         created_at: t0(),
         updated_at: t0(),
     }

@@ -473,9 +473,10 @@ fn send_message(w: &mut World, p: &Params) -> Result<ApiOk, ApiError> {
     let preview = link_preview_options(p)?;
     let reply = reply_target(w, p, chat)?;
     let is_group = w.chats[&chat].kind != ChatKind::Private;
+    let paid = p.bool("allow_paid_broadcast");
     let config = &w.config;
     if let Err(retry_after) =
-        w.limiter.try_send(&config.rate_limits, |d| config.scaled(d), chat, is_group, Instant::now())
+        w.limiter.try_send(&config.rate_limits, |d| config.scaled(d), chat, is_group, paid, Instant::now())
     {
         w.stats.rate_limited += 1;
         return Err(ApiError::too_many_requests(retry_after));
@@ -507,6 +508,7 @@ fn send_message(w: &mut World, p: &Params) -> Result<ApiOk, ApiError> {
         MsgRec { json: json.clone(), deleted: false, bot: Some(BotMeta { raw_text: raw, parse_mode, edits: 0 }) },
     );
     w.stats.sends += 1;
+    w.stats.paid_sends += u64::from(paid);
     *w.stats.deliveries_per_chat.entry(chat).or_default() += 1;
     w.events.push(BotEvent::Sent { chat_id: ChatId(chat), message_id });
     ok(json)

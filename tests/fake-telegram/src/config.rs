@@ -55,6 +55,9 @@ pub struct RateLimits {
     pub per_chat: Limit,
     pub per_group: Limit,
     pub global: Limit,
+    /// `sendMessage` with `allow_paid_broadcast=true` ignores `global` and counts against this instead
+    /// ("up to 1000 messages per second ... for a fee of 0.1 Telegram Stars per message").
+    pub paid_global: Limit,
 }
 
 impl Default for RateLimits {
@@ -64,6 +67,7 @@ impl Default for RateLimits {
             per_chat: Limit { max: 1, per: Duration::from_secs(1) },
             per_group: Limit { max: 20, per: Duration::from_secs(60) },
             global: Limit { max: 30, per: Duration::from_secs(1) },
+            paid_global: Limit { max: 1000, per: Duration::from_secs(1) },
         }
     }
 }

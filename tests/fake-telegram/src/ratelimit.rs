@@ -14,6 +14,7 @@ pub struct Limiter {
     per_chat: HashMap<i64, VecDeque<Instant>>,
     per_group: HashMap<i64, VecDeque<Instant>>,
     global: VecDeque<Instant>,
+    paid: VecDeque<Instant>,
 }
 
 impl Limiter {
@@ -25,6 +26,7 @@ impl Limiter {
         scale: impl Fn(Duration) -> Duration,
         chat: i64,
         is_group: bool,
+        paid: bool,
         now: Instant,
     ) -> Result<(), u64> {
         if !limits.enabled {
@@ -32,13 +34,18 @@ impl Limiter {
         }
         let chat_limit = Limit { per: scale(limits.per_chat.per), ..limits.per_chat };
         let group_limit = Limit { per: scale(limits.per_group.per), ..limits.per_group };
-        let global_limit = Limit { per: scale(limits.global.per), ..limits.global };
+        let global_limit = if paid {
+            Limit { per: scale(limits.paid_global.per), ..limits.paid_global }
+        } else {
+            Limit { per: scale(limits.global.per), ..limits.global }
+        };
         let mut wait = Duration::ZERO;
         wait = wait.max(full_for(self.per_chat.entry(chat).or_default(), chat_limit, now));
         if is_group {
             wait = wait.max(full_for(self.per_group.entry(chat).or_default(), group_limit, now));
         }
-        wait = wait.max(full_for(&mut self.global, global_limit, now));
+        let overall = if paid { &mut self.paid } else { &mut self.global };
+        wait = wait.max(full_for(overall, global_limit, now));
         if !wait.is_zero() {
             return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
         }
@@ -46,7 +53,7 @@ impl Limiter {
         if is_group {
             self.per_group.entry(chat).or_default().push_back(now);
         }
-        self.global.push_back(now);
+        if paid { &mut self.paid } else { &mut self.global }.push_back(now);
         Ok(())
     }
 }
@@ -76,11 +83,11 @@ mod tests {
         let limits = RateLimits::default();
         let mut l = Limiter::default();
         let t0 = Instant::now();
-        assert_eq!(l.try_send(&limits, same, 1, false, t0), Ok(()));
-        assert_eq!(l.try_send(&limits, same, 1, false, t0 + Duration::from_millis(300)), Err(1));
+        assert_eq!(l.try_send(&limits, same, 1, false, false, t0), Ok(()));
+        assert_eq!(l.try_send(&limits, same, 1, false, false, t0 + Duration::from_millis(300)), Err(1));
         // Another chat is not held up by the first.
-        assert_eq!(l.try_send(&limits, same, 2, false, t0 + Duration::from_millis(300)), Ok(()));
-        assert_eq!(l.try_send(&limits, same, 1, false, t0 + Duration::from_secs(1)), Ok(()));
+        assert_eq!(l.try_send(&limits, same, 2, false, false, t0 + Duration::from_millis(300)), Ok(()));
+        assert_eq!(l.try_send(&limits, same, 1, false, false, t0 + Duration::from_secs(1)), Ok(()));
     }
 
     #[test]
@@ -89,11 +96,11 @@ mod tests {
         let mut l = Limiter::default();
         let t0 = Instant::now();
         for i in 0..20 {
-            assert_eq!(l.try_send(&limits, same, -5, true, t0 + Duration::from_secs(i * 2)), Ok(()));
+            assert_eq!(l.try_send(&limits, same, -5, true, false, t0 + Duration::from_secs(i * 2)), Ok(()));
         }
         // The first send leaves the window at t0+60s; at t0+40s that is 20 s away.
-        assert_eq!(l.try_send(&limits, same, -5, true, t0 + Duration::from_secs(40)), Err(20));
-        assert_eq!(l.try_send(&limits, same, -5, true, t0 + Duration::from_secs(60)), Ok(()));
+        assert_eq!(l.try_send(&limits, same, -5, true, false, t0 + Duration::from_secs(40)), Err(20));
+        assert_eq!(l.try_send(&limits, same, -5, true, false, t0 + Duration::from_secs(60)), Ok(()));
     }
 
     #[test]
@@ -102,9 +109,9 @@ mod tests {
         let mut l = Limiter::default();
         let t0 = Instant::now();
         for chat in 0..30 {
-            assert_eq!(l.try_send(&limits, same, chat, false, t0), Ok(()));
+            assert_eq!(l.try_send(&limits, same, chat, false, false, t0), Ok(()));
         }
-        assert_eq!(l.try_send(&limits, same, 99, false, t0), Err(1));
-        assert!(l.try_send(&RateLimits::off(), same, 99, false, t0).is_ok());
+        assert_eq!(l.try_send(&limits, same, 99, false, false, t0), Err(1));
+        assert!(l.try_send(&RateLimits::off(), same, 99, false, false, t0).is_ok());
     }
 }

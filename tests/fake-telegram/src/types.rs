@@ -183,6 +183,8 @@ pub struct Stats {
     pub calls: BTreeMap<String, u64>,
     /// Messages the bot delivered (accepted `sendMessage` calls).
     pub sends: u64,
+    /// Of those, messages sent as paid broadcasts (`allow_paid_broadcast`), 0.1 Star each on Telegram.
+    pub paid_sends: u64,
     /// `sendMessage` calls refused with 429 because a rate limit was full.
     pub rate_limited: u64,
     /// Calls answered by an injected fault.

@@ -402,7 +402,7 @@ fn notice_json(n: &webcare_domain::Notice) -> Value {
     json!({
         "id": n.id, "title": n.title, "text": n.text, "texts": n.texts, "services": n.services, "regions": n.regions,
         "state": n.state, "version": n.version, "draft": n.draft, "active": n.is_active(),
-        "created_at": n.created_at, "updated_at": n.updated_at,
+        "paid_broadcast": n.paid_broadcast, "created_at": n.created_at, "updated_at": n.updated_at,
     })
 }
 
@@ -430,6 +430,8 @@ struct PatchNotice {
     regions: Option<Vec<String>>,
     /// `false` publishes a draft (or, under four eyes, approves it when the caller is another admin).
     draft: Option<bool>,
+    /// Send this and later versions on Telegram as a paid broadcast; the estimate is in `GET .../delivery`.
+    paid_broadcast: Option<bool>,
 }
 
 async fn patch_notice(
@@ -447,6 +449,7 @@ async fn patch_notice(
         && body.state.is_none()
         && body.services.is_none()
         && body.regions.is_none()
+        && body.paid_broadcast.is_none()
     {
         state.notices.approve(notice, admin, now).await?
     } else {
@@ -457,6 +460,7 @@ async fn patch_notice(
             services: body.services,
             regions: body.regions,
             draft: body.draft,
+            paid_broadcast: body.paid_broadcast,
             ..Default::default()
         };
         state.notices.update(notice, change, admin, now).await?

@@ -361,6 +361,7 @@ fn broadcast_status_reports_progress_or_names_a_missing_notice() {
             regions: vec![],
             state: webcare_domain::NoticeState::Investigating,
             draft: false,
+            paid_broadcast: false,
             cluster: None,
             author: None,
             approved_by: None,

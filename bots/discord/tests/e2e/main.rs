@@ -174,6 +174,7 @@ fn utrecht_notice() -> NewNotice {
         regions: vec!["Utrecht".into()],
         state: NoticeState::Identified,
         draft: false,
+        paid_broadcast: false,
         cluster: None,
         author: None,
         approved_by: None,

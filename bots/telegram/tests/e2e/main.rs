@@ -188,6 +188,7 @@ impl Harness {
                 regions: vec!["Utrecht".into()],
                 state: NoticeState::Identified,
                 draft: false,
+                paid_broadcast: false,
                 cluster: None,
                 author: None,
                 approved_by: None,
