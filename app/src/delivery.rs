@@ -238,7 +238,7 @@ struct Queue {
 struct Waiter {
     priority: i64,
     seq: Reverse<u64>,
-    go: oneshot::Sender<()>,
+    go: oneshot::Sender<Timestamp>,
 }
 
 impl PartialEq for Waiter {
@@ -265,8 +265,24 @@ impl Budget {
         Budget { bucket, interval, max_chunk, queue: Mutex::new(Queue::default()) }
     }
 
+    /// How late a send may use its slot: half an interval, at least 2 ms.
+    fn tolerance(&self) -> chrono::Duration {
+        (chrono::Duration::from_std(self.interval).unwrap_or_default() / 2).max(chrono::Duration::milliseconds(2))
+    }
+
     /// Waits for this process's next slot; of several waiting sends the one of highest priority goes first.
+    /// A send whose task ran late (a busy CPU) waits for another slot rather than go out late, because late
+    /// sends bunch up with the punctual ones that follow and so overrun a window of the platform's count.
     async fn acquire(self: &Arc<Self>, store: &Arc<dyn Store>, priority: Priority) -> StoreResult<()> {
+        loop {
+            let at = self.acquire_once(store, priority).await?;
+            if Utc::now() <= at + self.tolerance() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn acquire_once(self: &Arc<Self>, store: &Arc<dyn Store>, priority: Priority) -> StoreResult<Timestamp> {
         let (go, wait) = oneshot::channel();
         {
             let mut q = self.queue.lock().expect("the budget queue is never poisoned");
@@ -296,7 +312,7 @@ impl Budget {
             };
             let interval = chrono::Duration::from_std(self.interval).unwrap_or_default();
             // Slots left over that passed while nobody waited are gone; a little lateness is the scheduler's.
-            let tolerance = (interval / 2).max(chrono::Duration::milliseconds(2));
+            let tolerance = self.tolerance();
             let now = Utc::now();
             while left > 0 && next + tolerance < now {
                 next += interval;
@@ -323,7 +339,7 @@ impl Budget {
             }
             let mut q = self.queue.lock().expect("the budget queue is never poisoned");
             while let Some(w) = q.waiting.pop() {
-                if w.go.send(()).is_ok() {
+                if w.go.send(at).is_ok() {
                     break;
                 }
             }

@@ -465,3 +465,184 @@ fn one_instance_polls_telegram_and_another_takes_over_when_it_dies() {
     }
     assert!(log.iter().any(|l| l.contains("this instance polls Telegram")), "{log:#?}");
 }
+
+/// A fake Telegram whose clock runs `scale` times faster (limits included), with `n` customers in private chats.
+fn fake_telegram_with(
+    scale: f64,
+    n: usize,
+) -> (tokio::runtime::Runtime, webcare_fake_telegram::FakeTelegram, Vec<i64>) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = webcare_fake_telegram::Config { time_scale: scale, ..Default::default() };
+    let fake = rt.block_on(webcare_fake_telegram::FakeTelegram::start_with(config));
+    let chats = (0..n)
+        .map(|i| {
+            let user = fake.create_user(webcare_fake_telegram::NewUser::named(&format!("klant {i}")));
+            fake.private_chat(user).0
+        })
+        .collect();
+    (rt, fake, chats)
+}
+
+/// A notice with every chat subscribed and its version 1 queued for all of them, as `Notices::broadcast` queues
+/// it (one row per subscriber, keyed by notice, version and conversation). Returns the notice.
+async fn queue_broadcast(db: &webcare_storage::Db, chats: &[i64]) -> webcare_domain::NoticeId {
+    let now = chrono::Utc::now();
+    let notice = db
+        .create_notice(webcare_domain::NewNotice {
+            title: "Storing internet Utrecht".into(),
+            text: "We werken aan een storing in Utrecht.".into(),
+            texts: Default::default(),
+            services: vec![webcare_domain::Service::Internet],
+            regions: vec!["Utrecht".into()],
+            state: webcare_domain::NoticeState::Investigating,
+            draft: false,
+            paid_broadcast: false,
+            cluster: None,
+            author: None,
+            approved_by: None,
+            at: now,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<String> = chats.iter().map(i64::to_string).collect();
+    let conversations = db.seed_subscribers(notice.id, webcare_domain::Platform::Telegram, &ids, now).await.unwrap();
+    let rows: Vec<_> = conversations
+        .iter()
+        .map(|c| {
+            let key = format!("notice:{}:v1:conv:{c}", notice.id);
+            let text = "Storing internet Utrecht\n\nWe werken aan een storing in Utrecht.";
+            webcare_domain::NewOutbox::message(*c, text, key, webcare_domain::Priority::BROADCAST, now)
+        })
+        .collect();
+    for batch in rows.chunks(1000) {
+        db.enqueue_many(batch, now).await.unwrap();
+    }
+    notice.id
+}
+
+/// `serve` against the fake with its limits scaled alike, short claims, on `database`.
+fn broadcaster(dir: &Path, fake: &webcare_fake_telegram::FakeTelegram, database: &str, scale: f64) -> Serving {
+    let mut cmd = webcare(dir);
+    cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token())
+        .env("WEBCARE_TELEGRAM__API_URL", fake.url())
+        .env("WEBCARE_DATABASE__URL", database)
+        .env("WEBCARE_DELIVERY__RATE_SCALE", scale.to_string())
+        .env("WEBCARE_DELIVERY__LEASE_SECS", "2")
+        .env("WEBCARE_DELIVERY__BATCH", "256")
+        // At 20 times Telegram's speed the fake's one-second window is 50 ms, and 3 % of it (the default margin)
+        // is less than the scheduling jitter of four processes on two cores; 10 % keeps it to a rare 429.
+        .env("WEBCARE_DELIVERY__HEADROOM", "0.9");
+    Serving::start(cmd)
+}
+
+/// Checks `condition` every 20 ms until it holds (true) or `limit` passes (false). For conditions on the fake's
+/// statistics, which are too big to re-read after every single change as `wait_until` would.
+fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// How many messages beyond the first each chat received.
+fn duplicates(fake: &webcare_fake_telegram::FakeTelegram) -> u64 {
+    fake.stats().deliveries_per_chat.values().map(|n| n.saturating_sub(1)).sum()
+}
+
+#[test]
+fn a_broadcast_survives_three_kill_9_and_reaches_everyone_once() {
+    const N: usize = 10_000;
+    const SCALE: f64 = 20.0; // Telegram's 30/s becomes 600/s, in the fake and in webcare alike
+    let (rt, fake, chats) = fake_telegram_with(SCALE, N);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("webcare.db").display());
+    let db = rt.block_on(webcare_storage::Db::open(&url, &webcare_storage::OpenOptions::default())).unwrap();
+    let notice = rt.block_on(queue_broadcast(&db, &chats));
+
+    let mut serving = broadcaster(dir.path(), &fake, &url, SCALE);
+    for kill_at in [1_500u64, 4_000, 7_000] {
+        assert!(
+            poll_until(Duration::from_secs(120), || fake.stats().sends >= kill_at),
+            "the broadcast stalled before {kill_at} messages"
+        );
+        serving.signal("KILL");
+        serving.wait(Duration::from_secs(5));
+        serving = broadcaster(dir.path(), &fake, &url, SCALE);
+    }
+    let everyone = || fake.stats().deliveries_per_chat.len() >= N;
+    assert!(poll_until(Duration::from_secs(180), everyone), "not everyone was reached");
+    serving.signal("TERM");
+    let (status, log) = serving.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+
+    let stats = fake.stats();
+    let reached: std::collections::BTreeSet<i64> = stats.deliveries_per_chat.keys().copied().collect();
+    assert_eq!(reached, chats.iter().copied().collect(), "every subscriber, and nobody else");
+    let dups = duplicates(&fake);
+    // The only duplicates possible: requests Telegram accepted whose result the killed process had not yet
+    // recorded, at most the sends in flight at each kill.
+    eprintln!("kill -9 three times during a {N}-recipient broadcast: {dups} duplicate(s), {} 429s", stats.rate_limited);
+    assert!(dups <= 3 * 8, "{dups} duplicates after three kills");
+    assert!(
+        stats.rate_limited <= N as u64 / 100,
+        "{} 429s: the restarted instances overran the limit",
+        stats.rate_limited
+    );
+    let p = rt.block_on(webcare_app::notices::progress(&db, notice, 0.1)).unwrap();
+    assert_eq!((p.sent, p.pending, p.failed), (N as i64, 0, 0), "every row is recorded as sent");
+}
+
+#[test]
+fn two_instances_on_one_postgres_share_a_broadcast_within_one_budget() {
+    const N: usize = 3_000;
+    const SCALE: f64 = 20.0;
+    let (rt, fake, chats) = fake_telegram_with(SCALE, N);
+    let Some(test_db) = rt.block_on(webcare_tests::TestDb::postgres()) else { return };
+    rt.block_on(queue_broadcast(test_db.db(), &chats));
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut first = broadcaster(dir.path(), &fake, test_db.url(), SCALE);
+    let mut second = broadcaster(dir.path(), &fake, test_db.url(), SCALE);
+    let everyone = || fake.stats().deliveries_per_chat.len() >= N;
+    assert!(poll_until(Duration::from_secs(120), everyone), "not everyone was reached");
+    let took = started.elapsed();
+    assert_eq!(fake.polls_in_progress(), 1, "one instance polls Telegram");
+    for s in [&mut first, &mut second] {
+        s.signal("TERM");
+        let (status, log) = s.wait(Duration::from_secs(10));
+        assert!(status.success(), "{log:#?}");
+    }
+    let stats = fake.stats();
+    assert_eq!(duplicates(&fake), 0, "no message twice");
+    eprintln!("two instances, {N} recipients: {:?}, {} 429s", started.elapsed(), stats.rate_limited);
+    assert!(stats.rate_limited <= N as u64 / 100, "{} 429s: the two instances overran the limit", stats.rate_limited);
+    // 3,000 messages at 90 % of 600/s take 5.6 s for both instances together; two budgets would halve that.
+    assert!(took >= Duration::from_millis(5_000), "{took:?}: faster than the limit allows");
+    // Both did part of the work: the outbox records which worker sent each row.
+    let workers: std::collections::BTreeSet<String> = rt.block_on(async {
+        let mut workers = std::collections::BTreeSet::new();
+        for chat in chats.iter().step_by(10) {
+            let c = test_db
+                .db()
+                .upsert_conversation(
+                    webcare_domain::NewConversation {
+                        platform: webcare_domain::Platform::Telegram,
+                        platform_chat_id: chat.to_string(),
+                        kind: webcare_domain::ConversationKind::Private,
+                        title: None,
+                    },
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap();
+            let (_, out) = test_db.db().transcript(c.id).await.unwrap();
+            workers.extend(out.into_iter().filter_map(|o| o.claimed_by));
+        }
+        workers
+    });
+    assert_eq!(workers.len(), 2, "both instances sent part of the broadcast: {workers:?}");
+}
