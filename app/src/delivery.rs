@@ -354,6 +354,7 @@ pub struct Step {
     pub sent: usize,
     pub deferred: usize,
     pub failed: usize,
+    pub cancelled: usize,
 }
 
 pub struct Delivery {
@@ -483,6 +484,7 @@ impl Delivery {
             step.sent += s.sent;
             step.deferred += s.deferred;
             step.failed += s.failed;
+            step.cancelled += s.cancelled;
         }
         Ok(step)
     }
@@ -513,6 +515,7 @@ impl Delivery {
             match self.deliver(&mut conv, &item, claimed_at).await? {
                 Outcome::Sent => step.sent += 1,
                 Outcome::Failed => step.failed += 1,
+                Outcome::Cancelled => step.cancelled += 1,
                 Outcome::Deferred(until) => {
                     // Keep the chat's order: everything after a deferred row waits with it.
                     step.deferred += 1;
@@ -574,6 +577,14 @@ impl Delivery {
             self.store.mark_retry(item.id, worker, now, "claim too old to send safely").await?;
             return Ok(Outcome::Deferred(now));
         }
+        // A notice message may have been superseded by a newer version, or its chat may have said /stop, while it
+        // waited for its slot: one read by primary key, so that only the newest version goes out.
+        if item.idempotency_key.starts_with("notice:") {
+            let now = self.store.outbox_item(item.id).await?;
+            if now.state != webcare_domain::OutboxState::Sending || now.claimed_by.as_deref() != Some(worker) {
+                return Ok(Outcome::Cancelled);
+            }
+        }
 
         match sender.send(conv, item).await {
             Ok(sent) => {
@@ -624,6 +635,8 @@ impl Delivery {
 
 enum Outcome {
     Sent,
+    /// Cancelled while it waited (superseded, or the chat stopped its updates): not sent.
+    Cancelled,
     Failed,
     Deferred(Timestamp),
 }

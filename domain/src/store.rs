@@ -159,8 +159,9 @@ pub trait Store: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<bool>;
     /// Ends every subscription of a conversation (`/stop`) and, in the same transaction, cancels the notice
-    /// messages still pending for it, so a broadcast under way sends it nothing more (a message already claimed by
-    /// a worker may still go out: it is in flight). Returns how many subscriptions there were.
+    /// messages not yet sent to it (pending, or claimed by a worker that has not sent them: the worker checks a
+    /// notice row again just before sending), so a broadcast under way sends it nothing more. Returns how many
+    /// subscriptions there were.
     async fn unsubscribe_all(&self, conversation: ConversationId) -> StoreResult<u64>;
     async fn subscribers(&self, target: SubscriptionTarget) -> StoreResult<Vec<Subscription>>;
     async fn subscriptions_of(&self, conversation: ConversationId) -> StoreResult<Vec<Subscription>>;
@@ -272,8 +273,8 @@ pub trait Store: Send + Sync {
         interval: Duration,
         now: Timestamp,
     ) -> StoreResult<Timestamp>;
-    /// Cancels the pending rows whose key starts with `prefix` but not with `keep` (older notice versions that a
-    /// newer one supersedes); returns how many.
+    /// Cancels the rows not yet sent (pending, or claimed and not yet sent) whose key starts with `prefix` but not
+    /// with `keep` (older notice versions that a newer one supersedes); returns how many.
     async fn cancel_outbox_prefix(&self, prefix: &str, keep: &str) -> StoreResult<u64>;
 
     // Ticketing (lifecycle, claims, SLA).

@@ -837,7 +837,7 @@ impl Store for Db {
                 .rows_affected();
             sqlx::query(
                 "UPDATE outbox SET state = 'cancelled'
-                 WHERE conversation_id = $1 AND state = 'pending' AND idempotency_key LIKE 'notice:%'",
+                 WHERE conversation_id = $1 AND state IN ('pending', 'sending') AND idempotency_key LIKE 'notice:%'",
             )
             .bind(conversation.0)
             .execute(&mut *tx)
@@ -1330,15 +1330,16 @@ impl Store for Db {
         let (prefix, keep) = (like_prefix(prefix), like_prefix(keep));
         on_pool!(self, |pool| {
             sqlx::query(
-            "UPDATE outbox SET state = 'cancelled'
-             WHERE state = 'pending' AND idempotency_key LIKE $1 ESCAPE '\\' AND idempotency_key NOT LIKE $2 ESCAPE '\\'"
-        )
-        .bind(&prefix)
-        .bind(&keep)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected())
-        .map_err(err)
+                "UPDATE outbox SET state = 'cancelled'
+             WHERE state IN ('pending', 'sending')
+               AND idempotency_key LIKE $1 ESCAPE '\\' AND idempotency_key NOT LIKE $2 ESCAPE '\\'",
+            )
+            .bind(&prefix)
+            .bind(&keep)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(err)
         })
     }
 

@@ -332,3 +332,186 @@ async fn a_claim_older_than_half_its_lease_is_given_back_unsent() {
     assert_eq!(item.last_error.as_deref(), Some("claim too old to send safely"));
     assert_eq!(d.step().await.unwrap().sent, 1, "a fresh claim sends it");
 }
+
+/// A notice with `n` Telegram subscribers, the app around it, and an engine at `per_second` sending to `sender`.
+async fn broadcast_setup(
+    t: &TestDb,
+    n: usize,
+    per_second: f64,
+    sender: Arc<dyn Sender>,
+) -> (webcare_tests::App, webcare_domain::Notice, Vec<ConversationId>, Arc<Delivery>) {
+    let app = webcare_tests::app(t.db()).await;
+    let notice = app
+        .notices
+        .create(
+            webcare_app::notices::NoticeInput {
+                title: "Storing Utrecht".into(),
+                text: "v1: we onderzoeken het".into(),
+                texts: Default::default(),
+                services: vec![webcare_domain::Service::Internet],
+                regions: vec!["Utrecht".into()],
+                state: webcare_domain::NoticeState::Investigating,
+                draft: false,
+                paid_broadcast: false,
+            },
+            &admin(t.db()).await,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let chats: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let conversations = t.db().seed_subscribers(notice.id, Platform::Telegram, &chats, Utc::now()).await.unwrap();
+    app.notices.broadcast(&notice, Utc::now()).await.unwrap();
+    let config = DeliveryConfig { poll_interval: Duration::from_millis(20), ..telegram_at(per_second) };
+    let delivery = Arc::new(Delivery::new(app.store.clone(), vec![sender], config).with_waker(app.wake.clone()));
+    (app, notice, conversations, delivery)
+}
+
+async fn admin(db: &webcare_storage::Db) -> webcare_domain::Agent {
+    let new = webcare_domain::NewAgent {
+        name: format!("admin-{}", rand_suffix()),
+        role: webcare_domain::Role::Admin,
+        password_hash: None,
+        at: Utc::now(),
+    };
+    db.create_agent(new).await.unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs `delivery` until `done` holds (at most 30 s), then stops it.
+async fn run_until(delivery: &Arc<Delivery>, mut done: impl FnMut() -> bool) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (d, s) = (delivery.clone(), shutdown.clone());
+        tokio::spawn(async move { d.run(s).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    run.await.unwrap();
+}
+
+fn per_chat(sent: &[(std::time::Instant, String, String)]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut map = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (_, chat, body) in sent {
+        map.entry(chat.clone()).or_default().push(body.clone());
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_version_replaces_the_older_one_not_yet_sent() {
+    let t = TestDb::sqlite().await;
+    let sender = Recorder::new(Duration::ZERO);
+    let (app, notice, _, delivery) = broadcast_setup(&t, 150, 100.0, sender.clone()).await;
+    // Version 1 is under way (150 at 100/s) when version 2 comes.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (d, s) = (delivery.clone(), shutdown.clone());
+        tokio::spawn(async move { d.run(s).await })
+    };
+    while sender.sent().len() < 30 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let change = webcare_domain::NoticeChange { text: Some("v2: hersteld om 14:00".into()), ..Default::default() };
+    app.notices.update(notice.id, change, &admin(t.db()).await, Utc::now()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while per_chat(&sender.sent()).values().filter(|b| b.iter().any(|t| t.contains("v2"))).count() < 150 {
+        assert!(std::time::Instant::now() < deadline, "not every subscriber got version 2");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    run.await.unwrap();
+    let chats = per_chat(&sender.sent());
+    let v1 = chats.values().filter(|b| b.iter().any(|t| t.contains("v1"))).count();
+    for (chat, bodies) in &chats {
+        let v2 = bodies.iter().filter(|t| t.contains("v2")).count();
+        assert_eq!(v2, 1, "{chat} got version 2 once: {bodies:?}");
+        assert!(bodies.last().unwrap().contains("v2"), "{chat} got version 1 after version 2: {bodies:?}");
+        assert!(bodies.len() <= 2, "{chat}: {bodies:?}");
+    }
+    // Those that had not had version 1 when version 2 came get only version 2 (a few were in flight).
+    assert!(v1 <= 40, "{v1} subscribers still got version 1 after it was superseded at 30");
+    let p = app.notices.progress(notice.id).await.unwrap();
+    assert_eq!((p.version, p.sent, p.pending), (2, 150, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_a_broadcast_ends_it_for_that_chat() {
+    let t = TestDb::sqlite().await;
+    let sender = Recorder::new(Duration::ZERO);
+    let (app, notice, conversations, delivery) = broadcast_setup(&t, 150, 100.0, sender.clone()).await;
+    app.notices.broadcast(&t.db().notice(notice.id).await.unwrap(), Utc::now()).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (d, s) = (delivery.clone(), shutdown.clone());
+        tokio::spawn(async move { d.run(s).await })
+    };
+    while sender.sent().len() < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The last 50 (by id, sent last) say /stop while the broadcast runs.
+    for c in &conversations[100..] {
+        t.db().unsubscribe_all(*c).await.unwrap();
+    }
+    let stopped: std::collections::BTreeSet<String> = (100..150).map(|i| format!("s{i}")).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    shutdown.cancel();
+    run.await.unwrap();
+    let chats = per_chat(&sender.sent());
+    let after_stop = chats.keys().filter(|c| stopped.contains(*c)).count();
+    assert!(after_stop <= 8, "{after_stop} chats got the notice after /stop (only those in flight may)");
+    assert!(chats.len() >= 100 - 1, "the others all got it: {}", chats.len());
+    assert!(chats.values().all(|b| b.len() == 1), "nobody twice");
+    let _ = app;
+}
+
+/// A platform that answers 429 (for the whole bot, 100 ms) to every third send during its first second.
+struct Storm {
+    started: std::time::Instant,
+    calls: Mutex<u64>,
+    inner: Arc<Recorder>,
+}
+
+#[async_trait]
+impl Sender for Storm {
+    fn platform(&self) -> Platform {
+        Platform::Telegram
+    }
+
+    async fn send(&self, to: &Conversation, item: &OutboxItem) -> Result<Sent, SendError> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls
+        };
+        if self.started.elapsed() < Duration::from_secs(1) && call % 3 == 0 {
+            return Err(SendError::RateLimited { retry_after: Duration::from_millis(100), scope: LimitScope::Global });
+        }
+        self.inner.send(to, item).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_delays_the_broadcast_but_loses_and_repeats_nothing() {
+    let t = TestDb::sqlite().await;
+    let inner = Recorder::new(Duration::ZERO);
+    let storm = Arc::new(Storm { started: std::time::Instant::now(), calls: Mutex::new(0), inner: inner.clone() });
+    let (app, notice, _, delivery) = broadcast_setup(&t, 120, 200.0, storm.clone()).await;
+    app.notices.broadcast(&t.db().notice(notice.id).await.unwrap(), Utc::now()).await.unwrap();
+    run_until(&delivery, || inner.sent().len() >= 120).await;
+    let chats = per_chat(&inner.sent());
+    assert_eq!(chats.len(), 120, "everyone reached");
+    assert!(chats.values().all(|b| b.len() == 1), "nobody twice");
+    let refused = *storm.calls.lock().unwrap() - 120;
+    assert!(refused >= 3, "the storm happened ({refused} refused)");
+    let p = app.notices.progress(notice.id).await.unwrap();
+    assert_eq!((p.sent, p.failed, p.pending), (120, 0, 0), "a 429 is never a failure");
+}

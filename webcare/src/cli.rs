@@ -128,6 +128,26 @@ enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// A notice update to N subscribers, sent by a `webcare serve` child process through the fake Telegram or
+    /// Discord server with its rate limits enforced; agents answer a customer meanwhile.
+    Broadcast {
+        /// Subscribers to reach.
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        /// `telegram` or `discord`.
+        #[arg(long, default_value = "telegram")]
+        platform: String,
+        /// How many times faster than the real platform the fake's clock and limits run (and webcare's, alike).
+        #[arg(long, default_value_t = 20.0)]
+        scale: f64,
+        /// The share of the limit webcare aims for (`delivery.headroom`).
+        #[arg(long, default_value_t = 0.97)]
+        headroom: f64,
+        /// The database: a new SQLite file in a temporary directory when not given, or a `postgres://` URL of an
+        /// empty database.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +248,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench { bench: BenchCommand::Ingest { messages, database, concurrency } } => {
             crate::bench::ingest(&config, messages, database, concurrency).await.map_err(Failure::Other)
+        }
+        Command::Bench { bench: BenchCommand::Broadcast { subscribers, platform, scale, headroom, database } } => {
+            crate::bench_broadcast::run(subscribers, &platform, scale, headroom, database).await.map_err(Failure::Other)
         }
     }
 }

@@ -5,6 +5,7 @@
 //! configuration, as INTERFACES.md promises.
 
 mod bench;
+mod bench_broadcast;
 mod cli;
 mod replay;
 mod serve;

@@ -345,6 +345,14 @@ impl FakeDiscord {
         seen.into_iter().filter(|(_, n)| *n > 1).map(|((c, t), n)| (ChannelId(c), t, n)).collect()
     }
 
+    /// Messages created, channels that received at least one, and 429s, without copying the statistics.
+    pub fn reach(&self) -> (u64, usize, u64) {
+        self.shared.read(|w| {
+            let s = &w.stats;
+            (s.deliveries_per_channel.values().sum(), s.deliveries_per_channel.len(), s.rate_limited)
+        })
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.read(|w| w.stats.clone())
     }

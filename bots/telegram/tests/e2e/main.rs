@@ -606,3 +606,42 @@ async fn network_failures_are_retried_and_nothing_arrives_twice() {
     assert_eq!(h.store.inbound_after(InboundId(0), 10).await.unwrap().len(), 2);
     h.stop().await;
 }
+
+/// `count` customers in private chats, subscribed to a new notice (paid or not) whose version is then broadcast.
+/// Returns how long the broadcast took to reach all of them.
+async fn broadcast_to(h: &Harness, count: usize, paid: bool) -> Duration {
+    let chats: Vec<ChatId> = (0..count).map(|i| h.user(&format!("abonnee {i}")).1).collect();
+    let mut notice = h.notice().await;
+    if paid {
+        let change = webcare_domain::NoticeChange { paid_broadcast: Some(true), ..Default::default() };
+        notice = h.store.update_notice(notice.id, change, Utc::now()).await.unwrap();
+    }
+    let ids: Vec<String> = chats.iter().map(|c| c.0.to_string()).collect();
+    h._db.db().seed_subscribers(notice.id, webcare_domain::Platform::Telegram, &ids, Utc::now()).await.unwrap();
+    let progress = h.notices.progress(notice.id).await.unwrap();
+    assert_eq!((progress.telegram_subscribers, progress.paid_broadcast), (count as i64, paid));
+    assert!((progress.paid_cost_stars - count as f64 * 0.1).abs() < 1e-9, "the estimate before sending");
+    let started = std::time::Instant::now();
+    h.notices.broadcast(&notice, Utc::now()).await.unwrap();
+    let everyone = || chats.iter().all(|c| h.tg.stats().deliveries_per_chat.contains_key(&c.0));
+    assert!(h.tg.wait_until(Duration::from_secs(20), everyone).await, "every subscriber got the notice");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_paid_broadcast_goes_out_above_the_free_limit_and_a_free_one_does_not() {
+    // Telegram's real limits: 30 messages/s for free, 1,000/s for a paid broadcast.
+    let h = Harness::start().await;
+    let paid = broadcast_to(&h, 90, true).await;
+    let stats = h.tg.stats();
+    assert_eq!((stats.paid_sends, stats.rate_limited), (90, 0), "every message paid for, none refused");
+    assert!(paid < Duration::from_millis(1500), "90 paid messages took {paid:?}; 30/s would take 3 s");
+    h.stop().await;
+
+    let h = Harness::start().await;
+    let free = broadcast_to(&h, 90, false).await;
+    let stats = h.tg.stats();
+    assert_eq!((stats.paid_sends, stats.rate_limited), (0, 0));
+    assert!(free >= Duration::from_millis(2800), "90 free messages took {free:?}: faster than 30/s");
+    h.stop().await;
+}
