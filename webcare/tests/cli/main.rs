@@ -69,9 +69,9 @@ impl Serving {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                self.seen.extend(self.log.try_iter());
-                // The reader thread may still hold the last lines for a moment after exit.
-                while let Ok(line) = self.log.recv_timeout(Duration::from_millis(200)) {
+                // The reader thread ends (and closes the channel) at the end of the pipe, after the last line; on a
+                // busy machine that can take a while after the exit.
+                while let Ok(line) = self.log.recv_timeout(Duration::from_secs(10)) {
                     self.seen.push(line);
                 }
                 return (status, self.seen.clone());
