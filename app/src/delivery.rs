@@ -10,8 +10,8 @@
 //! reserves send slots from the store in small chunks (`Store::reserve_send_slots`) and hands each slot to the
 //! waiting send of highest priority, so two instances together stay inside the limit and a person's answer takes
 //! the very next slot even while a broadcast fills the rest. People's answers also have a lane of their own
-//! ([`Delivery::run`] claims rows of `Priority::AUTOMATIC` and above separately), so they never wait behind a
-//! claimed batch of broadcast rows.
+//! ([`Delivery::run`] claims rows of `Priority::AUTOMATIC` and above in one lane, broadcasts in another with two
+//! workers), so they never wait behind a claimed batch of broadcast rows.
 //!
 //! Crash safety: a row is marked sent only after the platform accepted it, and a claim older than half its lease
 //! is given back instead of sent, so a row whose lease lapsed (and that another worker may have taken) is never
@@ -363,7 +363,7 @@ pub struct Delivery {
     gates: HashMap<Platform, PlatformGate>,
     config: DeliveryConfig,
     wake: Arc<Notify>,
-    /// Chats a lane of this process is sending to; the other lane leaves them alone meanwhile, so a chat's
+    /// Chats a lane of this process is sending to; the other lanes leave them alone meanwhile, so a chat's
     /// messages keep their order and its limit.
     busy: Mutex<std::collections::HashSet<webcare_domain::ConversationId>>,
 }
@@ -412,26 +412,31 @@ impl Delivery {
     }
 
     /// Runs both lanes until `shutdown`: the express lane for people's answers (`Priority::AUTOMATIC` and above)
-    /// and the main lane for everything (broadcasts mostly). A step in progress finishes first.
+    /// and the main lane for broadcasts (below it). A step in progress finishes first.
     pub async fn run(&self, shutdown: CancellationToken) {
-        // A wake-up (something was enqueued) reaches the express lane, which passes it on to the main lane.
+        // People's answers (`Priority::AUTOMATIC` and up) go through the express lane only, in order per chat;
+        // broadcasts through the main lane. A wake-up (something was enqueued) reaches the express lane, which
+        // passes it on to the main lane. The main lane has two workers, so that one claims its next batch while the other's batch still fills
+        // the budget's slots: with one, the slots that pass during each claim are lost to the broadcast.
         let main = Notify::new();
+        let (express, bulk) = ((Priority::AUTOMATIC, Priority(i64::MAX)), (Priority(i64::MIN), Priority::AUTOMATIC));
         tokio::join!(
-            self.lane(&shutdown, Priority::AUTOMATIC, self.config.batch.min(16), &self.wake, Some(&main)),
-            self.lane(&shutdown, Priority(i64::MIN), self.config.batch, &main, None),
+            self.lane(&shutdown, express, self.config.batch.min(16), &self.wake, Some(&main)),
+            self.lane(&shutdown, bulk, self.config.batch, &main, None),
+            self.lane(&shutdown, bulk, self.config.batch, &main, None),
         );
     }
 
     async fn lane(
         &self,
         shutdown: &CancellationToken,
-        min_priority: Priority,
+        priorities: (Priority, Priority),
         batch: u32,
         woken_by: &Notify,
         pass_on: Option<&Notify>,
     ) {
         while !shutdown.is_cancelled() {
-            let idle = match self.step_lane(batch, min_priority).await {
+            let idle = match self.step_lane(batch, priorities).await {
                 Ok(step) => step.claimed == 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "delivery step failed; retrying");
@@ -454,14 +459,14 @@ impl Delivery {
 
     /// Claims due rows of any priority and delivers them.
     pub async fn step(&self) -> StoreResult<Step> {
-        self.step_lane(self.config.batch, Priority(i64::MIN)).await
+        self.step_lane(self.config.batch, (Priority(i64::MIN), Priority(i64::MAX))).await
     }
 
-    async fn step_lane(&self, batch: u32, min_priority: Priority) -> StoreResult<Step> {
+    async fn step_lane(&self, batch: u32, (min, below): (Priority, Priority)) -> StoreResult<Step> {
         let now = Utc::now();
         let claimed_at = Instant::now();
         let items =
-            self.store.claim_outbox_from(&self.config.worker, now, self.config.lease, batch, min_priority).await?;
+            self.store.claim_outbox_from(&self.config.worker, now, self.config.lease, batch, min, below).await?;
         let mut step = Step { claimed: items.len(), ..Step::default() };
         if items.is_empty() {
             return Ok(step);

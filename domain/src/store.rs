@@ -224,10 +224,10 @@ pub trait Store: Send + Sync {
         lease: Duration,
         limit: u32,
     ) -> StoreResult<Vec<OutboxItem>> {
-        self.claim_outbox_from(worker, now, lease, limit, Priority(i64::MIN)).await
+        self.claim_outbox_from(worker, now, lease, limit, Priority(i64::MIN), Priority(i64::MAX)).await
     }
-    /// [`Store::claim_outbox`] for rows of at least `min_priority` only: the express lane that sends people's
-    /// answers while a broadcast fills the normal one.
+    /// [`Store::claim_outbox`] for rows with `min_priority <= priority < below_priority` only: the express lane
+    /// sends people's answers while the main lane sends broadcasts.
     async fn claim_outbox_from(
         &self,
         worker: &str,
@@ -235,6 +235,7 @@ pub trait Store: Send + Sync {
         lease: Duration,
         limit: u32,
         min_priority: Priority,
+        below_priority: Priority,
     ) -> StoreResult<Vec<OutboxItem>>;
     /// Records that the platform accepted the row. Only the worker holding the claim can; false otherwise.
     async fn mark_sent(

@@ -200,7 +200,7 @@ macro_rules! claim_sql {
              WHERE id IN (
                SELECT id FROM outbox
                WHERE ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'sending' AND lease_until <= $3))
-                 AND priority >= $5
+                 AND priority >= $5 AND priority < $6
                ORDER BY priority DESC, next_attempt_at, id
                LIMIT $4 ",
             $lock,
@@ -1176,6 +1176,7 @@ impl Store for Db {
         lease: Duration,
         limit: u32,
         min_priority: Priority,
+        below_priority: Priority,
     ) -> StoreResult<Vec<OutboxItem>> {
         let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let sql = match self.backend {
@@ -1188,6 +1189,7 @@ impl Store for Db {
             .bind(ms(now))
             .bind(i64::from(limit))
             .bind(min_priority.0)
+            .bind(below_priority.0)
             .fetch_all(pool)
             .await
             .map_err(err)?);
