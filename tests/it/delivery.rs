@@ -462,7 +462,16 @@ async fn stop_during_a_broadcast_ends_it_for_that_chat() {
         t.db().unsubscribe_all(*c).await.unwrap();
     }
     let stopped: std::collections::BTreeSet<String> = (100..150).map(|i| format!("s{i}")).collect();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Until no row of the broadcast is left to send (sent, or cancelled by /stop).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = t.db().outbox_counts().await.unwrap();
+        if !counts.iter().any(|(s, n)| *n > 0 && matches!(s, OutboxState::Pending | OutboxState::Sending)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the broadcast did not settle: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     shutdown.cancel();
     run.await.unwrap();
     let chats = per_chat(&sender.sent());
