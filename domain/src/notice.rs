@@ -106,6 +106,34 @@ pub struct NewNotice {
     pub at: Timestamp,
 }
 
+impl NewNotice {
+    /// A published notice in one language, nobody's author, from no cluster, not paid: what tests, benchmarks and
+    /// tools start from; set the other fields with struct update syntax.
+    pub fn published(
+        title: &str,
+        text: &str,
+        services: Vec<Service>,
+        regions: &[&str],
+        state: NoticeState,
+        at: Timestamp,
+    ) -> NewNotice {
+        NewNotice {
+            title: title.to_owned(),
+            text: text.to_owned(),
+            texts: BTreeMap::new(),
+            services,
+            regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+            state,
+            draft: false,
+            cluster: None,
+            paid_broadcast: false,
+            author: None,
+            approved_by: None,
+            at,
+        }
+    }
+}
+
 /// A change to a notice; it becomes a new version. Fields left `None` keep their current value.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NoticeChange {

@@ -230,6 +230,25 @@ fn telegram_at(per_second: f64) -> DeliveryConfig {
     config
 }
 
+/// A delivery engine running in the background until `stop`.
+struct Running {
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(delivery: &Arc<Delivery>) -> Running {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (d, s) = (delivery.clone(), shutdown.clone());
+        Running { shutdown, task: tokio::spawn(async move { d.run(s).await }) }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 contract!(two_engines_on_one_database_keep_to_one_budget, an_answer_takes_the_next_slot_during_a_broadcast);
 
 async fn two_engines_on_one_database_keep_to_one_budget(t: &TestDb) {
@@ -245,21 +264,13 @@ async fn two_engines_on_one_database_keep_to_one_budget(t: &TestDb) {
         Arc::new(Delivery::new(Arc::new(db), vec![sender], config))
     };
     let engines = [engine(t.another().await, a.clone(), "a"), engine(t.another().await, b.clone(), "b")];
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let runs: Vec<_> = engines
-        .iter()
-        .map(|e| {
-            let (e, shutdown) = (e.clone(), shutdown.clone());
-            tokio::spawn(async move { e.run(shutdown).await })
-        })
-        .collect();
+    let runs: Vec<_> = engines.iter().map(Running::start).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while a.sent().len() + b.sent().len() < ROWS && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    shutdown.cancel();
     for r in runs {
-        r.await.unwrap();
+        r.stop().await;
     }
     let (a, b) = (a.sent(), b.sent());
     assert!(!a.is_empty() && !b.is_empty(), "both engines share the work: {} and {}", a.len(), b.len());
@@ -286,11 +297,7 @@ async fn an_answer_takes_the_next_slot_during_a_broadcast(t: &TestDb) {
     let sender = Recorder::new(Duration::ZERO);
     let config = DeliveryConfig { batch: 200, concurrency: 200, ..telegram_at(50.0) };
     let d = Arc::new(Delivery::new(Arc::new(t.db().clone()), vec![sender.clone()], config));
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let run = {
-        let (d, shutdown) = (d.clone(), shutdown.clone());
-        tokio::spawn(async move { d.run(shutdown).await })
-    };
+    let run = Running::start(&d);
     // The broadcast fills the budget (400 rows at 50/s: 8 s); an agent answers someone meanwhile.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let customer = chat(t.db(), Platform::Telegram, "customer", ConversationKind::Private).await;
@@ -306,8 +313,7 @@ async fn an_answer_takes_the_next_slot_during_a_broadcast(t: &TestDb) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let broadcast_sent = sender.sent().len();
-    shutdown.cancel();
-    run.await.unwrap();
+    run.stop().await;
     let waited = answered - asked;
     assert!(waited < Duration::from_millis(400), "the answer waited {waited:?} behind the broadcast");
     assert!(broadcast_sent < 200, "the broadcast was still under way ({broadcast_sent} sent)");
@@ -385,17 +391,12 @@ fn rand_suffix() -> u64 {
 
 /// Runs `delivery` until `done` holds (at most 30 s), then stops it.
 async fn run_until(delivery: &Arc<Delivery>, mut done: impl FnMut() -> bool) {
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let run = {
-        let (d, s) = (delivery.clone(), shutdown.clone());
-        tokio::spawn(async move { d.run(s).await })
-    };
+    let run = Running::start(delivery);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !done() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    shutdown.cancel();
-    run.await.unwrap();
+    run.stop().await;
 }
 
 fn per_chat(sent: &[(std::time::Instant, String, String)]) -> std::collections::BTreeMap<String, Vec<String>> {
@@ -412,11 +413,7 @@ async fn a_newer_version_replaces_the_older_one_not_yet_sent() {
     let sender = Recorder::new(Duration::ZERO);
     let (app, notice, _, delivery) = broadcast_setup(&t, 150, 100.0, sender.clone()).await;
     // Version 1 is under way (150 at 100/s) when version 2 comes.
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let run = {
-        let (d, s) = (delivery.clone(), shutdown.clone());
-        tokio::spawn(async move { d.run(s).await })
-    };
+    let run = Running::start(&delivery);
     while sender.sent().len() < 30 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -427,8 +424,7 @@ async fn a_newer_version_replaces_the_older_one_not_yet_sent() {
         assert!(std::time::Instant::now() < deadline, "not every subscriber got version 2");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    shutdown.cancel();
-    run.await.unwrap();
+    run.stop().await;
     let chats = per_chat(&sender.sent());
     let v1 = chats.values().filter(|b| b.iter().any(|t| t.contains("v1"))).count();
     for (chat, bodies) in &chats {
@@ -447,13 +443,8 @@ async fn a_newer_version_replaces_the_older_one_not_yet_sent() {
 async fn stop_during_a_broadcast_ends_it_for_that_chat() {
     let t = TestDb::sqlite().await;
     let sender = Recorder::new(Duration::ZERO);
-    let (app, notice, conversations, delivery) = broadcast_setup(&t, 150, 100.0, sender.clone()).await;
-    app.notices.broadcast(&t.db().notice(notice.id).await.unwrap(), Utc::now()).await.unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let run = {
-        let (d, s) = (delivery.clone(), shutdown.clone());
-        tokio::spawn(async move { d.run(s).await })
-    };
+    let (_app, _, conversations, delivery) = broadcast_setup(&t, 150, 100.0, sender.clone()).await;
+    let run = Running::start(&delivery);
     while sender.sent().len() < 20 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -472,14 +463,12 @@ async fn stop_during_a_broadcast_ends_it_for_that_chat() {
         assert!(std::time::Instant::now() < deadline, "the broadcast did not settle: {counts:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    shutdown.cancel();
-    run.await.unwrap();
+    run.stop().await;
     let chats = per_chat(&sender.sent());
     let after_stop = chats.keys().filter(|c| stopped.contains(*c)).count();
     assert!(after_stop <= 8, "{after_stop} chats got the notice after /stop (only those in flight may)");
     assert!(chats.len() >= 100 - 1, "the others all got it: {}", chats.len());
     assert!(chats.values().all(|b| b.len() == 1), "nobody twice");
-    let _ = app;
 }
 
 /// A platform that answers 429 (for the whole bot, 100 ms) to every third send during its first second.
@@ -514,7 +503,6 @@ async fn a_429_storm_delays_the_broadcast_but_loses_and_repeats_nothing() {
     let inner = Recorder::new(Duration::ZERO);
     let storm = Arc::new(Storm { started: std::time::Instant::now(), calls: Mutex::new(0), inner: inner.clone() });
     let (app, notice, _, delivery) = broadcast_setup(&t, 120, 200.0, storm.clone()).await;
-    app.notices.broadcast(&t.db().notice(notice.id).await.unwrap(), Utc::now()).await.unwrap();
     run_until(&delivery, || inner.sent().len() >= 120).await;
     let chats = per_chat(&inner.sent());
     assert_eq!(chats.len(), 120, "everyone reached");

@@ -116,20 +116,14 @@ pub async fn run(
     let db = Db::open(&url, &OpenOptions { max_connections: 4, ..OpenOptions::default() }).await?;
     let now = chrono::Utc::now();
     let notice = db
-        .create_notice(NewNotice {
-            title: "Storing internet Utrecht".into(),
-            text: "We onderzoeken een storing in Utrecht.".into(),
-            texts: Default::default(),
-            services: vec![Service::Internet],
-            regions: vec!["Utrecht".into()],
-            state: NoticeState::Investigating,
-            draft: false,
-            paid_broadcast: false,
-            cluster: None,
-            author: None,
-            approved_by: None,
-            at: now,
-        })
+        .create_notice(NewNotice::published(
+            "Storing internet Utrecht",
+            "We onderzoeken een storing in Utrecht.",
+            vec![Service::Internet],
+            &["Utrecht"],
+            NoticeState::Investigating,
+            now,
+        ))
         .await?;
     let ids: Vec<String> = chats.iter().map(i64::to_string).collect();
     db.seed_subscribers(notice.id, platform, &ids, now).await?;

@@ -374,20 +374,14 @@ fn broadcast_status_reports_progress_or_names_a_missing_notice() {
     rt.block_on(async {
         let url = format!("sqlite://{}", dir.path().join("webcare.db").display());
         let db = webcare_storage::Db::open(&url, &Default::default()).await.unwrap();
-        db.create_notice(webcare_domain::NewNotice {
-            title: "Storing".into(),
-            text: "We werken eraan.".into(),
-            texts: Default::default(),
-            services: vec![],
-            regions: vec![],
-            state: webcare_domain::NoticeState::Investigating,
-            draft: false,
-            paid_broadcast: false,
-            cluster: None,
-            author: None,
-            approved_by: None,
-            at: chrono::Utc::now(),
-        })
+        db.create_notice(webcare_domain::NewNotice::published(
+            "Storing",
+            "We werken eraan.",
+            vec![],
+            &[],
+            webcare_domain::NoticeState::Investigating,
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
         db.close().await;
@@ -509,20 +503,14 @@ fn fake_telegram_with(
 async fn queue_broadcast(db: &webcare_storage::Db, chats: &[i64]) -> webcare_domain::NoticeId {
     let now = chrono::Utc::now();
     let notice = db
-        .create_notice(webcare_domain::NewNotice {
-            title: "Storing internet Utrecht".into(),
-            text: "We werken aan een storing in Utrecht.".into(),
-            texts: Default::default(),
-            services: vec![webcare_domain::Service::Internet],
-            regions: vec!["Utrecht".into()],
-            state: webcare_domain::NoticeState::Investigating,
-            draft: false,
-            paid_broadcast: false,
-            cluster: None,
-            author: None,
-            approved_by: None,
-            at: now,
-        })
+        .create_notice(webcare_domain::NewNotice::published(
+            "Storing internet Utrecht",
+            "We werken aan een storing in Utrecht.",
+            vec![webcare_domain::Service::Internet],
+            &["Utrecht"],
+            webcare_domain::NoticeState::Investigating,
+            now,
+        ))
         .await
         .unwrap();
     let ids: Vec<String> = chats.iter().map(i64::to_string).collect();
