@@ -9,6 +9,13 @@
 //! Decisions are made one at a time behind one lock: the bridge is a state machine, and its clusters and flood
 //! counters must see messages in one order. Storing the message happens under the same lock, so that message ids
 //! follow that order and "replay everything after the snapshot" is exact.
+//!
+//! Plain messages go through in batches (group commit): one task takes every message waiting, stores them all in
+//! one unit of work ([`Store::begin`]), decides them in order, and carries out all decisions in a second unit, so
+//! that a burst of messages costs two durable commits instead of several per message. A caller's answer comes only
+//! after both commits. When a unit fails, it is rolled back and its messages are done one by one, so one bad
+//! message costs its batch neighbours nothing. Commands, edits, deletions and buttons go one by one, in their
+//! place in the arrival order.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,9 +23,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use webcare_bridge::Classifier;
-use webcare_bridge::engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming};
+use webcare_bridge::engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming, Output};
 use webcare_domain::{
     Conversation, ConversationKind, Customer, InboundEvent, InboundId, InboundKind, InboundMessage, Intake,
     IntakeError, IntakeOutcome, NewConversation, NewCustomer, NewInbound, NewOutbox, OutageCluster, Priority, Store,
@@ -49,13 +56,52 @@ struct Decider {
     since_snapshot: u32,
 }
 
+/// Messages taken in one batch at most.
+const MAX_BATCH: usize = 256;
+
 pub struct Pipeline {
+    core: Arc<Core>,
+    /// Events on their way to the batching task, in arrival order.
+    batches: mpsc::UnboundedSender<Job>,
+}
+
+struct Core {
     store: Arc<dyn Store>,
     ticketing: Ticketing,
     decider: Mutex<Decider>,
     config: IntakeConfig,
     /// Wakes the delivery engine when something was queued.
     wake: Arc<Notify>,
+}
+
+/// Where a decision's effects are written: the store itself, or a unit of work on it.
+struct Ctx {
+    store: Arc<dyn Store>,
+    ticketing: Ticketing,
+}
+
+/// An event waiting for the batching task, and where its outcome goes.
+struct Job {
+    event: InboundEvent,
+    done: oneshot::Sender<Result<IntakeOutcome, IntakeError>>,
+}
+
+/// A message of a batch once stored.
+enum Stored {
+    /// Seen and decided before.
+    Duplicate,
+    /// Stored, to be decided.
+    New { message: InboundMessage, conversation: Conversation, customer: Customer },
+}
+
+/// A stored message with the bridge's output for it, until the output is carried out.
+struct Decided {
+    index: usize,
+    message: InboundMessage,
+    conversation: Conversation,
+    customer: Customer,
+    /// `None`: nothing to decide (no text and no attachment).
+    output: Option<Output>,
 }
 
 fn unavailable(e: StoreError) -> IntakeError {
@@ -83,15 +129,80 @@ impl Pipeline {
             None => (EngineState::default(), InboundId(0)),
         };
         let engine = Engine::with_state(config.engine.clone(), classifier, state);
-        let pipeline = Pipeline {
+        let core = Arc::new(Core {
             store,
             ticketing,
             decider: Mutex::new(Decider { engine, last, since_snapshot: 0 }),
             config,
             wake,
-        };
-        pipeline.replay_after(last).await?;
-        Ok(pipeline)
+        });
+        core.replay_after(last).await?;
+        let (batches, jobs) = mpsc::unbounded_channel();
+        // Ends when the pipeline is dropped (its sender with it) and the last batch is done.
+        tokio::spawn(batcher(core.clone(), jobs));
+        Ok(Pipeline { core, batches })
+    }
+
+    /// Saves the bridge's state now.
+    pub async fn snapshot(&self) -> StoreResult<()> {
+        self.core.snapshot().await
+    }
+
+    /// Advances the bridge's clock: clusters whose grace period ended become tickets.
+    pub async fn tick(&self, now: Timestamp) -> StoreResult<usize> {
+        self.core.tick(now).await
+    }
+
+    /// A notice was published from a cluster: the cluster closes and its members are the notice's subscribers.
+    pub async fn publish_from_cluster(
+        &self,
+        cluster: webcare_domain::ClusterId,
+        notice: webcare_domain::NoticeId,
+    ) -> StoreResult<()> {
+        self.core.publish_from_cluster(cluster, notice).await
+    }
+}
+
+/// Takes every event waiting (up to [`MAX_BATCH`]) and puts them through in arrival order: runs of plain messages
+/// together, anything else (a command, a button, an edit) on its own between them.
+async fn batcher(core: Arc<Core>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => waiting.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut run: Vec<Job> = Vec::new();
+        for job in waiting {
+            if job.event.kind == InboundKind::Message {
+                run.push(job);
+                continue;
+            }
+            receive_run(&core, std::mem::take(&mut run)).await;
+            let outcome = core.receive_one(job.event).await;
+            // The caller may have gone (a cancelled request); its event is stored and decided all the same.
+            let _ = job.done.send(outcome);
+        }
+        receive_run(&core, run).await;
+    }
+}
+
+async fn receive_run(core: &Core, run: Vec<Job>) {
+    if run.is_empty() {
+        return;
+    }
+    let (events, done): (Vec<_>, Vec<_>) = run.into_iter().map(|j| (j.event, j.done)).unzip();
+    let outcomes = core.receive_batch(events).await;
+    for (done, outcome) in done.into_iter().zip(outcomes) {
+        let _ = done.send(outcome);
+    }
+}
+
+impl Core {
+    fn plain(&self) -> Ctx {
+        Ctx { store: self.store.clone(), ticketing: self.ticketing.clone() }
     }
 
     async fn replay_after(&self, mut after: InboundId) -> StoreResult<()> {
@@ -114,7 +225,7 @@ impl Pipeline {
                     d.last = message.id;
                     replayed += 1;
                 } else {
-                    self.decide(&mut d, &message, &conversation, &customer, "").await?;
+                    self.decide(&self.plain(), &mut d, &message, &conversation, &customer, "").await?;
                     decided += 1;
                 }
             }
@@ -128,12 +239,12 @@ impl Pipeline {
     /// Saves the bridge's state now.
     pub async fn snapshot(&self) -> StoreResult<()> {
         let mut d = self.decider.lock().await;
-        self.snapshot_locked(&mut d).await
+        self.snapshot_locked(self.store.as_ref(), &mut d).await
     }
 
-    async fn snapshot_locked(&self, d: &mut Decider) -> StoreResult<()> {
+    async fn snapshot_locked(&self, store: &dyn Store, d: &mut Decider) -> StoreResult<()> {
         let state = serde_json::to_string(d.engine.state()).expect("the bridge state serialises");
-        self.store.save_engine_snapshot(&state, d.last, Utc::now()).await?;
+        store.save_engine_snapshot(&state, d.last, Utc::now()).await?;
         d.since_snapshot = 0;
         Ok(())
     }
@@ -143,7 +254,7 @@ impl Pipeline {
         let mut d = self.decider.lock().await;
         let expired = d.engine.tick(now);
         let n = expired.len();
-        self.expire(&expired).await?;
+        self.expire(&self.plain(), &expired).await?;
         Ok(n)
     }
 
@@ -158,46 +269,65 @@ impl Pipeline {
         self.store.close_cluster(cluster, Some(notice), Utc::now()).await
     }
 
+    /// Decides one message and carries the decision out through `ctx`, saving a snapshot when one is due.
     async fn decide(
         &self,
+        ctx: &Ctx,
         d: &mut Decider,
         message: &InboundMessage,
         conversation: &Conversation,
         customer: &Customer,
         account: &str,
     ) -> StoreResult<Decision> {
-        let notices = self.store.notices(true).await?;
-        let incoming = incoming(message, conversation, customer, account);
-        let output = d.engine.process(&incoming, &notices);
-        self.expire(&output.expired).await?;
+        let notices = ctx.store.notices(true).await?;
+        let output = d.engine.process(&incoming(message, conversation, customer, account), &notices);
+        let decision = self.carry_out(ctx, d, message, conversation, customer, output).await?;
+        if d.since_snapshot >= self.config.snapshot_every {
+            self.snapshot_locked(ctx.store.as_ref(), d).await?;
+        }
+        Ok(decision)
+    }
+
+    /// Carries out what the bridge decided for `message` — subscription, ticket, answer, alerts — and stores the
+    /// decision with its reasons.
+    async fn carry_out(
+        &self,
+        ctx: &Ctx,
+        d: &mut Decider,
+        message: &InboundMessage,
+        conversation: &Conversation,
+        customer: &Customer,
+        output: Output,
+    ) -> StoreResult<Decision> {
+        self.expire(ctx, &output.expired).await?;
         let decision = output.decision;
 
         if let Some(cluster_id) = decision.cluster
             && let Some(cluster) = d.engine.cluster(cluster_id)
         {
-            self.store.save_cluster(&stored_cluster(cluster)).await?;
+            ctx.store.save_cluster(&stored_cluster(cluster)).await?;
         }
         if let Some(target) = decision.subscribe {
-            self.store.subscribe(conversation.id, Some(customer.id), target, message.received_at).await?;
+            ctx.store.subscribe(conversation.id, Some(customer.id), target, message.received_at).await?;
         }
         let mut ticket = None;
         if matches!(decision.action, Action::Ticket | Action::MovePrivate) {
-            ticket = Some(self.open_or_append(conversation, customer, message, decision.category.as_str()).await?);
+            ticket = Some(self.open_or_append(ctx, conversation, customer, message, decision.category.as_str()).await?);
         } else if decision.action == Action::Ignore && !message.attachments.is_empty() {
             // A photo, document or sticker on its own (a broken modem, an invoice) is for a person: it is referenced
             // in the customer's ticket and acknowledged.
-            ticket = Some(self.open_or_append(conversation, customer, message, "other").await?);
+            ticket = Some(self.open_or_append(ctx, conversation, customer, message, "other").await?);
             if decision.reply.is_none() {
                 let text = "We hebben je bestand ontvangen; een medewerker bekijkt het. / We received your file; a person will look at it.";
-                self.enqueue(conversation, &format!("reply:{}", message.id), text, json!({}), Priority::AUTOMATIC)
+                self.enqueue(ctx, conversation, &format!("reply:{}", message.id), text, json!({}), Priority::AUTOMATIC)
                     .await?;
             }
         } else if decision.action == Action::Ignore
-            && self.store.open_ticket(conversation.id, customer.id).await?.is_some()
+            && ctx.store.open_ticket(conversation.id, customer.id).await?.is_some()
         {
             // "Thanks, I'll wait" to an agent is part of the case, not chit-chat: it joins the open ticket (and
             // reopens it when it was pending or solved).
-            ticket = Some(self.open_or_append(conversation, customer, message, decision.category.as_str()).await?);
+            ticket = Some(self.open_or_append(ctx, conversation, customer, message, decision.category.as_str()).await?);
         }
         if let Some(reply) = &decision.reply {
             let mut extra = json!({"language": reply.language});
@@ -210,7 +340,7 @@ impl Pipeline {
                 // The adapter continues in private (a Telegram deep link, a Discord DM) with this link token, and
                 // may delete the public message; the answer itself never repeats what the customer wrote.
                 let link = new_link_token();
-                self.store.create_private_link(ticket, &link, message.received_at).await?;
+                ctx.store.create_private_link(ticket, &link, message.received_at).await?;
                 extra["move_private"] = json!({
                     "ticket": ticket,
                     "link": link,
@@ -218,12 +348,12 @@ impl Pipeline {
                     "message": message.platform_message_id,
                 });
             }
-            self.enqueue(conversation, &format!("reply:{}", message.id), &reply.text, extra, Priority::AUTOMATIC)
+            self.enqueue(ctx, conversation, &format!("reply:{}", message.id), &reply.text, extra, Priority::AUTOMATIC)
                 .await?;
         }
         // An alert is always about the decision's own cluster, saved above with its new alert count.
         for alert in &output.alerts {
-            let stored = self
+            let stored = ctx
                 .store
                 .insert_alert(&webcare_domain::SpikeAlert {
                     id: webcare_domain::AlertId(0),
@@ -255,32 +385,29 @@ impl Pipeline {
             "merged": decision.merged,
             "reasons": decision.reasons,
         });
-        self.store.set_decision(message.id, &record).await?;
-        d.last = message.id;
+        ctx.store.set_decision(message.id, &record).await?;
+        d.last = d.last.max(message.id);
         d.since_snapshot += 1;
-        if d.since_snapshot >= self.config.snapshot_every {
-            self.snapshot_locked(d).await?;
-        }
         Ok(decision)
     }
 
     /// Expired clusters: each member's latest question becomes a ticket, so nobody is left waiting.
-    async fn expire(&self, expired: &[Decision]) -> StoreResult<()> {
+    async fn expire(&self, ctx: &Ctx, expired: &[Decision]) -> StoreResult<()> {
         let mut closed = BTreeSet::new();
         for decision in expired {
             let Ok(id) = decision.message.parse::<i64>() else { continue };
-            let message = self.store.inbound(InboundId(id)).await?;
-            let conversation = self.store.conversation(message.conversation).await?;
-            let customer = self.store.customer(message.customer).await?;
+            let message = ctx.store.inbound(InboundId(id)).await?;
+            let conversation = ctx.store.conversation(message.conversation).await?;
+            let customer = ctx.store.customer(message.customer).await?;
             if let Some(cluster) = decision.cluster
                 && closed.insert(cluster)
             {
-                match self.store.close_cluster(cluster, None, decision.at).await {
+                match ctx.store.close_cluster(cluster, None, decision.at).await {
                     Ok(()) | Err(StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
-            self.open_or_append(&conversation, &customer, &message, "outage").await?;
+            self.open_or_append(ctx, &conversation, &customer, &message, "outage").await?;
         }
         Ok(())
     }
@@ -289,6 +416,7 @@ impl Pipeline {
     /// solved); otherwise a new ticket starts with it, with its SLA due times.
     async fn open_or_append(
         &self,
+        ctx: &Ctx,
         conversation: &Conversation,
         customer: &Customer,
         message: &InboundMessage,
@@ -302,7 +430,7 @@ impl Pipeline {
             category,
             priority: None,
         };
-        match self.ticketing.open_or_append(msg, message.received_at).await {
+        match ctx.ticketing.open_or_append(msg, message.received_at).await {
             Ok(intake) => Ok(intake.ticket.id),
             Err(TicketError::Store(e)) => Err(e),
             // Only store failures are expected here; anything else is a bug worth seeing in the logs as one.
@@ -312,6 +440,7 @@ impl Pipeline {
 
     async fn enqueue(
         &self,
+        ctx: &Ctx,
         conversation: &Conversation,
         key: &str,
         text: &str,
@@ -321,13 +450,14 @@ impl Pipeline {
         let now = Utc::now();
         let mut new = NewOutbox::message(conversation.id, text, key, priority, now);
         new.extra = extra;
-        self.store.enqueue(new, now).await?;
+        ctx.store.enqueue(new, now).await?;
         self.wake.notify_one();
         Ok(())
     }
 
     async fn command(
         &self,
+        ctx: &Ctx,
         conversation: &Conversation,
         customer: &Customer,
         message: &InboundMessage,
@@ -336,7 +466,7 @@ impl Pipeline {
     ) -> StoreResult<String> {
         let (action, text) = match name {
             "stop" => {
-                let n = self.store.unsubscribe_all(conversation.id).await?;
+                let n = ctx.store.unsubscribe_all(conversation.id).await?;
                 let text = if n == 0 {
                     "Je ontvangt geen updates van ons. / You are not receiving updates from us.".to_owned()
                 } else {
@@ -344,18 +474,16 @@ impl Pipeline {
                 };
                 ("stop", text)
             }
-            "status" => ("status", self.status(conversation, customer).await?),
-            "start" if !args.is_empty() => match self.store.resolve_private_link(args.trim()).await? {
+            "status" => ("status", self.status(ctx, conversation, customer).await?),
+            "start" if !args.is_empty() => match ctx.store.resolve_private_link(args.trim()).await? {
                 // Only the customer whose case it is continues it: a link seen in a group is no key for others.
                 Some(ticket)
                     if conversation.kind == ConversationKind::Private
-                        && self.store.ticket(ticket).await?.customer == customer.id =>
+                        && ctx.store.ticket(ticket).await?.customer == customer.id =>
                 {
-                    self.store.move_ticket(ticket, conversation.id).await?;
+                    ctx.store.move_ticket(ticket, conversation.id).await?;
                     let note = format!("The customer continued in private chat {}", conversation.platform_chat_id);
-                    self.store
-                        .add_ticket_event(ticket, TicketEventKind::Note, None, &note, message.received_at)
-                        .await?;
+                    ctx.store.add_ticket_event(ticket, TicketEventKind::Note, None, &note, message.received_at).await?;
                     (
                         "continue_private",
                         format!("We gaan hier verder met je zaak {ticket}. / We continue your case {ticket} here."),
@@ -366,9 +494,9 @@ impl Pipeline {
             "ticket" if conversation.kind == ConversationKind::Public => {
                 // A personal case asked for in a group or server channel continues in private, like private data:
                 // the adapter opens the private chat (a Telegram deep link, a Discord DM) on the same ticket.
-                let ticket = self.open_or_append(conversation, customer, message, "other").await?;
+                let ticket = self.open_or_append(ctx, conversation, customer, message, "other").await?;
                 let link = new_link_token();
-                self.store.create_private_link(ticket, &link, message.received_at).await?;
+                ctx.store.create_private_link(ticket, &link, message.received_at).await?;
                 let extra = json!({"move_private": {
                     "ticket": ticket,
                     "link": link,
@@ -376,11 +504,12 @@ impl Pipeline {
                     "message": message.platform_message_id,
                 }});
                 let text = "We helpen je verder in een privégesprek. / We'll help you further in a private chat.";
-                self.enqueue(conversation, &format!("reply:{}", message.id), text, extra, Priority::AUTOMATIC).await?;
+                self.enqueue(ctx, conversation, &format!("reply:{}", message.id), text, extra, Priority::AUTOMATIC)
+                    .await?;
                 return Ok("move_private".to_owned());
             }
             "ticket" => {
-                let ticket = self.open_or_append(conversation, customer, message, "other").await?;
+                let ticket = self.open_or_append(ctx, conversation, customer, message, "other").await?;
                 (
                     "ticket",
                     format!(
@@ -390,20 +519,21 @@ impl Pipeline {
             }
             _ => ("help", help_text(name, args)),
         };
-        self.enqueue(conversation, &format!("reply:{}", message.id), &text, json!({}), Priority::AUTOMATIC).await?;
+        self.enqueue(ctx, conversation, &format!("reply:{}", message.id), &text, json!({}), Priority::AUTOMATIC)
+            .await?;
         Ok(action.to_owned())
     }
 
-    async fn status(&self, conversation: &Conversation, customer: &Customer) -> StoreResult<String> {
+    async fn status(&self, ctx: &Ctx, conversation: &Conversation, customer: &Customer) -> StoreResult<String> {
         let mut lines = Vec::new();
-        match self.store.open_ticket(conversation.id, customer.id).await? {
+        match ctx.store.open_ticket(conversation.id, customer.id).await? {
             Some(t) => lines.push(format!("Zaak / case {}: {}", t.id, t.state)),
             None => lines.push("Geen open zaak. / No open case.".to_owned()),
         }
-        for sub in self.store.subscriptions_of(conversation.id).await? {
+        for sub in ctx.store.subscriptions_of(conversation.id).await? {
             match sub.target {
                 SubscriptionTarget::Notice(id) => {
-                    let n = self.store.notice(id).await?;
+                    let n = ctx.store.notice(id).await?;
                     lines.push(format!("{} — {}", n.title, n.state));
                 }
                 SubscriptionTarget::Cluster(_) => {
@@ -485,36 +615,180 @@ impl Intake for Pipeline {
         if event.chat_id.is_empty() || event.user_id.is_empty() || event.message_id.is_empty() {
             return Err(IntakeError::Invalid("chat, user and message ids are required".into()));
         }
-        let at = event.at;
-        let customer = self
-            .store
-            .upsert_customer(
-                NewCustomer {
-                    platform: event.platform,
-                    platform_user_id: event.user_id.clone(),
-                    display_name: event.user_name.clone(),
-                },
-                at,
-            )
-            .await
-            .map_err(unavailable)?;
-        let conversation = self
-            .store
-            .upsert_conversation(
-                NewConversation {
-                    platform: event.platform,
-                    platform_chat_id: event.chat_id.clone(),
-                    kind: event.chat_kind,
-                    title: event.chat_title.clone(),
-                },
-                at,
-            )
-            .await
-            .map_err(unavailable)?;
-        if conversation.unreachable {
-            // The customer writes again, so the chat works again (unblocked, DMs reopened).
-            self.store.set_conversation_unreachable(conversation.id, false).await.map_err(unavailable)?;
+        let (done, outcome) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.batches.send(Job { event, done }) {
+            // The batching task is gone (the runtime is shutting down): this message goes on its own.
+            return self.core.receive_one(job.event).await;
         }
+        outcome
+            .await
+            .map_err(|_| IntakeError::Unavailable("the intake stopped before this message was stored".into()))?
+    }
+}
+
+impl Core {
+    /// The batch path: stores every message in one unit of work, decides them in order, carries out every
+    /// decision in a second unit. Outcomes come back in the order of `events`.
+    async fn receive_batch(&self, events: Vec<InboundEvent>) -> Vec<Result<IntakeOutcome, IntakeError>> {
+        let mut d = self.decider.lock().await;
+        let stored = match self.store_batch(&events).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::debug!(error = %e, messages = events.len(), "storing a batch failed; taking its messages one by one");
+                drop(d);
+                let mut outcomes = Vec::with_capacity(events.len());
+                for event in events {
+                    outcomes.push(self.receive_one(event).await);
+                }
+                return outcomes;
+            }
+        };
+        let mut outcomes: Vec<Result<IntakeOutcome, IntakeError>> =
+            (0..events.len()).map(|_| Ok(IntakeOutcome { new: false, action: "duplicate".into() })).collect();
+        let notices = match self.store.notices(true).await {
+            Ok(notices) => notices,
+            // Stored but undecided: decided on redelivery, or on the next start's replay.
+            Err(e) => {
+                let why = e.to_string();
+                return outcomes.iter().map(|_| Err(IntakeError::Unavailable(why.clone()))).collect();
+            }
+        };
+        let mut decided = Vec::new();
+        for (index, stored) in stored.into_iter().enumerate() {
+            let Stored::New { message, conversation, customer } = stored else { continue };
+            let output = (!message.text.trim().is_empty() || !message.attachments.is_empty()).then(|| {
+                let incoming = incoming(&message, &conversation, &customer, &events[index].account);
+                d.engine.process(&incoming, &notices)
+            });
+            decided.push(Decided { index, message, conversation, customer, output });
+        }
+        match self.carry_out_batch(&mut d, &decided).await {
+            Ok(actions) => {
+                for (item, action) in decided.iter().zip(actions) {
+                    outcomes[item.index] = Ok(IntakeOutcome { new: true, action });
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, messages = decided.len(), "a batch's decisions failed; carrying them out one by one");
+                let ctx = self.plain();
+                for item in &decided {
+                    outcomes[item.index] = self.carry_out_one(&ctx, &mut d, item).await.map_err(unavailable);
+                }
+                if d.since_snapshot >= self.config.snapshot_every
+                    && let Err(e) = self.snapshot_locked(self.store.as_ref(), &mut d).await
+                {
+                    tracing::warn!(error = %e, "could not save the bridge snapshot");
+                }
+            }
+        }
+        self.wake.notify_one();
+        outcomes
+    }
+
+    /// Stores the customers, conversations and messages of a batch in one unit of work.
+    async fn store_batch(&self, events: &[InboundEvent]) -> StoreResult<Vec<Stored>> {
+        let unit = self.store.begin().await?;
+        let store: Arc<dyn Store> = unit.clone();
+        let mut stored = Vec::with_capacity(events.len());
+        let mut seen = std::collections::HashSet::new();
+        let mut result = Ok(());
+        for event in events {
+            match self.store_one(store.as_ref(), event).await {
+                // The same message twice in one batch (a platform's quick redelivery): decided once.
+                Ok(Stored::New { message, .. }) if !seen.insert(message.id) => stored.push(Stored::Duplicate),
+                Ok(s) => stored.push(s),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        match result {
+            Ok(()) => {
+                unit.commit().await?;
+                Ok(stored)
+            }
+            Err(e) => {
+                let _ = unit.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn store_one(&self, store: &dyn Store, event: &InboundEvent) -> StoreResult<Stored> {
+        let (customer, conversation) = upsert_sender(store, event).await?;
+        let inserted = store
+            .insert_inbound(NewInbound {
+                platform: event.platform,
+                platform_message_id: event.message_id.clone(),
+                conversation: conversation.id,
+                customer: customer.id,
+                text: event.text.clone(),
+                attachments: event.attachments.clone(),
+                received_at: event.at,
+            })
+            .await?;
+        Ok(match inserted {
+            webcare_domain::Inserted::Existing(m) if m.decision.is_some() => Stored::Duplicate,
+            webcare_domain::Inserted::Existing(message) | webcare_domain::Inserted::New(message) => {
+                Stored::New { message, conversation, customer }
+            }
+        })
+    }
+
+    /// Carries out a batch's decisions in one unit of work, with the snapshot when one is due; the actions in order.
+    async fn carry_out_batch(&self, d: &mut Decider, decided: &[Decided]) -> StoreResult<Vec<String>> {
+        if decided.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unit = self.store.begin().await?;
+        let ctx = Ctx { store: unit.clone(), ticketing: self.ticketing.on(unit.clone()) };
+        let mut actions = Vec::with_capacity(decided.len());
+        let mut result = Ok(());
+        for item in decided {
+            match self.carry_out_one(&ctx, d, item).await {
+                Ok(outcome) => actions.push(outcome.action),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() && d.since_snapshot >= self.config.snapshot_every {
+            result = self.snapshot_locked(ctx.store.as_ref(), d).await;
+        }
+        match result {
+            Ok(()) => {
+                unit.commit().await?;
+                Ok(actions)
+            }
+            Err(e) => {
+                let _ = unit.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn carry_out_one(&self, ctx: &Ctx, d: &mut Decider, item: &Decided) -> StoreResult<IntakeOutcome> {
+        let action = match &item.output {
+            Some(output) => {
+                let decision =
+                    self.carry_out(ctx, d, &item.message, &item.conversation, &item.customer, output.clone()).await?;
+                decision.action.as_str().to_owned()
+            }
+            None => {
+                ctx.store.set_decision(item.message.id, &json!({"action": "ignore", "reasons": ["empty"]})).await?;
+                "ignore".to_owned()
+            }
+        };
+        Ok(IntakeOutcome { new: true, action })
+    }
+
+    /// The one-by-one path: commands, buttons, edits and deletions, and plain messages whose batch failed.
+    async fn receive_one(&self, event: InboundEvent) -> Result<IntakeOutcome, IntakeError> {
+        let at = event.at;
+        let ctx = self.plain();
+        let (customer, conversation) = upsert_sender(self.store.as_ref(), &event).await.map_err(unavailable)?;
         match &event.kind {
             InboundKind::Edited => {
                 let edited = self
@@ -573,7 +847,8 @@ impl Intake for Pipeline {
             _ => None,
         };
         let action = if let Some((name, args)) = command {
-            let action = self.command(&conversation, &customer, &message, &name, &args).await.map_err(unavailable)?;
+            let action =
+                self.command(&ctx, &conversation, &customer, &message, &name, &args).await.map_err(unavailable)?;
             self.store
                 .set_decision(message.id, &json!({"command": name, "action": action}))
                 .await
@@ -586,10 +861,43 @@ impl Intake for Pipeline {
                 .map_err(unavailable)?;
             "ignore".to_owned()
         } else {
-            let decision =
-                self.decide(&mut d, &message, &conversation, &customer, &event.account).await.map_err(unavailable)?;
+            let decision = self
+                .decide(&ctx, &mut d, &message, &conversation, &customer, &event.account)
+                .await
+                .map_err(unavailable)?;
             decision.action.as_str().to_owned()
         };
         Ok(IntakeOutcome { new: true, action })
     }
+}
+
+/// Stores the event's customer and conversation (or finds them); a chat that was unreachable works again, since
+/// the customer writes on it.
+async fn upsert_sender(store: &dyn Store, event: &InboundEvent) -> StoreResult<(Customer, Conversation)> {
+    let customer = store
+        .upsert_customer(
+            NewCustomer {
+                platform: event.platform,
+                platform_user_id: event.user_id.clone(),
+                display_name: event.user_name.clone(),
+            },
+            event.at,
+        )
+        .await?;
+    let mut conversation = store
+        .upsert_conversation(
+            NewConversation {
+                platform: event.platform,
+                platform_chat_id: event.chat_id.clone(),
+                kind: event.chat_kind,
+                title: event.chat_title.clone(),
+            },
+            event.at,
+        )
+        .await?;
+    if conversation.unreachable {
+        store.set_conversation_unreachable(conversation.id, false).await?;
+        conversation.unreachable = false;
+    }
+    Ok((customer, conversation))
 }

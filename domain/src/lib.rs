@@ -29,7 +29,7 @@ pub use message::{Inbound, InboundId, InboundMessage, Inserted, NewInbound};
 pub use notice::{NewNotice, Notice, NoticeChange, NoticeId, NoticeState, NoticeVersion, Service};
 pub use outbox::{NewOutbox, OutboxId, OutboxItem, OutboxState, Priority};
 pub use port::{InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, SendError, Sender, Sent};
-pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget};
+pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Unit};
 pub use ticket::{
     AssigneeFilter, ClaimOutcome, NewTicket, NewTicketEvent, Ticket, TicketClaim, TicketEvent, TicketEventKind,
     TicketFilter, TicketId, TicketState, TicketWrite,

@@ -3,6 +3,7 @@
 //! `webcare-storage` implements it on SQLite and PostgreSQL and one contract suite checks both. The logic crates
 //! take a `&dyn Store` and never see how it is kept.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -62,6 +63,11 @@ pub struct Subscription {
 pub trait Store: Send + Sync {
     /// Answers when the database does; used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Starts a unit of work: a store whose every call is part of one transaction until [`Unit::commit`] makes all
+    /// of it durable at once, so that many messages' writes cost one commit. Other writers may wait while a unit is
+    /// open: keep it short. A unit cannot start another.
+    async fn begin(&self) -> StoreResult<Arc<dyn Unit>>;
 
     /// Takes or renews the lease `name` for `holder` until `until`; true when `holder` has it now. A lease held by
     /// another holder is taken only once it has run out, so one process at a time does the job, and another takes
@@ -340,4 +346,14 @@ pub trait Store: Send + Sync {
     async fn canned_replies(&self) -> StoreResult<Vec<crate::CannedReply>>;
     /// Messages received at or after `since`, oldest first, at most `limit`: what the reports count.
     async fn inbound_since(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
+}
+
+/// A unit of work from [`Store::begin`]. Use it as a [`Store`] (an `Arc<dyn Unit>` coerces to `Arc<dyn Store>`),
+/// then commit it or roll it back; dropped without either, it rolls back.
+#[async_trait]
+pub trait Unit: Store {
+    /// Makes everything done through this unit durable, at once.
+    async fn commit(&self) -> StoreResult<()>;
+    /// Undoes everything done through this unit.
+    async fn rollback(&self) -> StoreResult<()>;
 }

@@ -14,6 +14,7 @@ mod rows;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Connection as _;
 use webcare_domain::{
     Agent, AgentId, ClusterId, ClusterState, Conversation, ConversationId, Customer, CustomerId, Inbound, InboundId,
     InboundMessage, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound, NewNotice, NewOutbox,
@@ -32,10 +33,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// An open transaction shared by the clones of a unit-of-work [`Db`]; `None` once committed or rolled back.
+type Shared<DB> = std::sync::Arc<tokio::sync::Mutex<Option<sqlx::Transaction<'static, DB>>>>;
+
 #[derive(Clone)]
 enum Pool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
+    /// A unit of work ([`Db::begin_unit`]): every call runs inside this one transaction.
+    SqliteUnit(Shared<sqlx::Sqlite>),
+    PostgresUnit(Shared<sqlx::Postgres>),
 }
 
 /// An open database. Cheap to clone: clones share one connection pool.
@@ -53,14 +60,38 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// Runs `$body` with `$pool` bound to whichever pool the database has. The body is compiled once per backend.
+/// Runs `$body` with `$pool` bound to a connection (`&mut SqliteConnection` or `&mut PgConnection`): a pooled one,
+/// or the transaction of a unit of work. The body is compiled once per backend; it passes `&mut *pool` to each
+/// query, and `pool.begin()` opens a transaction (a savepoint inside a unit).
 macro_rules! on_pool {
     ($db:expr, |$pool:ident| $body:expr) => {
         match &$db.pool {
-            Pool::Sqlite($pool) => $body,
-            Pool::Postgres($pool) => $body,
+            Pool::Sqlite(p) => {
+                let mut conn = p.acquire().await.map_err(err)?;
+                let $pool: &mut sqlx::SqliteConnection = &mut conn;
+                $body
+            }
+            Pool::Postgres(p) => {
+                let mut conn = p.acquire().await.map_err(err)?;
+                let $pool: &mut sqlx::PgConnection = &mut conn;
+                $body
+            }
+            Pool::SqliteUnit(unit) => {
+                let mut guard = unit.lock().await;
+                let $pool: &mut sqlx::SqliteConnection = guard.as_mut().ok_or_else(unit_over)?;
+                $body
+            }
+            Pool::PostgresUnit(unit) => {
+                let mut guard = unit.lock().await;
+                let $pool: &mut sqlx::PgConnection = guard.as_mut().ok_or_else(unit_over)?;
+                $body
+            }
         }
     };
+}
+
+fn unit_over() -> StoreError {
+    StoreError::Other("this unit of work was already committed or rolled back".into())
 }
 
 /// Writes a notice's current content as a version row, inside the transaction `$tx`.
@@ -117,9 +148,59 @@ impl Db {
         &self.url
     }
 
-    /// Waits for in-flight queries and closes every connection.
+    /// Waits for in-flight queries and closes every connection. (On a unit of work: nothing; the unit ends with
+    /// its commit or rollback.)
     pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await)
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::SqliteUnit(_) | Pool::PostgresUnit(_) => {}
+        }
+    }
+
+    /// Starts a unit of work: a [`Db`] whose every call runs in one transaction, until [`Db::commit`] makes all of
+    /// it durable at once (one disk flush for many writes) or [`Db::rollback`] undoes it. On SQLite the transaction
+    /// takes the write lock at once (`BEGIN IMMEDIATE`), so a unit never fails half-way for a lock another writer
+    /// holds; keep units short, since other writers wait for them. A unit cannot start another.
+    pub async fn begin_unit(&self) -> StoreResult<Db> {
+        let pool = match &self.pool {
+            Pool::Sqlite(pool) => {
+                let tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+                Pool::SqliteUnit(std::sync::Arc::new(tokio::sync::Mutex::new(Some(tx))))
+            }
+            Pool::Postgres(pool) => {
+                let tx = pool.begin().await.map_err(err)?;
+                Pool::PostgresUnit(std::sync::Arc::new(tokio::sync::Mutex::new(Some(tx))))
+            }
+            Pool::SqliteUnit(_) | Pool::PostgresUnit(_) => {
+                return Err(StoreError::Other("a unit of work cannot start another".into()));
+            }
+        };
+        Ok(Db { pool, backend: self.backend, url: self.url.clone() })
+    }
+
+    /// Commits a unit of work; every clone of it is then spent.
+    pub async fn commit(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::SqliteUnit(unit) => unit.lock().await.take().ok_or_else(unit_over)?.commit().await.map_err(err),
+            Pool::PostgresUnit(unit) => unit.lock().await.take().ok_or_else(unit_over)?.commit().await.map_err(err),
+            Pool::Sqlite(_) | Pool::Postgres(_) => Err(StoreError::Other("commit outside a unit of work".into())),
+        }
+    }
+
+    /// Undoes a unit of work; every clone of it is then spent. Rolling back a spent unit does nothing.
+    pub async fn rollback(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::SqliteUnit(unit) => match unit.lock().await.take() {
+                Some(tx) => tx.rollback().await.map_err(err),
+                None => Ok(()),
+            },
+            Pool::PostgresUnit(unit) => match unit.lock().await.take() {
+                Some(tx) => tx.rollback().await.map_err(err),
+                None => Ok(()),
+            },
+            Pool::Sqlite(_) | Pool::Postgres(_) => Err(StoreError::Other("rollback outside a unit of work".into())),
+        }
     }
 }
 
@@ -213,9 +294,24 @@ const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE SKIP LOCKED");
 const CLAIM_SQLITE: &str = claim_sql!("");
 
 #[async_trait]
+impl webcare_domain::Unit for Db {
+    async fn commit(&self) -> StoreResult<()> {
+        Db::commit(self).await
+    }
+
+    async fn rollback(&self) -> StoreResult<()> {
+        Db::rollback(self).await
+    }
+}
+
+#[async_trait]
 impl Store for Db {
+    async fn begin(&self) -> StoreResult<std::sync::Arc<dyn webcare_domain::Unit>> {
+        Ok(std::sync::Arc::new(self.begin_unit().await?))
+    }
+
     async fn ping(&self) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(err))
+        on_pool!(self, |pool| sqlx::query("SELECT 1").execute(&mut *pool).await.map(|_| ()).map_err(err))
     }
 
     async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
@@ -230,7 +326,7 @@ impl Store for Db {
         .bind(holder)
         .bind(ms(until))
         .bind(ms(now))
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -241,7 +337,7 @@ impl Store for Db {
         on_pool!(self, |pool| sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map(|_| ())
             .map_err(err))
@@ -257,7 +353,7 @@ impl Store for Db {
         .bind(&new.platform_user_id)
         .bind(&new.display_name)
         .bind(ms(at))
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(err)?);
         row.try_into()
@@ -266,7 +362,7 @@ impl Store for Db {
     async fn customer(&self, id: CustomerId) -> StoreResult<Customer> {
         let row: rows::CustomerRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM customers WHERE id = $1")
             .bind(id.0)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)
             .map_err(not_found("customer", id))?);
@@ -277,7 +373,7 @@ impl Store for Db {
         let done = on_pool!(self, |pool| sqlx::query("UPDATE customers SET unreachable = $1 WHERE id = $2")
             .bind(unreachable)
             .bind(id.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map_err(err)?
             .rows_affected());
@@ -296,7 +392,7 @@ impl Store for Db {
         .bind(new.kind.as_str())
         .bind(&new.title)
         .bind(ms(at))
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(err)?
         });
@@ -307,7 +403,7 @@ impl Store for Db {
         let row: rows::ConversationRow =
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM conversations WHERE id = $1")
                 .bind(id.0)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(err)
                 .map_err(not_found("conversation", id))?);
@@ -323,7 +419,7 @@ impl Store for Db {
             sqlx::query_as("SELECT * FROM conversations WHERE platform = $1 AND platform_chat_id = $2")
                 .bind(platform.as_str())
                 .bind(platform_chat_id)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
         )?);
         row.map(TryInto::try_into).transpose()
@@ -336,7 +432,7 @@ impl Store for Db {
         .bind(token)
         .bind(ticket.0)
         .bind(ms(at))
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map(|_| ())
         .map_err(err))
@@ -344,7 +440,10 @@ impl Store for Db {
 
     async fn resolve_private_link(&self, token: &str) -> StoreResult<Option<TicketId>> {
         let row: Option<(i64,)> = on_pool!(self, |pool| optional(
-            sqlx::query_as("SELECT ticket_id FROM private_links WHERE token = $1").bind(token).fetch_one(pool).await
+            sqlx::query_as("SELECT ticket_id FROM private_links WHERE token = $1")
+                .bind(token)
+                .fetch_one(&mut *pool)
+                .await
         )?);
         Ok(row.map(|(id,)| TicketId(id)))
     }
@@ -353,7 +452,7 @@ impl Store for Db {
         let n = on_pool!(self, |pool| sqlx::query("UPDATE tickets SET conversation_id = $1 WHERE id = $2")
             .bind(conversation.0)
             .bind(ticket.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map_err(err)?
             .rows_affected());
@@ -364,7 +463,7 @@ impl Store for Db {
         let n = on_pool!(self, |pool| sqlx::query("UPDATE conversations SET unreachable = $1 WHERE id = $2")
             .bind(unreachable)
             .bind(id.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map_err(err)?
             .rows_affected());
@@ -375,7 +474,7 @@ impl Store for Db {
         let n = on_pool!(self, |pool| sqlx::query("UPDATE conversations SET platform_chat_id = $1 WHERE id = $2")
             .bind(new_platform_chat_id)
             .bind(id.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map_err(err)?
             .rows_affected());
@@ -387,14 +486,14 @@ impl Store for Db {
             let inbound =
                 sqlx::query_as("SELECT * FROM inbound_messages WHERE conversation_id = $1 ORDER BY received_at, id")
                     .bind(id.0)
-                    .fetch_all(pool)
+                    .fetch_all(&mut *pool)
                     .await
                     .map_err(err)?;
             let outbound = sqlx::query_as(
                 "SELECT * FROM outbox WHERE conversation_id = $1 AND kind = 'message' ORDER BY created_at, id",
             )
             .bind(id.0)
-            .fetch_all(pool)
+            .fetch_all(&mut *pool)
             .await
             .map_err(err)?;
             (inbound, outbound)
@@ -419,7 +518,7 @@ impl Store for Db {
             .bind(&new.text)
             .bind(&attachments)
             .bind(ms(new.received_at))
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
         )?);
         if let Some(row) = inserted {
@@ -430,7 +529,7 @@ impl Store for Db {
         )
         .bind(new.platform.as_str())
         .bind(&new.platform_message_id)
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(err)?);
         Ok(Inserted::Existing(row.try_into()?))
@@ -452,7 +551,7 @@ impl Store for Db {
             .bind(ms(at))
             .bind(platform.as_str())
             .bind(platform_message_id)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
         )?);
         row.map(TryInto::try_into).transpose()
@@ -465,7 +564,7 @@ impl Store for Db {
         .bind(ms(at))
         .bind(platform.as_str())
         .bind(platform_message_id)
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -477,7 +576,7 @@ impl Store for Db {
         let n = on_pool!(self, |pool| sqlx::query("UPDATE inbound_messages SET decision = $1 WHERE id = $2")
             .bind(&decision)
             .bind(id.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map_err(err)?
             .rows_affected());
@@ -488,7 +587,7 @@ impl Store for Db {
         let row: rows::InboundRow =
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM inbound_messages WHERE id = $1")
                 .bind(id.0)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(err)
                 .map_err(not_found("message", id))?);
@@ -500,7 +599,7 @@ impl Store for Db {
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM inbound_messages WHERE id > $1 ORDER BY id LIMIT $2")
                 .bind(after.0)
                 .bind(i64::from(limit))
-                .fetch_all(pool)
+                .fetch_all(&mut *pool)
                 .await
                 .map_err(err)?);
         rows::all(rows)
@@ -515,7 +614,7 @@ impl Store for Db {
         .bind(state)
         .bind(last.0)
         .bind(ms(at))
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map(|_| ())
         .map_err(err))
@@ -523,7 +622,9 @@ impl Store for Db {
 
     async fn engine_snapshot(&self) -> StoreResult<Option<(String, InboundId)>> {
         let row: Option<(String, i64)> = on_pool!(self, |pool| optional(
-            sqlx::query_as("SELECT state, last_inbound_id FROM engine_snapshots WHERE id = 1").fetch_one(pool).await
+            sqlx::query_as("SELECT state, last_inbound_id FROM engine_snapshots WHERE id = 1")
+                .fetch_one(&mut *pool)
+                .await
         )?);
         Ok(row.map(|(s, id)| (s, InboundId(id))))
     }
@@ -601,7 +702,7 @@ impl Store for Db {
     async fn notice(&self, id: NoticeId) -> StoreResult<Notice> {
         let row: rows::NoticeRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM notices WHERE id = $1")
             .bind(id.0)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)
             .map_err(not_found("notice", id))?);
@@ -615,7 +716,7 @@ impl Store for Db {
             "SELECT * FROM notices ORDER BY id DESC"
         };
         let rows: Vec<rows::NoticeRow> =
-            on_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await.map_err(err)?);
+            on_pool!(self, |pool| sqlx::query_as(sql).fetch_all(&mut *pool).await.map_err(err)?);
         rows::all(rows)
     }
 
@@ -624,7 +725,7 @@ impl Store for Db {
             "SELECT * FROM notice_versions WHERE notice_id = $1 ORDER BY version"
         )
         .bind(id.0)
-        .fetch_all(pool)
+        .fetch_all(&mut *pool)
         .await
         .map_err(err)?);
         rows::all(rows)
@@ -639,7 +740,7 @@ impl Store for Db {
         .bind(new.service.as_str())
         .bind(&new.region)
         .bind(ms(new.at))
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(err)?);
         row.try_into()
@@ -649,7 +750,7 @@ impl Store for Db {
         let row: rows::ClusterRow =
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM outage_clusters WHERE id = $1")
                 .bind(id.0)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(err)
                 .map_err(not_found("cluster", id))?);
@@ -660,7 +761,7 @@ impl Store for Db {
         let rows: Vec<rows::ClusterRow> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT * FROM outage_clusters WHERE state = 'open' ORDER BY first_at, id"
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *pool)
         .await
         .map_err(err)?);
         rows::all(rows)
@@ -674,7 +775,7 @@ impl Store for Db {
         .bind(members)
         .bind(ms(at))
         .bind(id.0)
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -685,7 +786,7 @@ impl Store for Db {
         let n = on_pool!(self, |pool| sqlx::query("UPDATE outage_clusters SET alerted_at_members = $1 WHERE id = $2")
             .bind(members)
             .bind(id.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map_err(err)?
             .rows_affected());
@@ -711,7 +812,7 @@ impl Store for Db {
         .bind(c.notice.map(|n| n.0))
         .bind(ms(c.first_at))
         .bind(ms(c.last_at))
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map(|_| ())
         .map_err(err))
@@ -733,7 +834,7 @@ impl Store for Db {
         .bind(ms(a.first_at))
         .bind(ms(a.last_at))
         .bind(ms(a.created_at))
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(err)?);
         row.try_into()
@@ -742,7 +843,7 @@ impl Store for Db {
     async fn alert(&self, id: webcare_domain::AlertId) -> StoreResult<webcare_domain::SpikeAlert> {
         let row: rows::AlertRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM spike_alerts WHERE id = $1")
             .bind(id.0)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)
             .map_err(not_found("alert", id))?);
@@ -752,7 +853,7 @@ impl Store for Db {
     async fn alerts(&self) -> StoreResult<Vec<webcare_domain::SpikeAlert>> {
         let rows: Vec<rows::AlertRow> =
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM spike_alerts ORDER BY created_at DESC, id DESC")
-                .fetch_all(pool)
+                .fetch_all(&mut *pool)
                 .await
                 .map_err(err)?);
         rows::all(rows)
@@ -819,7 +920,7 @@ impl Store for Db {
         .bind(notice)
         .bind(cluster)
         .bind(ms(at))
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -858,7 +959,7 @@ impl Store for Db {
             }
         };
         let rows: Vec<rows::SubscriptionRow> =
-            on_pool!(self, |pool| sqlx::query_as(sql).bind(id).fetch_all(pool).await.map_err(err)?);
+            on_pool!(self, |pool| sqlx::query_as(sql).bind(id).fetch_all(&mut *pool).await.map_err(err)?);
         rows::all(rows)
     }
 
@@ -876,7 +977,7 @@ impl Store for Db {
             ),
         };
         let rows: Vec<(String, i64)> =
-            on_pool!(self, |pool| sqlx::query_as(sql).bind(id).fetch_all(pool).await.map_err(err)?);
+            on_pool!(self, |pool| sqlx::query_as(sql).bind(id).fetch_all(&mut *pool).await.map_err(err)?);
         rows.into_iter()
             .map(|(p, n)| {
                 p.parse::<Platform>()
@@ -891,7 +992,7 @@ impl Store for Db {
             "SELECT * FROM subscriptions WHERE conversation_id = $1 ORDER BY created_at"
         )
         .bind(conversation.0)
-        .fetch_all(pool)
+        .fetch_all(&mut *pool)
         .await
         .map_err(err)?);
         rows::all(rows)
@@ -925,7 +1026,7 @@ impl Store for Db {
     async fn ticket(&self, id: TicketId) -> StoreResult<Ticket> {
         let row: rows::TicketRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM tickets WHERE id = $1")
             .bind(id.0)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)
             .map_err(not_found("ticket", id))?);
@@ -945,7 +1046,7 @@ impl Store for Db {
             for s in states {
                 q = q.bind(s.as_str());
             }
-            q.fetch_all(pool).await.map_err(err)?
+            q.fetch_all(&mut *pool).await.map_err(err)?
         });
         rows::all(rows)
     }
@@ -958,7 +1059,7 @@ impl Store for Db {
             )
             .bind(conversation.0)
             .bind(customer.0)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
         )?);
         row.map(TryInto::try_into).transpose()
@@ -991,7 +1092,7 @@ impl Store for Db {
         let rows: Vec<rows::TicketEventRow> =
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM ticket_events WHERE ticket_id = $1 ORDER BY id")
                 .bind(ticket.0)
-                .fetch_all(pool)
+                .fetch_all(&mut *pool)
                 .await
                 .map_err(err)?);
         rows::all(rows)
@@ -1031,7 +1132,7 @@ impl Store for Db {
         .bind(new.role.as_str())
         .bind(&new.password_hash)
         .bind(ms(new.at))
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(|e| match err(e) {
             StoreError::Conflict(_) => StoreError::Conflict(format!("an agent named `{}` exists already", new.name)),
@@ -1043,7 +1144,7 @@ impl Store for Db {
     async fn agent(&self, id: AgentId) -> StoreResult<Agent> {
         let row: rows::AgentRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM agents WHERE id = $1")
             .bind(id.0)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)
             .map_err(not_found("agent", id))?);
@@ -1052,14 +1153,14 @@ impl Store for Db {
 
     async fn agent_by_name(&self, name: &str) -> StoreResult<Option<Agent>> {
         let row: Option<rows::AgentRow> = on_pool!(self, |pool| optional(
-            sqlx::query_as("SELECT * FROM agents WHERE name = $1").bind(name).fetch_one(pool).await
+            sqlx::query_as("SELECT * FROM agents WHERE name = $1").bind(name).fetch_one(&mut *pool).await
         )?);
         row.map(TryInto::try_into).transpose()
     }
 
     async fn agents(&self) -> StoreResult<Vec<Agent>> {
         let rows: Vec<rows::AgentRow> = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM agents ORDER BY name")
-            .fetch_all(pool)
+            .fetch_all(&mut *pool)
             .await
             .map_err(err)?);
         rows::all(rows)
@@ -1072,7 +1173,7 @@ impl Store for Db {
         .bind(agent.0)
         .bind(token_hash)
         .bind(ms(at))
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map(|_| ())
         .map_err(err))
@@ -1085,7 +1186,7 @@ impl Store for Db {
                  WHERE api_tokens.token_hash = $1 AND agents.active = TRUE"
             )
             .bind(token_hash)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
         )?);
         row.map(TryInto::try_into).transpose()
@@ -1110,7 +1211,7 @@ impl Store for Db {
             .bind(new.priority.0)
             .bind(ms(new.not_before))
             .bind(ms(at))
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
         )?);
         if let Some(row) = inserted {
@@ -1119,7 +1220,7 @@ impl Store for Db {
         let row: rows::OutboxRow =
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM outbox WHERE idempotency_key = $1")
                 .bind(&new.idempotency_key)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(err)?);
         Ok(Inserted::Existing(row.try_into()?))
@@ -1162,7 +1263,7 @@ impl Store for Db {
     async fn outbox_item(&self, id: OutboxId) -> StoreResult<OutboxItem> {
         let row: rows::OutboxRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM outbox WHERE id = $1")
             .bind(id.0)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)
             .map_err(not_found("outbox row", id))?);
@@ -1190,7 +1291,7 @@ impl Store for Db {
             .bind(i64::from(limit))
             .bind(min_priority.0)
             .bind(below_priority.0)
-            .fetch_all(pool)
+            .fetch_all(&mut *pool)
             .await
             .map_err(err)?);
         let mut items: Vec<OutboxItem> = rows::all(rows)?;
@@ -1216,7 +1317,7 @@ impl Store for Db {
         .bind(platform_message_id)
         .bind(id.0)
         .bind(worker)
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -1239,7 +1340,7 @@ impl Store for Db {
         .bind(error)
         .bind(id.0)
         .bind(worker)
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -1254,7 +1355,7 @@ impl Store for Db {
         .bind(error)
         .bind(id.0)
         .bind(worker)
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -1272,7 +1373,7 @@ impl Store for Db {
                 "SELECT state, COUNT(*) FROM outbox WHERE idempotency_key LIKE $1 ESCAPE '\\' GROUP BY state ORDER BY state",
             )
             .bind(&pattern)
-            .fetch_all(pool)
+            .fetch_all(&mut *pool)
             .await
             .map_err(err)?;
             let recent = sqlx::query_as(
@@ -1280,7 +1381,7 @@ impl Store for Db {
             )
             .bind(&pattern)
             .bind(ms(sent_since))
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)?;
             (rows, recent)
@@ -1321,7 +1422,7 @@ impl Store for Db {
             .bind(bucket)
             .bind(now_us)
             .bind(span)
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(err)?);
         chrono::DateTime::from_timestamp_micros(end - span)
@@ -1338,7 +1439,7 @@ impl Store for Db {
             )
             .bind(&prefix)
             .bind(&keep)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map(|r| r.rows_affected())
             .map_err(err)
@@ -1350,7 +1451,7 @@ impl Store for Db {
             "UPDATE outbox SET state = 'cancelled' WHERE id = $1 AND state = 'pending'"
         )
         .bind(id.0)
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map_err(err)?
         .rows_affected());
@@ -1360,7 +1461,7 @@ impl Store for Db {
     async fn outbox_counts(&self) -> StoreResult<Vec<(OutboxState, i64)>> {
         let rows: Vec<(String, i64)> =
             on_pool!(self, |pool| sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
-                .fetch_all(pool)
+                .fetch_all(&mut *pool)
                 .await
                 .map_err(err)?);
         rows.into_iter()
@@ -1475,7 +1576,10 @@ impl Store for Db {
             let Some(row) = row else {
                 tx.rollback().await.map_err(err)?;
                 let exists: Option<(i64,)> = optional(
-                    sqlx::query_as("SELECT id FROM tickets WHERE id = $1").bind(ticket.id.0).fetch_one(pool).await,
+                    sqlx::query_as("SELECT id FROM tickets WHERE id = $1")
+                        .bind(ticket.id.0)
+                        .fetch_one(&mut *pool)
+                        .await,
                 )?;
                 return match exists {
                     Some(_) => Ok(None),
@@ -1612,7 +1716,7 @@ impl Store for Db {
                     Arg::Int(i) => q.bind(*i),
                 };
             }
-            q.fetch_all(pool).await.map_err(err)?
+            q.fetch_all(&mut *pool).await.map_err(err)?
         });
         rows::all(rows)
     }
@@ -1628,7 +1732,7 @@ impl Store for Db {
         .bind(&session.csrf)
         .bind(ms(session.created_at))
         .bind(ms(session.expires_at))
-        .execute(pool)
+        .execute(&mut *pool)
         .await
         .map(|_| ())
         .map_err(err))
@@ -1642,7 +1746,7 @@ impl Store for Db {
             )
             .bind(id_hash)
             .bind(ms(now))
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
         )?);
         row.map(session_of).transpose()
@@ -1651,7 +1755,7 @@ impl Store for Db {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
         on_pool!(self, |pool| sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map(|_| ())
             .map_err(err))
@@ -1660,7 +1764,7 @@ impl Store for Db {
     async fn delete_agent_sessions(&self, agent: AgentId) -> StoreResult<u64> {
         on_pool!(self, |pool| sqlx::query("DELETE FROM sessions WHERE agent_id = $1")
             .bind(agent.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map(|r| r.rows_affected())
             .map_err(err))
@@ -1669,7 +1773,7 @@ impl Store for Db {
     async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
         on_pool!(self, |pool| sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(ms(now))
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map(|r| r.rows_affected())
             .map_err(err))
@@ -1680,7 +1784,7 @@ impl Store for Db {
             on_pool!(self, |pool| sqlx::query_as("UPDATE agents SET role = $2 WHERE id = $1 RETURNING *")
                 .bind(id.0)
                 .bind(role.as_str())
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(err)
                 .map_err(not_found("agent", id))?);
@@ -1692,7 +1796,7 @@ impl Store for Db {
             on_pool!(self, |pool| sqlx::query_as("UPDATE agents SET active = $2 WHERE id = $1 RETURNING *")
                 .bind(id.0)
                 .bind(active)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(err)
                 .map_err(not_found("agent", id))?);
@@ -1704,7 +1808,7 @@ impl Store for Db {
             on_pool!(self, |pool| sqlx::query_as("UPDATE agents SET password_hash = $2 WHERE id = $1 RETURNING *")
                 .bind(id.0)
                 .bind(password_hash)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(err)
                 .map_err(not_found("agent", id))?);
@@ -1727,7 +1831,7 @@ impl Store for Db {
         .bind(body)
         .bind(by.map(|a| a.0))
         .bind(ms(at))
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(|e| match err(e) {
             StoreError::Conflict(_) => StoreError::Conflict(format!("a canned reply titled `{title}` exists already")),
@@ -1752,7 +1856,7 @@ impl Store for Db {
         .bind(title)
         .bind(body)
         .bind(ms(at))
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(|e| match err(e) {
             StoreError::Conflict(_) => StoreError::Conflict(format!("a canned reply titled `{title}` exists already")),
@@ -1765,7 +1869,7 @@ impl Store for Db {
     async fn delete_canned_reply(&self, id: webcare_domain::CannedReplyId) -> StoreResult<()> {
         let deleted = on_pool!(self, |pool| sqlx::query("DELETE FROM canned_replies WHERE id = $1")
             .bind(id.0)
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map(|r| r.rows_affected())
             .map_err(err)?);
@@ -1780,7 +1884,7 @@ impl Store for Db {
             "SELECT id, title, body, created_by, created_at, updated_at FROM canned_replies WHERE id = $1"
         )
         .bind(id.0)
-        .fetch_one(pool)
+        .fetch_one(&mut *pool)
         .await
         .map_err(err)
         .map_err(not_found("canned reply", id))?);
@@ -1791,7 +1895,7 @@ impl Store for Db {
         let rows: Vec<CannedRow> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT id, title, body, created_by, created_at, updated_at FROM canned_replies ORDER BY title, id"
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *pool)
         .await
         .map_err(err)?);
         rows.into_iter().map(canned_of).collect()
@@ -1803,7 +1907,7 @@ impl Store for Db {
         )
         .bind(ms(since))
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(&mut *pool)
         .await
         .map_err(err)?);
         rows::all(rows)
@@ -1815,7 +1919,7 @@ impl Db {
     /// The text is run as given: never build it from input.
     pub async fn execute_admin(&self, statement: &str) -> StoreResult<()> {
         let statement = sqlx::AssertSqlSafe(statement.to_owned());
-        on_pool!(self, |pool| sqlx::query(statement).execute(pool).await.map(|_| ()).map_err(err))
+        on_pool!(self, |pool| sqlx::query(statement).execute(&mut *pool).await.map(|_| ()).map_err(err))
     }
 
     /// Registers many private conversations on `platform` at once and subscribes them to `notice`, a thousand per
@@ -1870,7 +1974,7 @@ impl Db {
                 let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(pool).await.map_err(err)?;
                 Ok(Some(mode))
             }
-            Pool::Postgres(_) => Ok(None),
+            _ => Ok(None),
         }
     }
 }

@@ -366,3 +366,92 @@ async fn a_file_on_its_own_is_acknowledged_and_referenced_in_a_ticket() {
     assert!(events.iter().any(|e| e.body == "[photo]"), "{events:?}");
     assert!(outbox_bodies(db.db()).await[0].contains("We received your file"));
 }
+
+/// A burst of messages from many customers, as a getUpdates answer or a webhook storm brings them.
+fn burst() -> Vec<InboundEvent> {
+    const TEXTS: [&str; 6] = [
+        "Storing in Utrecht? Geen internet sinds 10 uur",
+        "Mijn factuur klopt niet, ik betaal dubbel",
+        "Bedankt voor de hulp!",
+        "is the internet down in Utrecht? no connection",
+        "I'm moving next month, how do I take my contract along?",
+        "Geen internet in Utrecht, ook de buren niet",
+    ];
+    (0..90).map(|i| private(&format!("b{}", i % 30), &i.to_string(), TEXTS[i % TEXTS.len()], t(i as i64))).collect()
+}
+
+/// What became of every message, in message order: the stored decisions, tickets and answers.
+async fn what_happened(db: &TestDb) -> (Vec<String>, usize, usize) {
+    let store = db.db();
+    let messages = store.inbound_after(webcare_domain::InboundId(0), 1000).await.unwrap();
+    let actions = messages
+        .iter()
+        .map(|m| {
+            let d = m.decision.as_ref().expect("every message is decided");
+            format!("{} {}", m.platform_message_id, d["action"].as_str().unwrap())
+        })
+        .collect();
+    (actions, store.tickets(&[]).await.unwrap().len(), outbox_bodies(store).await.len())
+}
+
+#[tokio::test]
+async fn a_burst_taken_together_is_decided_as_one_by_one() {
+    burst_together_as_one_by_one(TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_burst_taken_together_is_decided_as_one_by_one_on_postgresql() {
+    let Some(db) = TestDb::postgres().await else { return };
+    burst_together_as_one_by_one(db).await;
+}
+
+/// The same 90 messages, once awaited one by one (on SQLite) and once all at once on `together` (so they are stored
+/// and decided in batches): the same decisions, tickets and answers.
+async fn burst_together_as_one_by_one(together: TestDb) {
+    let one_by_one = TestDb::sqlite().await;
+    let p = pipeline(&one_by_one).await;
+    for e in burst() {
+        p.receive(e).await.unwrap();
+    }
+    let p = pipeline(&together).await;
+    let outcomes = futures_util::future::join_all(burst().into_iter().map(|e| p.receive(e))).await;
+    assert!(outcomes.iter().all(|o| o.as_ref().is_ok_and(|o| o.new)), "{outcomes:?}");
+    let expected = what_happened(&one_by_one).await;
+    assert_eq!(what_happened(&together).await, expected);
+    assert!(expected.1 > 0 && expected.2 > 0, "the burst opens tickets and gets answers: {expected:?}");
+}
+
+#[tokio::test]
+async fn a_message_twice_in_one_burst_is_decided_once() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let e = private("u1", "1", "Mijn factuur klopt niet, ik betaal dubbel", t(0));
+    let other = private("u2", "1", "Bedankt!", t(0));
+    let outcomes = futures_util::future::join_all([e.clone(), other, e].map(|e| p.receive(e))).await;
+    let outcomes: Vec<_> = outcomes.into_iter().map(|o| o.unwrap()).map(|o| (o.new, o.action)).collect();
+    assert_eq!(outcomes[0], (true, "ticket".to_owned()));
+    assert_eq!(outcomes[2], (false, "duplicate".to_owned()));
+    assert_eq!(db.db().tickets(&[]).await.unwrap().len(), 1);
+    let events = db.db().ticket_events(db.db().tickets(&[]).await.unwrap()[0].id).await.unwrap();
+    assert_eq!(events.len(), 2, "created and the message, once: {events:?}");
+}
+
+#[tokio::test]
+async fn a_command_in_a_burst_keeps_its_place() {
+    // Outage question, /stop, outage question again, handed over at once: the /stop ends the first subscription,
+    // the second question starts following the outage again. Out of order, the customer would follow nothing.
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let mut stop = private("u1", "2", "", t(1));
+    stop.kind = InboundKind::Command { name: "stop".into(), args: String::new() };
+    let events = [
+        private("u1", "1", "Storing in Utrecht? Geen internet", t(0)),
+        stop,
+        private("u1", "3", "Nog steeds geen internet in Utrecht", t(2)),
+    ];
+    let outcomes = futures_util::future::join_all(events.map(|e| p.receive(e))).await;
+    let actions: Vec<_> = outcomes.into_iter().map(|o| o.unwrap().action).collect();
+    assert_eq!(actions[1], "stop");
+    let chat = db.db().conversation_by_chat(Platform::Telegram, "u1").await.unwrap().unwrap();
+    assert_eq!(db.db().subscriptions_of(chat.id).await.unwrap().len(), 1, "{actions:?}");
+}

@@ -38,6 +38,7 @@ contract!(
     paid_broadcast_is_kept_and_subscribers_are_counted_per_platform,
     send_slots_follow_each_other_and_start_now_when_idle,
     concurrent_reservations_never_share_a_slot,
+    a_unit_of_work_commits_all_or_nothing,
 );
 
 async fn stop_cancels_pending_notice_messages_but_not_answers(t_db: &TestDb) {
@@ -733,4 +734,55 @@ async fn outbox_batches_are_idempotent_too(t_db: &TestDb) {
     assert_eq!(db.enqueue_many(&more, t(2)).await.unwrap(), 1);
     assert_eq!(db.enqueue_many(&[], t(3)).await.unwrap(), 0);
     assert_eq!(db.outbox_counts().await.unwrap(), vec![(OutboxState::Pending, 251)]);
+}
+
+async fn a_unit_of_work_commits_all_or_nothing(t_db: &TestDb) {
+    let db = t_db.db();
+    let (customer, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let count = || async { db.inbound_after(webcare_domain::InboundId(0), 100).await.unwrap().len() };
+
+    // Committed: everything done through the unit is there at once, including a transaction of its own inside it
+    // (a ticket with its events), and the unit read its own writes before.
+    let unit = db.begin().await.unwrap();
+    let stored = unit.insert_inbound(inbound(&chat, &customer, "m1", "Geen internet")).await.unwrap();
+    let Inserted::New(m1) = stored else { panic!("a new message") };
+    assert_eq!(unit.inbound(m1.id).await.unwrap().text, "Geen internet", "a unit reads its own writes");
+    let ticket = unit
+        .create_ticket(NewTicket {
+            conversation: chat.id,
+            customer: customer.id,
+            subject: "Geen internet".into(),
+            priority: 2,
+            category: "outage".into(),
+            due_at: None,
+            first_response_due_at: None,
+            resolution_due_at: None,
+            tags: Vec::new(),
+            at: t(1),
+        })
+        .await
+        .unwrap();
+    unit.add_ticket_event(ticket.id, TicketEventKind::CustomerMessage, None, "Geen internet", t(1)).await.unwrap();
+    unit.commit().await.unwrap();
+    assert_eq!(count().await, 1);
+    assert_eq!(db.ticket_events(ticket.id).await.unwrap().len(), 2);
+    assert!(unit.inbound(m1.id).await.is_err(), "a committed unit is spent");
+
+    // Rolled back, or dropped without a commit: nothing of it stays.
+    let unit = db.begin().await.unwrap();
+    unit.insert_inbound(inbound(&chat, &customer, "m2", "Storing?")).await.unwrap();
+    unit.set_decision(m1.id, &serde_json::json!({"action": "ticket"})).await.unwrap();
+    unit.rollback().await.unwrap();
+    let unit = db.begin().await.unwrap();
+    unit.insert_inbound(inbound(&chat, &customer, "m3", "Nog steeds storing")).await.unwrap();
+    drop(unit);
+    assert_eq!(count().await, 1);
+    assert!(db.inbound(m1.id).await.unwrap().decision.is_none());
+
+    // A unit does not block readers, and the next unit starts once one ends.
+    let unit = db.begin().await.unwrap();
+    unit.insert_inbound(inbound(&chat, &customer, "m4", "Weer storing")).await.unwrap();
+    assert_eq!(count().await, 1, "others see a unit's writes only once it commits");
+    unit.commit().await.unwrap();
+    assert_eq!(count().await, 2);
 }

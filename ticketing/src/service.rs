@@ -89,6 +89,12 @@ impl Ticketing {
         Ticketing { store, policy }
     }
 
+    /// The same service over another store: a unit of work (`Store::begin`), so that its changes commit with the
+    /// caller's.
+    pub fn on(&self, store: Arc<dyn Store>) -> Ticketing {
+        Ticketing { store, policy: self.policy.clone() }
+    }
+
     pub fn policy(&self) -> &TicketPolicy {
         &self.policy
     }

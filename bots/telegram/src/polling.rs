@@ -3,7 +3,7 @@
 //! Telegram confirms every update below the `offset` of the next `getUpdates` call. The loop advances its offset
 //! past an update only when the intake returned, so an update whose storing failed — or that was in flight when
 //! the process died — is fetched again; the intake stores a redelivered update once. On shutdown the loop stops
-//! between updates and makes one last call with the new offset and no wait, so that what it handled is confirmed
+//! between calls and makes one last call with the new offset and no wait, so that what it handled is confirmed
 //! and not fetched again by the next start.
 
 use std::sync::Arc;
@@ -78,12 +78,15 @@ impl Poller {
                     continue;
                 }
             };
-            for update in &updates {
-                if shutdown.is_cancelled() {
-                    break;
-                }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // All of a call's updates go to the intake at once, so that it stores and decides them together (one
+            // commit for the lot, in this order); each is confirmed only when it and every update before it are stored.
+            let handled = futures_util::future::join_all(updates.iter().map(|u| self.handler.handle(u))).await;
+            for (update, result) in updates.iter().zip(handled) {
                 let next = i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1);
-                match self.handler.handle(update).await {
+                match result {
                     Ok(()) => offset = Some(next),
                     Err(e) => {
                         // Not confirmed: this update and the rest of the batch come again with the next call.
