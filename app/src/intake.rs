@@ -688,23 +688,8 @@ impl Core {
     /// Stores the customers, conversations and messages of a batch in one unit of work.
     async fn store_batch(&self, events: &[InboundEvent]) -> StoreResult<Vec<Stored>> {
         let unit = self.store.begin().await?;
-        let store: Arc<dyn Store> = unit.clone();
-        let mut stored = Vec::with_capacity(events.len());
-        let mut seen = std::collections::HashSet::new();
-        let mut result = Ok(());
-        for event in events {
-            match self.store_one(store.as_ref(), event).await {
-                // The same message twice in one batch (a platform's quick redelivery): decided once.
-                Ok(Stored::New { message, .. }) if !seen.insert(message.id) => stored.push(Stored::Duplicate),
-                Ok(s) => stored.push(s),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        match result {
-            Ok(()) => {
+        match store_all(&*unit, events).await {
+            Ok(stored) => {
                 unit.commit().await?;
                 Ok(stored)
             }
@@ -713,27 +698,6 @@ impl Core {
                 Err(e)
             }
         }
-    }
-
-    async fn store_one(&self, store: &dyn Store, event: &InboundEvent) -> StoreResult<Stored> {
-        let (customer, conversation) = upsert_sender(store, event).await?;
-        let inserted = store
-            .insert_inbound(NewInbound {
-                platform: event.platform,
-                platform_message_id: event.message_id.clone(),
-                conversation: conversation.id,
-                customer: customer.id,
-                text: event.text.clone(),
-                attachments: event.attachments.clone(),
-                received_at: event.at,
-            })
-            .await?;
-        Ok(match inserted {
-            webcare_domain::Inserted::Existing(m) if m.decision.is_some() => Stored::Duplicate,
-            webcare_domain::Inserted::Existing(message) | webcare_domain::Inserted::New(message) => {
-                Stored::New { message, conversation, customer }
-            }
-        })
     }
 
     /// Carries out a batch's decisions in one unit of work, with the snapshot when one is due; the actions in order.
@@ -874,30 +838,70 @@ impl Core {
 /// Stores the event's customer and conversation (or finds them); a chat that was unreachable works again, since
 /// the customer writes on it.
 async fn upsert_sender(store: &dyn Store, event: &InboundEvent) -> StoreResult<(Customer, Conversation)> {
-    let customer = store
-        .upsert_customer(
-            NewCustomer {
-                platform: event.platform,
-                platform_user_id: event.user_id.clone(),
-                display_name: event.user_name.clone(),
-            },
-            event.at,
-        )
-        .await?;
-    let mut conversation = store
-        .upsert_conversation(
-            NewConversation {
-                platform: event.platform,
-                platform_chat_id: event.chat_id.clone(),
-                kind: event.chat_kind,
-                title: event.chat_title.clone(),
-            },
-            event.at,
-        )
-        .await?;
+    let customer = store.upsert_customer(new_customer(event), event.at).await?;
+    let mut conversation = store.upsert_conversation(new_conversation(event), event.at).await?;
     if conversation.unreachable {
         store.set_conversation_unreachable(conversation.id, false).await?;
         conversation.unreachable = false;
     }
     Ok((customer, conversation))
+}
+
+/// Stores a batch's customers, conversations and messages with one statement each.
+async fn store_all(store: &dyn Store, events: &[InboundEvent]) -> StoreResult<Vec<Stored>> {
+    let Some(at) = events.iter().map(|e| e.at).min() else { return Ok(Vec::new()) };
+    let customers = store.upsert_customers(&events.iter().map(new_customer).collect::<Vec<_>>(), at).await?;
+    let mut conversations =
+        store.upsert_conversations(&events.iter().map(new_conversation).collect::<Vec<_>>(), at).await?;
+    for conversation in conversations.iter_mut().filter(|c| c.unreachable) {
+        // The customer writes again, so the chat works again (unblocked, DMs reopened).
+        store.set_conversation_unreachable(conversation.id, false).await?;
+        conversation.unreachable = false;
+    }
+    let new: Vec<NewInbound> = events
+        .iter()
+        .zip(customers.iter().zip(&conversations))
+        .map(|(event, (customer, conversation))| NewInbound {
+            platform: event.platform,
+            platform_message_id: event.message_id.clone(),
+            conversation: conversation.id,
+            customer: customer.id,
+            text: event.text.clone(),
+            attachments: event.attachments.clone(),
+            received_at: event.at,
+        })
+        .collect();
+    let inserted = store.insert_inbound_many(&new).await?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(inserted
+        .into_iter()
+        .zip(customers.into_iter().zip(conversations))
+        .map(|(inserted, (customer, conversation))| match inserted {
+            webcare_domain::Inserted::Existing(m) if m.decision.is_some() => Stored::Duplicate,
+            // The same message twice in one batch (a platform's quick redelivery): decided once.
+            webcare_domain::Inserted::Existing(m) | webcare_domain::Inserted::New(m) if !seen.insert(m.id) => {
+                Stored::Duplicate
+            }
+            webcare_domain::Inserted::Existing(message) | webcare_domain::Inserted::New(message) => {
+                Stored::New { message, conversation, customer }
+            }
+        })
+        .collect())
+}
+
+fn new_customer(event: &InboundEvent) -> NewCustomer {
+    NewCustomer {
+        platform: event.platform,
+        platform_user_id: event.user_id.clone(),
+        display_name: event.user_name.clone(),
+    }
+}
+
+fn new_conversation(event: &InboundEvent) -> NewConversation {
+    NewConversation {
+        platform: event.platform,
+        platform_chat_id: event.chat_id.clone(),
+        kind: event.chat_kind,
+        title: event.chat_title.clone(),
+    }
 }

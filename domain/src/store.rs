@@ -80,10 +80,15 @@ pub trait Store: Send + Sync {
 
     /// Stores a customer once per platform user; a later call updates the display name.
     async fn upsert_customer(&self, new: NewCustomer, at: Timestamp) -> StoreResult<Customer>;
+    /// [`Store::upsert_customer`] for many at once, in one statement; the customers in the order given (the same
+    /// user twice gets the same customer, with the last display name).
+    async fn upsert_customers(&self, new: &[NewCustomer], at: Timestamp) -> StoreResult<Vec<Customer>>;
     async fn customer(&self, id: CustomerId) -> StoreResult<Customer>;
     async fn set_customer_unreachable(&self, id: CustomerId, unreachable: bool) -> StoreResult<()>;
     /// Stores a conversation once per platform chat; a later call updates the title.
     async fn upsert_conversation(&self, new: NewConversation, at: Timestamp) -> StoreResult<Conversation>;
+    /// [`Store::upsert_conversation`] for many at once, in one statement; the conversations in the order given.
+    async fn upsert_conversations(&self, new: &[NewConversation], at: Timestamp) -> StoreResult<Vec<Conversation>>;
     async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation>;
     async fn conversation_by_chat(
         &self,
@@ -107,6 +112,9 @@ pub trait Store: Send + Sync {
 
     /// Stores a message once: a second call with the same platform and platform message id returns the stored one.
     async fn insert_inbound(&self, new: NewInbound) -> StoreResult<Inbound>;
+    /// [`Store::insert_inbound`] for many at once; ids follow the order given. A message given twice is `New` the
+    /// first time and `Existing` the second.
+    async fn insert_inbound_many(&self, new: &[NewInbound]) -> StoreResult<Vec<Inbound>>;
     /// Applies an edit; returns the updated message, or `None` when the message is not stored.
     async fn edit_inbound(
         &self,

@@ -11,6 +11,7 @@
 mod open;
 mod rows;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -359,6 +360,52 @@ impl Store for Db {
         row.try_into()
     }
 
+    async fn upsert_customers(&self, new: &[NewCustomer], at: Timestamp) -> StoreResult<Vec<Customer>> {
+        // One row per user: a statement may not update the same row twice (PostgreSQL refuses).
+        let mut unique: Vec<&NewCustomer> = Vec::new();
+        let mut index: HashMap<(Platform, &str), usize> = HashMap::new();
+        for c in new {
+            match index.get(&(c.platform, c.platform_user_id.as_str())) {
+                Some(&i) => unique[i] = c,
+                None => {
+                    index.insert((c.platform, c.platform_user_id.as_str()), unique.len());
+                    unique.push(c);
+                }
+            }
+        }
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<rows::CustomerRow> = on_pool!(self, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO customers (platform, platform_user_id, display_name, created_at) ",
+            );
+            q.push_values(&unique, |mut b, c| {
+                b.push_bind(c.platform.as_str())
+                    .push_bind(c.platform_user_id.clone())
+                    .push_bind(c.display_name.clone())
+                    .push_bind(ms(at));
+            });
+            q.push(
+                " ON CONFLICT (platform, platform_user_id) DO UPDATE SET display_name = excluded.display_name
+                  RETURNING *",
+            );
+            q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+        });
+        let stored: HashMap<(Platform, String), Customer> = rows::all::<_, Customer>(rows)?
+            .into_iter()
+            .map(|c| ((c.platform, c.platform_user_id.clone()), c))
+            .collect();
+        new.iter()
+            .map(|c| {
+                stored
+                    .get(&(c.platform, c.platform_user_id.clone()))
+                    .cloned()
+                    .ok_or_else(|| StoreError::Other(format!("customer {} was not stored", c.platform_user_id)))
+            })
+            .collect()
+    }
+
     async fn customer(&self, id: CustomerId) -> StoreResult<Customer> {
         let row: rows::CustomerRow = on_pool!(self, |pool| sqlx::query_as("SELECT * FROM customers WHERE id = $1")
             .bind(id.0)
@@ -397,6 +444,57 @@ impl Store for Db {
         .map_err(err)?
         });
         row.try_into()
+    }
+
+    async fn upsert_conversations(&self, new: &[NewConversation], at: Timestamp) -> StoreResult<Vec<Conversation>> {
+        // One row per chat, with the last title given (as one call after another would leave it).
+        let mut unique: Vec<NewConversation> = Vec::new();
+        let mut index: HashMap<(Platform, &str), usize> = HashMap::new();
+        for c in new {
+            match index.get(&(c.platform, c.platform_chat_id.as_str())) {
+                Some(&i) => {
+                    if c.title.is_some() {
+                        unique[i].title = c.title.clone();
+                    }
+                }
+                None => {
+                    index.insert((c.platform, c.platform_chat_id.as_str()), unique.len());
+                    unique.push(c.clone());
+                }
+            }
+        }
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<rows::ConversationRow> = on_pool!(self, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO conversations (platform, platform_chat_id, kind, title, created_at) ",
+            );
+            q.push_values(&unique, |mut b, c| {
+                b.push_bind(c.platform.as_str())
+                    .push_bind(c.platform_chat_id.clone())
+                    .push_bind(c.kind.as_str())
+                    .push_bind(c.title.clone())
+                    .push_bind(ms(at));
+            });
+            q.push(
+                " ON CONFLICT (platform, platform_chat_id) DO UPDATE SET title = COALESCE(excluded.title, conversations.title)
+                  RETURNING *",
+            );
+            q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+        });
+        let stored: HashMap<(Platform, String), Conversation> = rows::all::<_, Conversation>(rows)?
+            .into_iter()
+            .map(|c| ((c.platform, c.platform_chat_id.clone()), c))
+            .collect();
+        new.iter()
+            .map(|c| {
+                stored
+                    .get(&(c.platform, c.platform_chat_id.clone()))
+                    .cloned()
+                    .ok_or_else(|| StoreError::Other(format!("conversation {} was not stored", c.platform_chat_id)))
+            })
+            .collect()
     }
 
     async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation> {
@@ -533,6 +631,58 @@ impl Store for Db {
         .await
         .map_err(err)?);
         Ok(Inserted::Existing(row.try_into()?))
+    }
+
+    async fn insert_inbound_many(&self, new: &[NewInbound]) -> StoreResult<Vec<Inbound>> {
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Messages already stored (redelivered) are skipped by the insert and read afterwards.
+        let inserted: Vec<rows::InboundRow> = on_pool!(self, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO inbound_messages
+                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at) ",
+            );
+            q.push_values(new, |mut b, m| {
+                b.push_bind(m.platform.as_str())
+                    .push_bind(m.platform_message_id.clone())
+                    .push_bind(m.conversation.0)
+                    .push_bind(m.customer.0)
+                    .push_bind(m.text.clone())
+                    .push_bind(to_json(&m.attachments))
+                    .push_bind(ms(m.received_at));
+            });
+            q.push(" ON CONFLICT (platform, platform_message_id) DO NOTHING RETURNING *");
+            q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+        });
+        let mut fresh: HashMap<(Platform, String), InboundMessage> = rows::all::<_, InboundMessage>(inserted)?
+            .into_iter()
+            .map(|m| ((m.platform, m.platform_message_id.clone()), m))
+            .collect();
+        let mut out = Vec::with_capacity(new.len());
+        let mut seen: HashMap<(Platform, String), InboundMessage> = HashMap::new();
+        for m in new {
+            let key = (m.platform, m.platform_message_id.clone());
+            if let Some(message) = fresh.remove(&key) {
+                seen.insert(key, message.clone());
+                out.push(Inserted::New(message));
+            } else if let Some(message) = seen.get(&key) {
+                out.push(Inserted::Existing(message.clone()));
+            } else {
+                let row: rows::InboundRow = on_pool!(self, |pool| sqlx::query_as(
+                    "SELECT * FROM inbound_messages WHERE platform = $1 AND platform_message_id = $2"
+                )
+                .bind(m.platform.as_str())
+                .bind(&m.platform_message_id)
+                .fetch_one(&mut *pool)
+                .await
+                .map_err(err)?);
+                let message: InboundMessage = row.try_into()?;
+                seen.insert(key, message.clone());
+                out.push(Inserted::Existing(message));
+            }
+        }
+        Ok(out)
     }
 
     async fn edit_inbound(

@@ -39,6 +39,7 @@ contract!(
     send_slots_follow_each_other_and_start_now_when_idle,
     concurrent_reservations_never_share_a_slot,
     a_unit_of_work_commits_all_or_nothing,
+    batches_store_like_one_call_after_another,
 );
 
 async fn stop_cancels_pending_notice_messages_but_not_answers(t_db: &TestDb) {
@@ -785,4 +786,61 @@ async fn a_unit_of_work_commits_all_or_nothing(t_db: &TestDb) {
     assert_eq!(count().await, 1, "others see a unit's writes only once it commits");
     unit.commit().await.unwrap();
     assert_eq!(count().await, 2);
+}
+
+async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
+    let db = t_db.db();
+    let (anna, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let customer = |id: &str, name: &str| NewCustomer {
+        platform: Platform::Telegram,
+        platform_user_id: id.into(),
+        display_name: name.into(),
+    };
+    let customers = db
+        .upsert_customers(&[customer("u2", "Bo"), customer("u1", "Anna B"), customer("u2", "Bo C")], t(5))
+        .await
+        .unwrap();
+    assert_eq!(customers[1].id, anna.id, "a known user keeps the customer");
+    assert_eq!(customers[0].id, customers[2].id, "the same user twice is one customer");
+    assert_eq!((customers[0].display_name.as_str(), customers[1].display_name.as_str()), ("Bo C", "Anna B"));
+    assert!(db.upsert_customers(&[], t(5)).await.unwrap().is_empty());
+
+    let conversation = |id: &str, title: Option<&str>| NewConversation {
+        platform: Platform::Telegram,
+        platform_chat_id: id.into(),
+        kind: ConversationKind::Public,
+        title: title.map(Into::into),
+    };
+    let chats = db
+        .upsert_conversations(
+            &[conversation("g1", Some("Buurt")), conversation("c1", None), conversation("g1", None)],
+            t(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(chats[1].id, chat.id);
+    assert_eq!(chats[1].title.as_deref(), Some("Anna"), "a missing title keeps the stored one");
+    assert_eq!((chats[0].id, chats[0].title.as_deref()), (chats[2].id, Some("Buurt")));
+    assert_eq!(chats[0].kind, ConversationKind::Public);
+
+    let Inserted::New(before) = db.insert_inbound(inbound(&chat, &anna, "m1", "eerder")).await.unwrap() else {
+        panic!("new")
+    };
+    let stored = db
+        .insert_inbound_many(&[
+            inbound(&chat, &anna, "m2", "een"),
+            inbound(&chat, &anna, "m1", "eerder, opnieuw bezorgd"),
+            inbound(&chat, &anna, "m3", "twee"),
+            inbound(&chat, &anna, "m2", "een, twee keer in een batch"),
+        ])
+        .await
+        .unwrap();
+    let (m2, m3) = match (&stored[0], &stored[2]) {
+        (Inserted::New(a), Inserted::New(b)) => (a.clone(), b.clone()),
+        other => panic!("new messages: {other:?}"),
+    };
+    assert!(before.id < m2.id && m2.id < m3.id, "ids follow the order given");
+    assert!(matches!(&stored[1], Inserted::Existing(m) if m.id == before.id && m.text == "eerder"));
+    assert!(matches!(&stored[3], Inserted::Existing(m) if m.id == m2.id && m.text == "een"));
+    assert_eq!(db.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap().len(), 3);
 }
