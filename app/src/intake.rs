@@ -78,6 +78,20 @@ struct Core {
 struct Ctx {
     store: Arc<dyn Store>,
     ticketing: Ticketing,
+    /// In a batch, the decisions to store with one statement at its end; `None`: each at once.
+    decisions: Option<std::sync::Mutex<Vec<(InboundId, serde_json::Value)>>>,
+}
+
+impl Ctx {
+    async fn set_decision(&self, id: InboundId, record: serde_json::Value) -> StoreResult<()> {
+        match &self.decisions {
+            Some(later) => {
+                later.lock().expect("the decision list is never poisoned").push((id, record));
+                Ok(())
+            }
+            None => self.store.set_decision(id, &record).await,
+        }
+    }
 }
 
 /// An event waiting for the batching task, and where its outcome goes.
@@ -202,7 +216,7 @@ async fn receive_run(core: &Core, run: Vec<Job>) {
 
 impl Core {
     fn plain(&self) -> Ctx {
-        Ctx { store: self.store.clone(), ticketing: self.ticketing.clone() }
+        Ctx { store: self.store.clone(), ticketing: self.ticketing.clone(), decisions: None }
     }
 
     async fn replay_after(&self, mut after: InboundId) -> StoreResult<()> {
@@ -385,7 +399,7 @@ impl Core {
             "merged": decision.merged,
             "reasons": decision.reasons,
         });
-        ctx.store.set_decision(message.id, &record).await?;
+        ctx.set_decision(message.id, record).await?;
         d.last = d.last.max(message.id);
         d.since_snapshot += 1;
         Ok(decision)
@@ -706,7 +720,11 @@ impl Core {
             return Ok(Vec::new());
         }
         let unit = self.store.begin().await?;
-        let ctx = Ctx { store: unit.clone(), ticketing: self.ticketing.on(unit.clone()) };
+        let ctx = Ctx {
+            store: unit.clone(),
+            ticketing: self.ticketing.on(unit.clone()),
+            decisions: Some(std::sync::Mutex::new(Vec::with_capacity(decided.len()))),
+        };
         let mut actions = Vec::with_capacity(decided.len());
         let mut result = Ok(());
         for item in decided {
@@ -717,6 +735,10 @@ impl Core {
                     break;
                 }
             }
+        }
+        if result.is_ok() {
+            let decisions = ctx.decisions.as_ref().map(|l| std::mem::take(&mut *l.lock().expect("never poisoned")));
+            result = ctx.store.set_decisions(&decisions.unwrap_or_default()).await;
         }
         if result.is_ok() && d.since_snapshot >= self.config.snapshot_every {
             result = self.snapshot_locked(ctx.store.as_ref(), d).await;
@@ -741,7 +763,7 @@ impl Core {
                 decision.action.as_str().to_owned()
             }
             None => {
-                ctx.store.set_decision(item.message.id, &json!({"action": "ignore", "reasons": ["empty"]})).await?;
+                ctx.set_decision(item.message.id, json!({"action": "ignore", "reasons": ["empty"]})).await?;
                 "ignore".to_owned()
             }
         };

@@ -733,6 +733,32 @@ impl Store for Db {
         found(n, "message", id)
     }
 
+    async fn set_decisions(&self, decisions: &[(InboundId, serde_json::Value)]) -> StoreResult<()> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let n = on_pool!(self, |pool| {
+            // `column1`, `column2`: the names both databases give a VALUES list's columns.
+            let mut q = sqlx::QueryBuilder::new("UPDATE inbound_messages SET decision = v.column2 FROM (");
+            q.push_values(decisions, |mut b, (id, decision)| {
+                b.push("CAST(")
+                    .push_bind_unseparated(id.0)
+                    .push_unseparated(" AS BIGINT)")
+                    .push_bind(to_json(decision));
+            });
+            q.push(") AS v WHERE inbound_messages.id = v.column1");
+            q.build().execute(&mut *pool).await.map_err(err)?.rows_affected()
+        });
+        let distinct: std::collections::HashSet<InboundId> = decisions.iter().map(|(id, _)| *id).collect();
+        if n < distinct.len() as u64 {
+            return Err(StoreError::NotFound {
+                what: "message",
+                id: format!("{} of {}", distinct.len() as u64 - n, distinct.len()),
+            });
+        }
+        Ok(())
+    }
+
     async fn inbound(&self, id: InboundId) -> StoreResult<InboundMessage> {
         let row: rows::InboundRow =
             on_pool!(self, |pool| sqlx::query_as("SELECT * FROM inbound_messages WHERE id = $1")

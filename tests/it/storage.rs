@@ -843,4 +843,12 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     assert!(matches!(&stored[1], Inserted::Existing(m) if m.id == before.id && m.text == "eerder"));
     assert!(matches!(&stored[3], Inserted::Existing(m) if m.id == m2.id && m.text == "een"));
     assert_eq!(db.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap().len(), 3);
+
+    let decided = [(m2.id, serde_json::json!({"action": "ticket"})), (m3.id, serde_json::json!({"action": "ignore"}))];
+    db.set_decisions(&decided).await.unwrap();
+    assert_eq!(db.inbound(m2.id).await.unwrap().decision.unwrap()["action"], "ticket");
+    assert_eq!(db.inbound(m3.id).await.unwrap().decision.unwrap()["action"], "ignore");
+    assert!(db.inbound(before.id).await.unwrap().decision.is_none());
+    let missing = [(m2.id, serde_json::json!({})), (webcare_domain::InboundId(999_999), serde_json::json!({}))];
+    assert!(matches!(db.set_decisions(&missing).await, Err(StoreError::NotFound { .. })));
 }
