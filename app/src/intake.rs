@@ -100,12 +100,11 @@ struct Job {
     done: oneshot::Sender<Result<IntakeOutcome, IntakeError>>,
 }
 
-/// A message of a batch once stored.
-enum Stored {
-    /// Seen and decided before.
-    Duplicate,
-    /// Stored, to be decided.
-    New { message: InboundMessage, conversation: Conversation, customer: Customer },
+/// A message of a batch once stored and still to be decided (`None` in a batch's list: seen and decided before).
+struct Stored {
+    message: InboundMessage,
+    conversation: Conversation,
+    customer: Customer,
 }
 
 /// A stored message with the bridge's output for it, until the output is carried out.
@@ -669,7 +668,7 @@ impl Core {
         };
         let mut decided = Vec::new();
         for (index, stored) in stored.into_iter().enumerate() {
-            let Stored::New { message, conversation, customer } = stored else { continue };
+            let Some(Stored { message, conversation, customer }) = stored else { continue };
             let output = (!message.text.trim().is_empty() || !message.attachments.is_empty()).then(|| {
                 let incoming = incoming(&message, &conversation, &customer, &events[index].account);
                 d.engine.process(&incoming, &notices)
@@ -700,7 +699,7 @@ impl Core {
     }
 
     /// Stores the customers, conversations and messages of a batch in one unit of work.
-    async fn store_batch(&self, events: &[InboundEvent]) -> StoreResult<Vec<Stored>> {
+    async fn store_batch(&self, events: &[InboundEvent]) -> StoreResult<Vec<Option<Stored>>> {
         let unit = self.store.begin().await?;
         match store_all(&*unit, events).await {
             Ok(stored) => {
@@ -870,7 +869,7 @@ async fn upsert_sender(store: &dyn Store, event: &InboundEvent) -> StoreResult<(
 }
 
 /// Stores a batch's customers, conversations and messages with one statement each.
-async fn store_all(store: &dyn Store, events: &[InboundEvent]) -> StoreResult<Vec<Stored>> {
+async fn store_all(store: &dyn Store, events: &[InboundEvent]) -> StoreResult<Vec<Option<Stored>>> {
     let Some(at) = events.iter().map(|e| e.at).min() else { return Ok(Vec::new()) };
     let customers = store.upsert_customers(&events.iter().map(new_customer).collect::<Vec<_>>(), at).await?;
     let mut conversations =
@@ -899,13 +898,11 @@ async fn store_all(store: &dyn Store, events: &[InboundEvent]) -> StoreResult<Ve
         .into_iter()
         .zip(customers.into_iter().zip(conversations))
         .map(|(inserted, (customer, conversation))| match inserted {
-            webcare_domain::Inserted::Existing(m) if m.decision.is_some() => Stored::Duplicate,
+            webcare_domain::Inserted::Existing(m) if m.decision.is_some() => None,
             // The same message twice in one batch (a platform's quick redelivery): decided once.
-            webcare_domain::Inserted::Existing(m) | webcare_domain::Inserted::New(m) if !seen.insert(m.id) => {
-                Stored::Duplicate
-            }
+            webcare_domain::Inserted::Existing(m) | webcare_domain::Inserted::New(m) if !seen.insert(m.id) => None,
             webcare_domain::Inserted::Existing(message) | webcare_domain::Inserted::New(message) => {
-                Stored::New { message, conversation, customer }
+                Some(Stored { message, conversation, customer })
             }
         })
         .collect())
