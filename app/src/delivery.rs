@@ -201,6 +201,10 @@ struct PlatformGate {
     paid: Option<Arc<Budget>>,
     private_chats: DefaultKeyedRateLimiter<String>,
     group_chats: DefaultKeyedRateLimiter<String>,
+    /// The spacing of private chats' and groups' limits.
+    spacing: (Duration, Duration),
+    /// When the latest request to a chat was answered, for the chats sent to within the last spacing or so.
+    answered: Mutex<HashMap<String, Instant>>,
     /// Scopes the platform told us to leave alone, until when.
     held: Mutex<HashMap<LimitScope, Timestamp>>,
 }
@@ -217,7 +221,28 @@ impl PlatformGate {
             paid: limits.paid_global.filter(|_| limits.shared).map(|q| budget("paid", q)),
             private_chats: RateLimiter::keyed(limits.private_chat),
             group_chats: RateLimiter::keyed(limits.group_chat),
+            spacing: (limits.private_chat.replenish_interval(), limits.group_chat.replenish_interval()),
+            answered: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long a request to this chat must still wait so that it reaches the platform no sooner than `spacing`
+    /// after the previous one, which was answered at the latest when it was recorded. (A chat's requests go one
+    /// after another; the token buckets space when they are checked, this when they can reach the platform.)
+    fn since_answered(&self, chat: &str, spacing: Duration) -> Option<Duration> {
+        let answered = self.answered.lock().expect("the answer map is never poisoned");
+        let wait = (*answered.get(chat)? + spacing).checked_duration_since(Instant::now())?;
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    fn record_answer(&self, chat: &str) {
+        let now = Instant::now();
+        let mut answered = self.answered.lock().expect("the answer map is never poisoned");
+        answered.insert(chat.to_owned(), now);
+        if answered.len() > 4096 {
+            let longest = self.spacing.0.max(self.spacing.1);
+            answered.retain(|_, at| now.duration_since(*at) < longest);
         }
     }
 
@@ -832,6 +857,18 @@ impl Delivery {
             tokio::time::sleep(wait).await;
             let _ = chats.check_key(&conv.platform_chat_id);
         }
+        let spacing = match conv.kind {
+            ConversationKind::Private => gate.spacing.0,
+            ConversationKind::Public => gate.spacing.1,
+        };
+        if let Some(wait) = gate.since_answered(&conv.platform_chat_id, spacing) {
+            if wait > Duration::from_millis(200) {
+                let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                self.store.mark_retry(item.id, worker, until, "chat rate limit").await?;
+                return Ok(Outcome::Deferred(until));
+            }
+            tokio::time::sleep(wait).await;
+        }
         let paid = item.extra["paid_broadcast"].as_bool() == Some(true);
         let budget = paid.then_some(gate.paid.as_ref()).flatten().or(gate.shared.as_ref());
         // What needs the store happens before the slot, so that the request leaves right at its slot. A bulk send
@@ -866,6 +903,7 @@ impl Delivery {
 
         let result = sender.send(conv, item).await;
         drop(paced);
+        gate.record_answer(&conv.platform_chat_id);
         match result {
             Ok(sent) => {
                 self.store.mark_sent(item.id, worker, sent.platform_message_id.as_deref(), Utc::now()).await?;
