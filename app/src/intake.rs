@@ -647,7 +647,7 @@ impl Core {
         let stored = match self.store_batch(&events).await {
             Ok(stored) => stored,
             Err(e) => {
-                tracing::debug!(error = %e, messages = events.len(), "storing a batch failed; taking its messages one by one");
+                tracing::warn!(error = %e, messages = events.len(), "storing a batch failed; taking its messages one by one");
                 drop(d);
                 let mut outcomes = Vec::with_capacity(events.len());
                 for event in events {
@@ -682,7 +682,7 @@ impl Core {
                 }
             }
             Err(e) => {
-                tracing::debug!(error = %e, messages = decided.len(), "a batch's decisions failed; carrying them out one by one");
+                tracing::warn!(error = %e, messages = decided.len(), "a batch's decisions failed; carrying them out one by one");
                 let ctx = self.plain();
                 for item in &decided {
                     outcomes[item.index] = self.carry_out_one(&ctx, &mut d, item).await.map_err(unavailable);

@@ -249,6 +249,25 @@ fn optional<T>(r: Result<T, sqlx::Error>) -> StoreResult<Option<T>> {
     }
 }
 
+/// The rows a batch statement returned (in no particular order), put in the order of the keys the caller gave;
+/// a key given twice gets the same row twice.
+fn in_given_order<'k, T: Clone>(
+    rows: Vec<T>,
+    key_of: impl Fn(&T) -> (Platform, &str),
+    wanted: impl Iterator<Item = (Platform, &'k str)>,
+    what: &str,
+) -> StoreResult<Vec<T>> {
+    let stored: HashMap<(Platform, &str), &T> = rows.iter().map(|r| (key_of(r), r)).collect();
+    wanted
+        .map(|key| {
+            stored
+                .get(&key)
+                .map(|r| (*r).clone())
+                .ok_or_else(|| StoreError::Other(format!("{what} {} was not stored", key.1)))
+        })
+        .collect()
+}
+
 /// A LIKE pattern matching every string that starts with `prefix`, with LIKE's own characters escaped.
 fn like_prefix(prefix: &str) -> String {
     let mut p = String::with_capacity(prefix.len() + 1);
@@ -392,18 +411,12 @@ impl Store for Db {
             );
             q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
         });
-        let stored: HashMap<(Platform, String), Customer> = rows::all::<_, Customer>(rows)?
-            .into_iter()
-            .map(|c| ((c.platform, c.platform_user_id.clone()), c))
-            .collect();
-        new.iter()
-            .map(|c| {
-                stored
-                    .get(&(c.platform, c.platform_user_id.clone()))
-                    .cloned()
-                    .ok_or_else(|| StoreError::Other(format!("customer {} was not stored", c.platform_user_id)))
-            })
-            .collect()
+        in_given_order(
+            rows::all::<_, Customer>(rows)?,
+            |c| (c.platform, c.platform_user_id.as_str()),
+            new.iter().map(|c| (c.platform, c.platform_user_id.as_str())),
+            "customer",
+        )
     }
 
     async fn customer(&self, id: CustomerId) -> StoreResult<Customer> {
@@ -483,18 +496,12 @@ impl Store for Db {
             );
             q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
         });
-        let stored: HashMap<(Platform, String), Conversation> = rows::all::<_, Conversation>(rows)?
-            .into_iter()
-            .map(|c| ((c.platform, c.platform_chat_id.clone()), c))
-            .collect();
-        new.iter()
-            .map(|c| {
-                stored
-                    .get(&(c.platform, c.platform_chat_id.clone()))
-                    .cloned()
-                    .ok_or_else(|| StoreError::Other(format!("conversation {} was not stored", c.platform_chat_id)))
-            })
-            .collect()
+        in_given_order(
+            rows::all::<_, Conversation>(rows)?,
+            |c| (c.platform, c.platform_chat_id.as_str()),
+            new.iter().map(|c| (c.platform, c.platform_chat_id.as_str())),
+            "conversation",
+        )
     }
 
     async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation> {
@@ -669,15 +676,8 @@ impl Store for Db {
             } else if let Some(message) = seen.get(&key) {
                 out.push(Inserted::Existing(message.clone()));
             } else {
-                let row: rows::InboundRow = on_pool!(self, |pool| sqlx::query_as(
-                    "SELECT * FROM inbound_messages WHERE platform = $1 AND platform_message_id = $2"
-                )
-                .bind(m.platform.as_str())
-                .bind(&m.platform_message_id)
-                .fetch_one(&mut *pool)
-                .await
-                .map_err(err)?);
-                let message: InboundMessage = row.try_into()?;
+                // Stored before this batch (rare: a redelivery): the single-message path finds it.
+                let (Inserted::Existing(message) | Inserted::New(message)) = self.insert_inbound(m.clone()).await?;
                 seen.insert(key, message.clone());
                 out.push(Inserted::Existing(message));
             }
