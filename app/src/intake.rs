@@ -27,11 +27,12 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use webcare_bridge::Classifier;
 use webcare_bridge::engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming, Output};
 use webcare_domain::{
-    Conversation, ConversationKind, Customer, InboundEvent, InboundId, InboundKind, InboundMessage, Intake,
-    IntakeError, IntakeOutcome, NewConversation, NewCustomer, NewInbound, NewOutbox, OutageCluster, Priority, Store,
-    StoreError, StoreResult, SubscriptionTarget, TicketEventKind, Timestamp,
+    Conversation, ConversationId, ConversationKind, Customer, CustomerId, InboundEvent, InboundId, InboundKind,
+    InboundMessage, Intake, IntakeError, IntakeOutcome, NewConversation, NewCustomer, NewInbound, NewOutbox,
+    OutageCluster, Priority, SpikeAlert, Store, StoreError, StoreResult, Subscription, SubscriptionTarget,
+    TicketEventKind, TicketId, Timestamp,
 };
-use webcare_ticketing::{CustomerMessage, TicketError, Ticketing};
+use webcare_ticketing::{CustomerMessage, PendingTicket, TicketBatch, TicketError, Ticketing};
 
 /// Callback data of the button under automatic answers.
 pub const TALK_TO_PERSON: &str = "talk_to_person";
@@ -39,13 +40,20 @@ pub const TALK_TO_PERSON: &str = "talk_to_person";
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
     pub engine: EngineConfig,
-    /// Save the bridge's state after this many decisions.
+    /// Save the bridge's state after this many decisions, and no more often than `snapshot_interval`: the
+    /// state holds every customer active in the last flood window, so during a burst a save costs more than a
+    /// batch of messages. A restart replays the messages after the last save.
     pub snapshot_every: u32,
+    pub snapshot_interval: std::time::Duration,
 }
 
 impl Default for IntakeConfig {
     fn default() -> Self {
-        IntakeConfig { engine: EngineConfig::default(), snapshot_every: 200 }
+        IntakeConfig {
+            engine: EngineConfig::default(),
+            snapshot_every: 200,
+            snapshot_interval: std::time::Duration::from_secs(1),
+        }
     }
 }
 
@@ -54,6 +62,7 @@ struct Decider {
     /// The last message the engine has seen.
     last: InboundId,
     since_snapshot: u32,
+    snapshot_at: std::time::Instant,
 }
 
 /// Messages taken in one batch at most.
@@ -78,20 +87,188 @@ struct Core {
 struct Ctx {
     store: Arc<dyn Store>,
     ticketing: Ticketing,
-    /// In a batch, the decisions to store with one statement at its end; `None`: each at once.
-    decisions: Option<std::sync::Mutex<Vec<(InboundId, serde_json::Value)>>>,
+    /// In a batch, the writes kept for one statement each at the batch's end ([`Ctx::flush`]); `None`: each at
+    /// once.
+    batch: Option<Mutex<Pending>>,
+}
+
+/// A batch's writes not yet made, in the order [`Ctx::flush`] makes them (alerts and subscriptions name their
+/// clusters, decisions their tickets).
+struct Pending {
+    clusters: Vec<OutageCluster>,
+    alerts: Vec<SpikeAlert>,
+    subscriptions: Vec<Subscription>,
+    tickets: TicketBatch,
+    outbox: Vec<NewOutbox>,
+    decisions: Vec<(InboundId, serde_json::Value, Option<Filed>)>,
+}
+
+/// Where a message was filed: a ticket, or (in a batch) a ticket whose id is known once the batch is written.
+#[derive(Debug, Clone, Copy)]
+enum Filed {
+    Ticket(TicketId),
+    Pending(PendingTicket),
 }
 
 impl Ctx {
-    async fn set_decision(&self, id: InboundId, record: serde_json::Value) -> StoreResult<()> {
-        match &self.decisions {
-            Some(later) => {
-                later.lock().expect("the decision list is never poisoned").push((id, record));
+    fn plain(store: Arc<dyn Store>, ticketing: Ticketing) -> Ctx {
+        Ctx { store, ticketing, batch: None }
+    }
+
+    /// A batch on the unit of work `unit`, with the open tickets of `pairs` read at once.
+    async fn batch(
+        unit: Arc<dyn Store>,
+        ticketing: &Ticketing,
+        pairs: &[(ConversationId, CustomerId)],
+    ) -> StoreResult<Ctx> {
+        let ticketing = ticketing.on(unit.clone());
+        let tickets = ticketing.batch(pairs).await.map_err(ticket_error)?;
+        let pending = Pending {
+            clusters: Vec::new(),
+            alerts: Vec::new(),
+            subscriptions: Vec::new(),
+            tickets,
+            outbox: Vec::new(),
+            decisions: Vec::new(),
+        };
+        Ok(Ctx { store: unit, ticketing, batch: Some(Mutex::new(pending)) })
+    }
+
+    async fn save_cluster(&self, cluster: OutageCluster) -> StoreResult<()> {
+        match &self.batch {
+            Some(p) => {
+                p.lock().await.clusters.push(cluster);
                 Ok(())
             }
-            None => self.store.set_decision(id, &record).await,
+            None => self.store.save_cluster(&cluster).await,
         }
     }
+
+    async fn insert_alert(&self, alert: SpikeAlert) -> StoreResult<()> {
+        match &self.batch {
+            Some(p) => {
+                p.lock().await.alerts.push(alert);
+                Ok(())
+            }
+            None => {
+                let stored = self.store.insert_alert(&alert).await?;
+                log_alert(&stored);
+                Ok(())
+            }
+        }
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> StoreResult<()> {
+        match &self.batch {
+            Some(p) => {
+                p.lock().await.subscriptions.push(subscription);
+                Ok(())
+            }
+            None => {
+                let s = subscription;
+                self.store.subscribe(s.conversation, s.customer, s.target, s.created_at).await.map(|_| ())
+            }
+        }
+    }
+
+    async fn enqueue(&self, new: NewOutbox) -> StoreResult<()> {
+        match &self.batch {
+            Some(p) => {
+                p.lock().await.outbox.push(new);
+                Ok(())
+            }
+            None => {
+                let at = new.not_before;
+                self.store.enqueue(new, at).await.map(|_| ())
+            }
+        }
+    }
+
+    async fn has_open_ticket(&self, conversation: &Conversation, customer: &Customer) -> StoreResult<bool> {
+        match &self.batch {
+            Some(p) => p.lock().await.tickets.has_open(conversation.id, customer.id).await.map_err(ticket_error),
+            None => Ok(self.store.open_ticket(conversation.id, customer.id).await?.is_some()),
+        }
+    }
+
+    async fn file(&self, msg: CustomerMessage<'_>, at: Timestamp) -> StoreResult<Filed> {
+        match &self.batch {
+            Some(p) => {
+                Ok(Filed::Pending(p.lock().await.tickets.customer_message(msg, at).await.map_err(ticket_error)?))
+            }
+            None => Ok(Filed::Ticket(self.ticketing.open_or_append(msg, at).await.map_err(ticket_error)?.ticket.id)),
+        }
+    }
+
+    /// The id of the ticket a message was filed to; in a batch, its tickets are written first.
+    async fn ticket_id(&self, filed: Filed) -> StoreResult<TicketId> {
+        match (filed, &self.batch) {
+            (Filed::Ticket(id), _) => Ok(id),
+            (Filed::Pending(handle), Some(p)) => {
+                let mut p = p.lock().await;
+                p.tickets.write().await.map_err(ticket_error)?;
+                p.tickets.id(handle).ok_or_else(|| StoreError::Other("a batch's ticket was not written".into()))
+            }
+            (Filed::Pending(_), None) => Err(StoreError::Other("a pending ticket outside a batch".into())),
+        }
+    }
+
+    async fn set_decision(&self, id: InboundId, record: serde_json::Value, ticket: Option<Filed>) -> StoreResult<()> {
+        match &self.batch {
+            Some(p) => {
+                p.lock().await.decisions.push((id, record, ticket));
+                Ok(())
+            }
+            None => {
+                let mut record = record;
+                if let Some(filed) = ticket {
+                    record["ticket"] = json!(self.ticket_id(filed).await?);
+                }
+                self.store.set_decision(id, &record).await
+            }
+        }
+    }
+
+    /// Makes a batch's pending writes, one statement for each kind (the tickets' take a few); nothing outside a
+    /// batch.
+    async fn flush(&self) -> StoreResult<()> {
+        let Some(p) = &self.batch else { return Ok(()) };
+        let mut p = p.lock().await;
+        let p = &mut *p;
+        self.store.save_clusters(&std::mem::take(&mut p.clusters)).await?;
+        for alert in std::mem::take(&mut p.alerts) {
+            log_alert(&self.store.insert_alert(&alert).await?);
+        }
+        self.store.subscribe_many(&std::mem::take(&mut p.subscriptions)).await?;
+        p.tickets.write().await.map_err(ticket_error)?;
+        let outbox = std::mem::take(&mut p.outbox);
+        if let Some(at) = outbox.iter().map(|o| o.not_before).min() {
+            self.store.enqueue_many(&outbox, at).await?;
+        }
+        let mut decisions = Vec::with_capacity(p.decisions.len());
+        for (id, mut record, filed) in std::mem::take(&mut p.decisions) {
+            match filed {
+                Some(Filed::Ticket(ticket)) => record["ticket"] = json!(ticket),
+                Some(Filed::Pending(handle)) => record["ticket"] = json!(p.tickets.id(handle)),
+                None => {}
+            }
+            decisions.push((id, record));
+        }
+        self.store.set_decisions(&decisions).await
+    }
+}
+
+fn ticket_error(e: TicketError) -> StoreError {
+    match e {
+        TicketError::Store(e) => e,
+        // Only store failures are expected here; anything else is a bug worth seeing in the logs as one.
+        e => StoreError::Other(format!("open or append a ticket: {e}")),
+    }
+}
+
+fn log_alert(alert: &SpikeAlert) {
+    tracing::warn!(alert = %alert.id, cluster = %alert.cluster, service = %alert.service,
+        region = alert.region.as_deref().unwrap_or("-"), count = alert.count, "spike alert");
 }
 
 /// An event waiting for the batching task, and where its outcome goes.
@@ -145,7 +322,7 @@ impl Pipeline {
         let core = Arc::new(Core {
             store,
             ticketing,
-            decider: Mutex::new(Decider { engine, last, since_snapshot: 0 }),
+            decider: Mutex::new(Decider { engine, last, since_snapshot: 0, snapshot_at: std::time::Instant::now() }),
             config,
             wake,
         });
@@ -215,7 +392,7 @@ async fn receive_run(core: &Core, run: Vec<Job>) {
 
 impl Core {
     fn plain(&self) -> Ctx {
-        Ctx { store: self.store.clone(), ticketing: self.ticketing.clone(), decisions: None }
+        Ctx::plain(self.store.clone(), self.ticketing.clone())
     }
 
     async fn replay_after(&self, mut after: InboundId) -> StoreResult<()> {
@@ -255,10 +432,15 @@ impl Core {
         self.snapshot_locked(self.store.as_ref(), &mut d).await
     }
 
+    fn snapshot_due(&self, d: &Decider) -> bool {
+        d.since_snapshot >= self.config.snapshot_every && d.snapshot_at.elapsed() >= self.config.snapshot_interval
+    }
+
     async fn snapshot_locked(&self, store: &dyn Store, d: &mut Decider) -> StoreResult<()> {
         let state = serde_json::to_string(d.engine.state()).expect("the bridge state serialises");
         store.save_engine_snapshot(&state, d.last, Utc::now()).await?;
         d.since_snapshot = 0;
+        d.snapshot_at = std::time::Instant::now();
         Ok(())
     }
 
@@ -295,7 +477,7 @@ impl Core {
         let notices = ctx.store.notices(true).await?;
         let output = d.engine.process(&incoming(message, conversation, customer, account), &notices);
         let decision = self.carry_out(ctx, d, message, conversation, customer, output).await?;
-        if d.since_snapshot >= self.config.snapshot_every {
+        if self.snapshot_due(d) {
             self.snapshot_locked(ctx.store.as_ref(), d).await?;
         }
         Ok(decision)
@@ -316,12 +498,20 @@ impl Core {
         let decision = output.decision;
 
         if let Some(cluster_id) = decision.cluster
+            && let Some(members) = d.engine.cluster_customers(cluster_id)
             && let Some(cluster) = d.engine.cluster(cluster_id)
         {
-            ctx.store.save_cluster(&stored_cluster(cluster)).await?;
+            ctx.save_cluster(stored_cluster(cluster, members)).await?;
         }
         if let Some(target) = decision.subscribe {
-            ctx.store.subscribe(conversation.id, Some(customer.id), target, message.received_at).await?;
+            let customer = Some(customer.id);
+            ctx.subscribe(Subscription {
+                conversation: conversation.id,
+                customer,
+                target,
+                created_at: message.received_at,
+            })
+            .await?;
         }
         let mut ticket = None;
         if matches!(decision.action, Action::Ticket | Action::MovePrivate) {
@@ -335,9 +525,7 @@ impl Core {
                 self.enqueue(ctx, conversation, &format!("reply:{}", message.id), text, json!({}), Priority::AUTOMATIC)
                     .await?;
             }
-        } else if decision.action == Action::Ignore
-            && ctx.store.open_ticket(conversation.id, customer.id).await?.is_some()
-        {
+        } else if decision.action == Action::Ignore && ctx.has_open_ticket(conversation, customer).await? {
             // "Thanks, I'll wait" to an agent is part of the case, not chit-chat: it joins the open ticket (and
             // reopens it when it was pending or solved).
             ticket = Some(self.open_or_append(ctx, conversation, customer, message, decision.category.as_str()).await?);
@@ -348,10 +536,11 @@ impl Core {
                 extra["buttons"] = json!([{"text": talk_to_person_label(&reply.language), "data": TALK_TO_PERSON}]);
             }
             if decision.action == Action::MovePrivate
-                && let Some(ticket) = ticket
+                && let Some(filed) = ticket
             {
                 // The adapter continues in private (a Telegram deep link, a Discord DM) with this link token, and
                 // may delete the public message; the answer itself never repeats what the customer wrote.
+                let ticket = ctx.ticket_id(filed).await?;
                 let link = new_link_token();
                 ctx.store.create_private_link(ticket, &link, message.received_at).await?;
                 extra["move_private"] = json!({
@@ -366,24 +555,20 @@ impl Core {
         }
         // An alert is always about the decision's own cluster, saved above with its new alert count.
         for alert in &output.alerts {
-            let stored = ctx
-                .store
-                .insert_alert(&webcare_domain::SpikeAlert {
-                    id: webcare_domain::AlertId(0),
-                    cluster: alert.cluster,
-                    account: alert.account.clone(),
-                    service: alert.service,
-                    region: alert.region.clone(),
-                    count: alert.count as i64,
-                    samples: alert.samples.clone(),
-                    draft: alert.draft.clone(),
-                    first_at: alert.first_at,
-                    last_at: alert.last_at,
-                    created_at: alert.at,
-                })
-                .await?;
-            tracing::warn!(alert = %stored.id, cluster = %alert.cluster, service = %alert.service,
-                region = alert.region.as_deref().unwrap_or("-"), count = alert.count, "spike alert");
+            ctx.insert_alert(SpikeAlert {
+                id: webcare_domain::AlertId(0),
+                cluster: alert.cluster,
+                account: alert.account.clone(),
+                service: alert.service,
+                region: alert.region.clone(),
+                count: alert.count as i64,
+                samples: alert.samples.clone(),
+                draft: alert.draft.clone(),
+                first_at: alert.first_at,
+                last_at: alert.last_at,
+                created_at: alert.at,
+            })
+            .await?;
         }
         let record = json!({
             "action": decision.action,
@@ -394,11 +579,11 @@ impl Core {
             "pii": decision.pii,
             "cluster": decision.cluster,
             "notice": decision.notice,
-            "ticket": ticket,
+            "ticket": null,
             "merged": decision.merged,
             "reasons": decision.reasons,
         });
-        ctx.set_decision(message.id, record).await?;
+        ctx.set_decision(message.id, record, ticket).await?;
         d.last = d.last.max(message.id);
         d.since_snapshot += 1;
         Ok(decision)
@@ -406,6 +591,11 @@ impl Core {
 
     /// Expired clusters: each member's latest question becomes a ticket, so nobody is left waiting.
     async fn expire(&self, ctx: &Ctx, expired: &[Decision]) -> StoreResult<()> {
+        if expired.is_empty() {
+            return Ok(());
+        }
+        // A batch's clusters are written first, so that closing one finds it and no later save reopens it.
+        ctx.flush().await?;
         let mut closed = BTreeSet::new();
         for decision in expired {
             let Ok(id) = decision.message.parse::<i64>() else { continue };
@@ -434,7 +624,7 @@ impl Core {
         customer: &Customer,
         message: &InboundMessage,
         category: &str,
-    ) -> StoreResult<webcare_domain::TicketId> {
+    ) -> StoreResult<Filed> {
         let body = with_attachments(message);
         let msg = CustomerMessage {
             conversation: conversation.id,
@@ -443,12 +633,7 @@ impl Core {
             category,
             priority: None,
         };
-        match ctx.ticketing.open_or_append(msg, message.received_at).await {
-            Ok(intake) => Ok(intake.ticket.id),
-            Err(TicketError::Store(e)) => Err(e),
-            // Only store failures are expected here; anything else is a bug worth seeing in the logs as one.
-            Err(e) => Err(StoreError::Other(format!("open or append a ticket: {e}"))),
-        }
+        ctx.file(msg, message.received_at).await
     }
 
     async fn enqueue(
@@ -460,11 +645,12 @@ impl Core {
         extra: serde_json::Value,
         priority: Priority,
     ) -> StoreResult<()> {
-        let now = Utc::now();
-        let mut new = NewOutbox::message(conversation.id, text, key, priority, now);
+        let mut new = NewOutbox::message(conversation.id, text, key, priority, Utc::now());
         new.extra = extra;
-        ctx.store.enqueue(new, now).await?;
-        self.wake.notify_one();
+        ctx.enqueue(new).await?;
+        if ctx.batch.is_none() {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -507,7 +693,8 @@ impl Core {
             "ticket" if conversation.kind == ConversationKind::Public => {
                 // A personal case asked for in a group or server channel continues in private, like private data:
                 // the adapter opens the private chat (a Telegram deep link, a Discord DM) on the same ticket.
-                let ticket = self.open_or_append(ctx, conversation, customer, message, "other").await?;
+                let filed = self.open_or_append(ctx, conversation, customer, message, "other").await?;
+                let ticket = ctx.ticket_id(filed).await?;
                 let link = new_link_token();
                 ctx.store.create_private_link(ticket, &link, message.received_at).await?;
                 let extra = json!({"move_private": {
@@ -522,7 +709,8 @@ impl Core {
                 return Ok("move_private".to_owned());
             }
             "ticket" => {
-                let ticket = self.open_or_append(ctx, conversation, customer, message, "other").await?;
+                let filed = self.open_or_append(ctx, conversation, customer, message, "other").await?;
+                let ticket = ctx.ticket_id(filed).await?;
                 (
                     "ticket",
                     format!(
@@ -603,15 +791,14 @@ fn incoming(message: &InboundMessage, conversation: &Conversation, customer: &Cu
     }
 }
 
-fn stored_cluster(c: &webcare_bridge::engine::Cluster) -> OutageCluster {
-    let members: BTreeSet<&str> = c.members.iter().map(|m| m.customer.as_str()).collect();
+fn stored_cluster(c: &webcare_bridge::engine::Cluster, members: usize) -> OutageCluster {
     OutageCluster {
         id: c.id,
         account: c.account.clone(),
         service: c.service,
         region: c.region.as_ref().map(|r| r.name.clone()),
         state: c.state,
-        members: members.len() as i64,
+        members: members as i64,
         alerted_at_members: c.alerted_at_members as i64,
         notice: c.notice,
         first_at: c.first_at,
@@ -687,7 +874,7 @@ impl Core {
                 for item in &decided {
                     outcomes[item.index] = self.carry_out_one(&ctx, &mut d, item).await.map_err(unavailable);
                 }
-                if d.since_snapshot >= self.config.snapshot_every
+                if self.snapshot_due(&d)
                     && let Err(e) = self.snapshot_locked(self.store.as_ref(), &mut d).await
                 {
                     tracing::warn!(error = %e, "could not save the bridge snapshot");
@@ -719,31 +906,15 @@ impl Core {
             return Ok(Vec::new());
         }
         let unit = self.store.begin().await?;
-        let ctx = Ctx {
-            store: unit.clone(),
-            ticketing: self.ticketing.on(unit.clone()),
-            decisions: Some(std::sync::Mutex::new(Vec::with_capacity(decided.len()))),
-        };
-        let mut actions = Vec::with_capacity(decided.len());
-        let mut result = Ok(());
-        for item in decided {
-            match self.carry_out_one(&ctx, d, item).await {
-                Ok(outcome) => actions.push(outcome.action),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        if result.is_ok() {
-            let decisions = ctx.decisions.as_ref().map(|l| std::mem::take(&mut *l.lock().expect("never poisoned")));
-            result = ctx.store.set_decisions(&decisions.unwrap_or_default()).await;
-        }
-        if result.is_ok() && d.since_snapshot >= self.config.snapshot_every {
-            result = self.snapshot_locked(ctx.store.as_ref(), d).await;
+        let mut result = self.carry_out_in(unit.clone(), d, decided).await;
+        if result.is_ok()
+            && self.snapshot_due(d)
+            && let Err(e) = self.snapshot_locked(unit.as_ref(), d).await
+        {
+            result = Err(e);
         }
         match result {
-            Ok(()) => {
+            Ok(actions) => {
                 unit.commit().await?;
                 Ok(actions)
             }
@@ -754,6 +925,23 @@ impl Core {
         }
     }
 
+    /// Carries out a batch's decisions on the unit `unit` and makes their writes; the actions in order.
+    async fn carry_out_in(
+        &self,
+        unit: Arc<dyn Store>,
+        d: &mut Decider,
+        decided: &[Decided],
+    ) -> StoreResult<Vec<String>> {
+        let pairs: Vec<_> = decided.iter().map(|item| (item.conversation.id, item.customer.id)).collect();
+        let ctx = Ctx::batch(unit, &self.ticketing, &pairs).await?;
+        let mut actions = Vec::with_capacity(decided.len());
+        for item in decided {
+            actions.push(self.carry_out_one(&ctx, d, item).await?.action);
+        }
+        ctx.flush().await?;
+        Ok(actions)
+    }
+
     async fn carry_out_one(&self, ctx: &Ctx, d: &mut Decider, item: &Decided) -> StoreResult<IntakeOutcome> {
         let action = match &item.output {
             Some(output) => {
@@ -762,7 +950,7 @@ impl Core {
                 decision.action.as_str().to_owned()
             }
             None => {
-                ctx.set_decision(item.message.id, json!({"action": "ignore", "reasons": ["empty"]})).await?;
+                ctx.set_decision(item.message.id, json!({"action": "ignore", "reasons": ["empty"]}), None).await?;
                 "ignore".to_owned()
             }
         };

@@ -9,7 +9,7 @@
 //! Time is always passed in; the engine never reads the wall clock, so tests and replays run on a simulated clock.
 //! The whole state is [`EngineState`], which serialises with serde so the storage layer can persist it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -264,6 +264,9 @@ pub struct EngineState {
     pub customers: BTreeMap<String, CustomerState>,
     /// Outage questions per `account/service/region` and hour, for the baseline.
     pub history: BTreeMap<String, VecDeque<(i64, u32)>>,
+    /// The flood window (by number since the epoch) in which the customers' flood counters were last trimmed.
+    #[serde(default)]
+    pub trimmed_window: i64,
 }
 
 /// The engine. Cheap to create; share the classifier between engines.
@@ -272,6 +275,9 @@ pub struct Engine {
     config: EngineConfig,
     classifier: Arc<Classifier>,
     state: EngineState,
+    /// Lookups over the open clusters' members, built from the state when first needed (never saved), so that a
+    /// message joining a cluster of thousands costs no walk over its members.
+    indexes: HashMap<ClusterId, ClusterIndex>,
 }
 
 impl Engine {
@@ -281,11 +287,17 @@ impl Engine {
 
     /// An engine that continues from a persisted state.
     pub fn with_state(config: EngineConfig, classifier: Arc<Classifier>, state: EngineState) -> Engine {
-        Engine { config, classifier, state }
+        Engine { config, classifier, state, indexes: HashMap::new() }
     }
 
     pub fn state(&self) -> &EngineState {
         &self.state
+    }
+
+    /// Distinct customers in an open cluster (a repost counts as the customer who wrote it first).
+    pub fn cluster_customers(&mut self, id: ClusterId) -> Option<usize> {
+        let cluster = self.state.clusters.iter().find(|c| c.id == id)?;
+        Some(self.indexes.entry(id).or_default().caught_up(&cluster.members).customers.len())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -400,6 +412,36 @@ impl Engine {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Decision> {
         let grace = TimeDelta::seconds(self.config.grace_secs);
         let mut out = Vec::new();
+        // Open clusters younger than the grace period stay as they are: the common case, checked without moving
+        // anything (one comparison of times per cluster).
+        let due = now - grace;
+        if self.state.clusters.iter().any(|c| c.state != ClusterState::Open || c.first_at <= due) {
+            self.expire_due(now, grace, &mut out);
+        }
+        // Customers idle for longer than the flood window need no state at all: their last decision only stands in
+        // for messages merged during a flood, and a flood needs messages in the window, each of which sets it anew.
+        // Trimming walks every customer, so it runs once per flood window of the clock, not per message; a
+        // customer's own counter is trimmed whenever they write (`flooded`), so decisions never depend on it.
+        let window_secs = self.config.flood_window_secs.max(1);
+        let this_window = now.timestamp().div_euclid(window_secs);
+        if this_window != self.state.trimmed_window {
+            self.state.trimmed_window = this_window;
+            let open: HashSet<ClusterId> = self.state.clusters.iter().map(|c| c.id).collect();
+            self.indexes.retain(|id, _| open.contains(id));
+            let window = TimeDelta::seconds(window_secs);
+            self.state.customers.retain(|_, c| {
+                while c.recent.front().is_some_and(|t| now - *t >= window) {
+                    c.recent.pop_front();
+                }
+                !c.recent.is_empty()
+            });
+        }
+        out
+    }
+
+    /// Takes the clusters whose grace period ended out of the open ones, with a ticket decision for each customer
+    /// (their latest message in the cluster), and drops clusters that are no longer open.
+    fn expire_due(&mut self, now: Timestamp, grace: TimeDelta, out: &mut Vec<Decision>) {
         let mut keep = Vec::with_capacity(self.state.clusters.len());
         for mut cluster in std::mem::take(&mut self.state.clusters) {
             if cluster.state == ClusterState::Open && now - cluster.first_at >= grace {
@@ -439,14 +481,6 @@ impl Engine {
             }
         }
         self.state.clusters = keep;
-        // Customers idle for longer than the flood window need no state beyond their last decision.
-        let window = TimeDelta::seconds(self.config.flood_window_secs);
-        for c in self.state.customers.values_mut() {
-            while c.recent.front().is_some_and(|t| now - *t >= window) {
-                c.recent.pop_front();
-            }
-        }
-        out
     }
 
     /// A notice was published from a cluster: the cluster closes and every member is subscribed to the notice.
@@ -592,14 +626,15 @@ impl Engine {
             .then(|| self.classifier.mask(&msg.text).chars().take(280).collect::<String>());
         let folded = copy_key(&msg.text);
         let cluster = &mut self.state.clusters[index];
+        let members = self.indexes.entry(cluster.id).or_default().caught_up(&cluster.members);
         // A copy of a member's long text is that member again, so reposts do not fake a spike. Short texts
         // ("storing?") are left alone: many people write them alike.
-        let customer = cluster
-            .members
-            .iter()
-            .find(|m| !folded.is_empty() && m.folded == folded)
-            .map_or_else(|| msg.customer.clone(), |m| m.customer.clone());
-        let new_customer = !cluster.members.iter().any(|m| m.customer == customer);
+        let customer = members
+            .by_copy
+            .get(&folded)
+            .filter(|_| !folded.is_empty())
+            .map_or_else(|| msg.customer.clone(), |first| first.clone());
+        let new_customer = !members.customers.contains(&customer);
         cluster.members.push(Member {
             customer,
             conversation: msg.conversation.clone(),
@@ -648,19 +683,21 @@ impl Engine {
 
     fn check_spike(&mut self, id: ClusterId, now: Timestamp) -> Option<SpikeAlert> {
         let index = self.state.clusters.iter().position(|c| c.id == id)?;
+        let count = self.cluster_customers(id)?;
         let cluster = &self.state.clusters[index];
-        let since = now - TimeDelta::seconds(self.config.spike_window_secs);
-        let mut recent: Vec<&str> =
-            cluster.members.iter().filter(|m| m.joined_at > since).map(|m| m.customer.as_str()).collect();
-        recent.sort_unstable();
-        recent.dedup();
-        let recent = recent.len();
-        let count = distinct_customers(&cluster.members);
-        let baseline = self.baseline(cluster, now);
-        let spiking = recent >= self.config.spike_min_customers && recent as f64 >= self.config.spike_factor * baseline;
+        // The cheap test first: a cluster that alerted has to grow markedly before anything else is counted.
         let grown = cluster.alerted_at_members == 0
             || count as f64 >= self.config.realert_factor * cluster.alerted_at_members as f64;
-        if !spiking || !grown {
+        if !grown {
+            return None;
+        }
+        let since = now - TimeDelta::seconds(self.config.spike_window_secs);
+        let recent: HashSet<&str> =
+            cluster.members.iter().filter(|m| m.joined_at > since).map(|m| m.customer.as_str()).collect();
+        let recent = recent.len();
+        let baseline = self.baseline(cluster, now);
+        let spiking = recent >= self.config.spike_min_customers && recent as f64 >= self.config.spike_factor * baseline;
+        if !spiking {
             return None;
         }
         self.state.next_alert += 1;
@@ -705,11 +742,30 @@ fn note(decision: &mut Decision, note: String) {
     decision.reasons.push(Reason::Note { note });
 }
 
-fn distinct_customers(members: &[Member]) -> usize {
-    let mut customers: Vec<&str> = members.iter().map(|m| m.customer.as_str()).collect();
-    customers.sort_unstable();
-    customers.dedup();
-    customers.len()
+/// A cluster's members by customer and by copy key, caught up with the member list on each use (members are only
+/// ever added).
+#[derive(Debug, Default)]
+struct ClusterIndex {
+    indexed: usize,
+    customers: HashSet<String>,
+    /// The copy key of a long text, and the customer who wrote it first.
+    by_copy: HashMap<String, String>,
+}
+
+impl ClusterIndex {
+    fn caught_up(&mut self, members: &[Member]) -> &ClusterIndex {
+        if members.len() < self.indexed {
+            *self = ClusterIndex::default();
+        }
+        for m in &members[self.indexed..] {
+            self.customers.insert(m.customer.clone());
+            if !m.folded.is_empty() {
+                self.by_copy.entry(m.folded.clone()).or_insert_with(|| m.customer.clone());
+            }
+        }
+        self.indexed = members.len();
+        self
+    }
 }
 
 /// Each customer's latest membership, in the order customers joined.

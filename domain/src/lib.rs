@@ -31,8 +31,8 @@ pub use outbox::{NewOutbox, OutboxId, OutboxItem, OutboxState, Priority};
 pub use port::{InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, SendError, Sender, Sent};
 pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Unit};
 pub use ticket::{
-    AssigneeFilter, ClaimOutcome, NewTicket, NewTicketEvent, Ticket, TicketClaim, TicketEvent, TicketEventKind,
-    TicketFilter, TicketId, TicketState, TicketWrite,
+    AssigneeFilter, ClaimOutcome, CreatedTicket, NewTicket, NewTicketEvent, Ticket, TicketClaim, TicketEvent,
+    TicketEventKind, TicketFilter, TicketId, TicketRef, TicketState, TicketWrite, TicketWrites,
 };
 
 /// A point in time. webcare stores every time as UTC with millisecond precision.

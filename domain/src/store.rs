@@ -159,6 +159,8 @@ pub trait Store: Send + Sync {
     async fn set_cluster_alerted(&self, id: ClusterId, members: i64) -> StoreResult<()>;
     /// Stores a cluster under the id the bridge gave it, or updates its members, times and state.
     async fn save_cluster(&self, cluster: &OutageCluster) -> StoreResult<()>;
+    /// [`Store::save_cluster`] for many clusters in one statement; a cluster given twice is saved as its last.
+    async fn save_clusters(&self, clusters: &[OutageCluster]) -> StoreResult<()>;
     async fn insert_alert(&self, alert: &crate::SpikeAlert) -> StoreResult<crate::SpikeAlert>;
     async fn alert(&self, id: crate::AlertId) -> StoreResult<crate::SpikeAlert>;
     /// Spike alerts, newest first.
@@ -174,6 +176,8 @@ pub trait Store: Send + Sync {
         target: SubscriptionTarget,
         at: Timestamp,
     ) -> StoreResult<bool>;
+    /// [`Store::subscribe`] for many in one statement; returns how many were new.
+    async fn subscribe_many(&self, subscriptions: &[Subscription]) -> StoreResult<u64>;
     /// Ends every subscription of a conversation (`/stop`) and, in the same transaction, cancels the notice
     /// messages not yet sent to it (pending, or claimed by a worker that has not sent them: the worker checks a
     /// notice row again just before sending), so a broadcast under way sends it nothing more. Returns how many
@@ -193,6 +197,9 @@ pub trait Store: Send + Sync {
     async fn tickets(&self, states: &[TicketState]) -> StoreResult<Vec<Ticket>>;
     /// The customer's ticket on this conversation that is not closed, if any.
     async fn open_ticket(&self, conversation: ConversationId, customer: CustomerId) -> StoreResult<Option<Ticket>>;
+    /// [`Store::open_ticket`] for many conversation and customer pairs in one statement (pairs without an open
+    /// ticket are left out).
+    async fn open_tickets(&self, pairs: &[(ConversationId, CustomerId)]) -> StoreResult<Vec<Ticket>>;
     async fn add_ticket_event(
         &self,
         ticket: TicketId,
@@ -312,6 +319,12 @@ pub trait Store: Send + Sync {
         ticket: &Ticket,
         events: &[crate::NewTicketEvent],
     ) -> StoreResult<Option<crate::TicketWrite>>;
+    /// Writes a batch of ticket changes: the new tickets, the changed ones (compare-and-set on their versions,
+    /// as [`Store::update_ticket`]) and the events. Returns the new tickets' ids in the order of
+    /// `writes.created`, or `None` when a changed ticket's version moved on or a new ticket's customer has an open
+    /// ticket on that conversation by now; then part of the batch may be written, so call it inside a unit of
+    /// work ([`Store::begin`]) and roll the unit back on `None`.
+    async fn write_tickets(&self, writes: &crate::TicketWrites) -> StoreResult<Option<Vec<TicketId>>>;
     /// Claims a ticket in one conditional write: it succeeds when nobody holds the claim, the agent holds it
     /// already, or the holder's claim has lapsed. A `new` ticket becomes `open` and the claimer its assignee.
     /// Of any number of concurrent claimers, on either backend and across processes, exactly one succeeds

@@ -158,6 +158,33 @@ pub enum ClaimOutcome {
     Closed(Ticket),
 }
 
+/// Many tickets' writes at once (a batch of customer messages): new tickets, changed tickets and their events,
+/// written by [`crate::Store::write_tickets`] in one go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TicketWrites {
+    /// New tickets. Each gets its `created` event first, like [`crate::Store::create_ticket_unless_open`].
+    pub created: Vec<CreatedTicket>,
+    /// Changed tickets, each written only if its stored version is still the one read (compare-and-set).
+    pub changed: Vec<Ticket>,
+    /// Events in the order they happened, on a new ticket (by its index in `created`) or a stored one.
+    pub events: Vec<(TicketRef, NewTicketEvent)>,
+}
+
+/// A new ticket of a batch. `updated_at` is later than `new.at` when more messages joined it in the same batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedTicket {
+    pub new: NewTicket,
+    pub updated_at: Timestamp,
+}
+
+/// Which ticket a batch's event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketRef {
+    /// The new ticket at this index of [`TicketWrites::created`].
+    Created(usize),
+    Stored(TicketId),
+}
+
 /// A ticket as written, with the events written with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketWrite {

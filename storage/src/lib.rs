@@ -251,6 +251,10 @@ fn optional<T>(r: Result<T, sqlx::Error>) -> StoreResult<Option<T>> {
 
 /// The rows a batch statement returned (in no particular order), put in the order of the keys the caller gave;
 /// a key given twice gets the same row twice.
+/// Rows per multi-row statement: well under both databases' limits on bound parameters (SQLite's 32,766,
+/// PostgreSQL's 65,535) at up to 22 parameters per row.
+const CHUNK: usize = 500;
+
 fn in_given_order<'k, T: Clone>(
     rows: Vec<T>,
     key_of: impl Fn(&T) -> (Platform, &str),
@@ -994,6 +998,48 @@ impl Store for Db {
         .map_err(err))
     }
 
+    async fn save_clusters(&self, clusters: &[OutageCluster]) -> StoreResult<()> {
+        // One row per cluster, its last state: an upsert may not touch a row twice in one statement.
+        let mut last: Vec<&OutageCluster> = Vec::with_capacity(clusters.len());
+        let mut at: HashMap<ClusterId, usize> = HashMap::new();
+        for c in clusters {
+            match at.get(&c.id) {
+                Some(&i) => last[i] = c,
+                None => {
+                    at.insert(c.id, last.len());
+                    last.push(c);
+                }
+            }
+        }
+        for chunk in last.chunks(CHUNK) {
+            on_pool!(self, |pool| {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO outage_clusters
+                       (id, account, service, region, state, members, alerted_at_members, notice_id, first_at, last_at) ",
+                );
+                q.push_values(chunk, |mut b, c| {
+                    b.push_bind(c.id.0)
+                        .push_bind(c.account.clone())
+                        .push_bind(c.service.as_str())
+                        .push_bind(c.region.clone())
+                        .push_bind(c.state.as_str())
+                        .push_bind(c.members)
+                        .push_bind(c.alerted_at_members)
+                        .push_bind(c.notice.map(|n| n.0))
+                        .push_bind(ms(c.first_at))
+                        .push_bind(ms(c.last_at));
+                });
+                q.push(
+                    " ON CONFLICT (id) DO UPDATE SET region = excluded.region, state = excluded.state,
+                       members = excluded.members, alerted_at_members = excluded.alerted_at_members,
+                       notice_id = excluded.notice_id, last_at = excluded.last_at",
+                );
+                q.build().execute(&mut *pool).await.map_err(err)?;
+            });
+        }
+        Ok(())
+    }
+
     async fn insert_alert(&self, a: &webcare_domain::SpikeAlert) -> StoreResult<webcare_domain::SpikeAlert> {
         let row: rows::AlertRow = on_pool!(self, |pool| sqlx::query_as(
             "INSERT INTO spike_alerts
@@ -1101,6 +1147,31 @@ impl Store for Db {
         .map_err(err)?
         .rows_affected());
         Ok(n > 0)
+    }
+
+    async fn subscribe_many(&self, subscriptions: &[Subscription]) -> StoreResult<u64> {
+        let mut new = 0;
+        for chunk in subscriptions.chunks(CHUNK) {
+            new += on_pool!(self, |pool| {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, cluster_id, created_at) ",
+                );
+                q.push_values(chunk, |mut b, s| {
+                    let (notice, cluster) = match s.target {
+                        SubscriptionTarget::Notice(n) => (Some(n.0), None),
+                        SubscriptionTarget::Cluster(c) => (None, Some(c.0)),
+                    };
+                    b.push_bind(s.conversation.0)
+                        .push_bind(s.customer.map(|c| c.0))
+                        .push_bind(notice)
+                        .push_bind(cluster)
+                        .push_bind(ms(s.created_at));
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *pool).await.map_err(err)?.rows_affected()
+            });
+        }
+        Ok(new)
     }
 
     async fn unsubscribe_all(&self, conversation: ConversationId) -> StoreResult<u64> {
@@ -1239,6 +1310,181 @@ impl Store for Db {
             .await
         )?);
         row.map(TryInto::try_into).transpose()
+    }
+
+    async fn open_tickets(&self, pairs: &[(ConversationId, CustomerId)]) -> StoreResult<Vec<Ticket>> {
+        let wanted: std::collections::HashSet<(i64, i64)> = pairs.iter().map(|(c, u)| (c.0, u.0)).collect();
+        let conversations: std::collections::BTreeSet<i64> = wanted.iter().map(|(c, _)| *c).collect();
+        let conversations: Vec<i64> = conversations.into_iter().collect();
+        let mut newest: HashMap<(i64, i64), Ticket> = HashMap::new();
+        for chunk in conversations.chunks(CHUNK) {
+            // By conversation (the index's first column); the customers are picked out below.
+            let found: Vec<rows::TicketRow> = on_pool!(self, |pool| {
+                let mut q =
+                    sqlx::QueryBuilder::new("SELECT * FROM tickets WHERE state <> 'closed' AND conversation_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+            });
+            for ticket in rows::all::<_, Ticket>(found)? {
+                let key = (ticket.conversation.0, ticket.customer.0);
+                // The newest, as `open_ticket` has it.
+                if wanted.contains(&key) && newest.get(&key).is_none_or(|seen| seen.id < ticket.id) {
+                    newest.insert(key, ticket);
+                }
+            }
+        }
+        Ok(newest.into_values().collect())
+    }
+
+    async fn write_tickets(&self, w: &webcare_domain::TicketWrites) -> StoreResult<Option<Vec<TicketId>>> {
+        use webcare_domain::TicketRef;
+        let mut created_ids: Vec<TicketId> = Vec::with_capacity(w.created.len());
+        if !w.created.is_empty() {
+            let conversations: std::collections::BTreeSet<i64> =
+                w.created.iter().map(|c| c.new.conversation.0).collect();
+            let conversations: Vec<i64> = conversations.into_iter().collect();
+            let mut platforms: HashMap<i64, String> = HashMap::new();
+            for chunk in conversations.chunks(CHUNK) {
+                // A no-op write on the conversations first, as in `create_ticket_unless_open`: it serialises
+                // creators on one conversation until commit (a row lock on PostgreSQL, the write lock on SQLite).
+                let locked: Vec<(i64, String)> = on_pool!(self, |pool| {
+                    let mut q = sqlx::QueryBuilder::new("UPDATE conversations SET title = title WHERE id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(") RETURNING id, platform");
+                    q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+                });
+                platforms.extend(locked);
+            }
+            if let Some(missing) = conversations.iter().find(|c| !platforms.contains_key(c)) {
+                return Err(StoreError::NotFound { what: "conversation", id: missing.to_string() });
+            }
+            let pairs: Vec<(ConversationId, CustomerId)> =
+                w.created.iter().map(|c| (c.new.conversation, c.new.customer)).collect();
+            if !self.open_tickets(&pairs).await?.is_empty() {
+                // Opened by another writer since the caller looked.
+                return Ok(None);
+            }
+            let mut by_pair: HashMap<(i64, i64), i64> = HashMap::new();
+            for chunk in w.created.chunks(CHUNK) {
+                let ids: Vec<(i64, i64, i64)> = on_pool!(self, |pool| {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO tickets
+                           (conversation_id, customer_id, state, subject, priority, category, created_at, updated_at,
+                            due_at, platform, tags, first_response_due_at, resolution_due_at) ",
+                    );
+                    q.push_values(chunk, |mut b, c| {
+                        let new = &c.new;
+                        b.push_bind(new.conversation.0)
+                            .push_bind(new.customer.0)
+                            .push_bind("new")
+                            .push_bind(new.subject.clone())
+                            .push_bind(new.priority)
+                            .push_bind(new.category.clone())
+                            .push_bind(ms(new.at))
+                            .push_bind(ms(c.updated_at))
+                            .push_bind(new.due_at.map(ms))
+                            .push_bind(platforms[&new.conversation.0].clone())
+                            .push_bind(to_json(&new.tags))
+                            .push_bind(new.first_response_due_at.map(ms))
+                            .push_bind(new.resolution_due_at.map(ms));
+                    });
+                    q.push(" RETURNING id, conversation_id, customer_id");
+                    q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+                });
+                by_pair.extend(ids.into_iter().map(|(id, conversation, customer)| ((conversation, customer), id)));
+            }
+            for c in &w.created {
+                match by_pair.get(&(c.new.conversation.0, c.new.customer.0)) {
+                    Some(id) => created_ids.push(TicketId(*id)),
+                    None => {
+                        return Err(StoreError::Other(format!(
+                            "a ticket for conversation {} was not stored",
+                            c.new.conversation
+                        )));
+                    }
+                }
+            }
+        }
+        for chunk in w.changed.chunks(CHUNK) {
+            let n = on_pool!(self, |pool| {
+                // `column1`, `column2`, …: the names both databases give a VALUES list's columns.
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE tickets SET state = v.column3, subject = v.column4, priority = v.column5,
+                       category = v.column6, tags = v.column7, assignee_id = v.column8, claimed_by = v.column9,
+                       claimed_at = v.column10, last_activity_at = v.column11, due_at = v.column12,
+                       first_response_due_at = v.column13, resolution_due_at = v.column14,
+                       first_responded_at = v.column15, solved_at = v.column16, closed_at = v.column17,
+                       updated_at = v.column18, version = tickets.version + 1
+                     FROM (",
+                );
+                q.push_values(chunk, |mut b, t| {
+                    b.push("CAST(")
+                        .push_bind_unseparated(t.id.0)
+                        .push_unseparated(" AS BIGINT)")
+                        .push("CAST(")
+                        .push_bind_unseparated(t.version)
+                        .push_unseparated(" AS BIGINT)")
+                        .push_bind(t.state.as_str())
+                        .push_bind(t.subject.clone())
+                        .push_bind(t.priority)
+                        .push_bind(t.category.clone())
+                        .push_bind(to_json(&t.tags))
+                        .push_bind(t.assignee.map(|a| a.0))
+                        .push_bind(t.claimed_by.map(|a| a.0))
+                        .push_bind(t.claimed_at.map(ms))
+                        .push_bind(t.last_activity_at.map(ms))
+                        .push_bind(t.due_at.map(ms))
+                        .push_bind(t.first_response_due_at.map(ms))
+                        .push_bind(t.resolution_due_at.map(ms))
+                        .push_bind(t.first_responded_at.map(ms))
+                        .push_bind(t.solved_at.map(ms))
+                        .push_bind(t.closed_at.map(ms))
+                        .push_bind(ms(t.updated_at));
+                });
+                q.push(") AS v WHERE tickets.id = v.column1 AND tickets.version = v.column2");
+                q.build().execute(&mut *pool).await.map_err(err)?.rows_affected()
+            });
+            if n < chunk.len() as u64 {
+                // A ticket changed since it was read (or is gone): the caller rolls back and decides again.
+                return Ok(None);
+            }
+        }
+        let mut events: Vec<(i64, &str, Option<i64>, &str, i64)> = Vec::with_capacity(w.events.len() + w.created.len());
+        for (c, id) in w.created.iter().zip(&created_ids) {
+            events.push((id.0, TicketEventKind::Created.as_str(), None, &c.new.subject, ms(c.new.at)));
+        }
+        for (target, e) in &w.events {
+            let id = match *target {
+                TicketRef::Created(i) => match created_ids.get(i) {
+                    Some(id) => id.0,
+                    None => {
+                        return Err(StoreError::Other(format!(
+                            "an event names new ticket {i}, which is not in the batch"
+                        )));
+                    }
+                },
+                TicketRef::Stored(id) => id.0,
+            };
+            events.push((id, e.kind.as_str(), e.actor.map(|a| a.0), &e.body, ms(e.at)));
+        }
+        for chunk in events.chunks(CHUNK) {
+            on_pool!(self, |pool| {
+                let mut q =
+                    sqlx::QueryBuilder::new("INSERT INTO ticket_events (ticket_id, kind, actor_id, body, created_at) ");
+                q.push_values(chunk, |mut b, (ticket, kind, actor, body, at)| {
+                    b.push_bind(*ticket).push_bind(*kind).push_bind(*actor).push_bind(body.to_string()).push_bind(*at);
+                });
+                q.build().execute(&mut *pool).await.map_err(err)?;
+            });
+        }
+        Ok(Some(created_ids))
     }
 
     async fn add_ticket_event(
@@ -1406,30 +1652,31 @@ impl Store for Db {
         if rows.is_empty() {
             return Ok(0);
         }
-        // One transaction for the whole batch: one durable commit instead of one per recipient.
+        // One transaction for the whole batch (one durable commit instead of one per recipient), a few hundred
+        // rows per statement.
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await.map_err(err)?;
             let mut new = 0;
-            for row in rows {
-                new += sqlx::query(
+            for chunk in rows.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO outbox
                        (conversation_id, kind, body, extra, idempotency_key, priority, state, attempts, next_attempt_at,
-                        created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8)
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
-                .bind(row.conversation.0)
-                .bind(&row.kind)
-                .bind(&row.body)
-                .bind(to_json(&row.extra))
-                .bind(&row.idempotency_key)
-                .bind(row.priority.0)
-                .bind(ms(row.not_before))
-                .bind(ms(at))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?
-                .rows_affected();
+                        created_at) ",
+                );
+                q.push_values(chunk, |mut b, row| {
+                    b.push_bind(row.conversation.0)
+                        .push_bind(row.kind.clone())
+                        .push_bind(row.body.clone())
+                        .push_bind(to_json(&row.extra))
+                        .push_bind(row.idempotency_key.clone())
+                        .push_bind(row.priority.0)
+                        .push_bind("pending")
+                        .push_bind(0i64)
+                        .push_bind(ms(row.not_before))
+                        .push_bind(ms(at));
+                });
+                q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+                new += q.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
             }
             tx.commit().await.map_err(err)?;
             Ok(new)

@@ -105,7 +105,11 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
         // FULL: a commit survives a power cut, not only a crash of the process. Messages must not be lost.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Batch statements return hundreds of rows; each waits for room in this channel to the async side.
+        .row_buffer_size(1024)
+        // Statements of batches differ by their number of rows; keep the usual sizes prepared.
+        .statement_cache_capacity(400);
     let pool = SqlitePoolOptions::new()
         // An in-memory database lives in one connection; more would each see their own empty database.
         .max_connections(if in_memory { 1 } else { options.max_connections.max(1) })

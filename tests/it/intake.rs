@@ -368,57 +368,116 @@ async fn a_file_on_its_own_is_acknowledged_and_referenced_in_a_ticket() {
 }
 
 /// A burst of messages from many customers, as a getUpdates answer or a webhook storm brings them.
-fn burst() -> Vec<InboundEvent> {
-    const TEXTS: [&str; 6] = [
+/// `texts` of `TEXTS` are used: the last one moves its case to a private chat, which writes the batch's tickets
+/// at once, so a burst without it keeps new tickets in the batch while more messages join them.
+fn burst(texts: usize) -> Vec<InboundEvent> {
+    const TEXTS: [&str; 7] = [
         "Storing in Utrecht? Geen internet sinds 10 uur",
         "Mijn factuur klopt niet, ik betaal dubbel",
         "Bedankt voor de hulp!",
         "is the internet down in Utrecht? no connection",
         "I'm moving next month, how do I take my contract along?",
         "Geen internet in Utrecht, ook de buren niet",
+        "Er is te veel afgeschreven van NL91ABNA0417164300, kunnen jullie dat terugboeken?",
     ];
-    (0..90).map(|i| private(&format!("b{}", i % 30), &i.to_string(), TEXTS[i % TEXTS.len()], t(i as i64))).collect()
+    (0..105)
+        .map(|i| {
+            let user = format!("b{}", i % 30);
+            let text = TEXTS[i % texts];
+            let mut e = if i % texts == 6 {
+                // Private data in a group: the case moves to a private chat, which needs its ticket at once.
+                event(&user, "-200", ConversationKind::Public, &i.to_string(), text, t(i as i64))
+            } else {
+                private(&user, &i.to_string(), text, t(i as i64))
+            };
+            if i % 11 == 0 {
+                // A photo on its own is for a person.
+                e.text.clear();
+                e.attachments = vec!["photo".into()];
+            }
+            e
+        })
+        .collect()
 }
 
-/// What became of every message, in message order: the stored decisions, tickets and answers.
-async fn what_happened(db: &TestDb) -> (Vec<String>, usize, usize) {
+/// What became of every message, in message order: the stored decisions with their tickets, every ticket with
+/// its events, the answers, the subscriptions and the clusters.
+async fn what_happened(db: &TestDb) -> (Vec<String>, Vec<String>, Vec<String>, usize, Vec<String>) {
     let store = db.db();
     let messages = store.inbound_after(webcare_domain::InboundId(0), 1000).await.unwrap();
     let actions = messages
         .iter()
         .map(|m| {
             let d = m.decision.as_ref().expect("every message is decided");
-            format!("{} {}", m.platform_message_id, d["action"].as_str().unwrap())
+            format!("{} {} ticket {}", m.platform_message_id, d["action"].as_str().unwrap(), d["ticket"])
         })
         .collect();
-    (actions, store.tickets(&[]).await.unwrap().len(), outbox_bodies(store).await.len())
+    let mut tickets = Vec::new();
+    for ticket in store.tickets(&[]).await.unwrap() {
+        let events: Vec<_> = store
+            .ticket_events(ticket.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{}@{}: {}", e.kind, e.at.timestamp(), e.body))
+            .collect();
+        tickets.push(format!(
+            "{} {} {} {} updated {} due {:?} {events:?}",
+            ticket.id,
+            ticket.state,
+            ticket.category,
+            ticket.subject,
+            ticket.updated_at.timestamp(),
+            ticket.due_at.map(|d| d.timestamp()),
+        ));
+    }
+    let mut subscriptions = 0;
+    let mut clusters = Vec::new();
+    for id in 1..=20 {
+        if let Ok(c) = store.cluster(webcare_domain::ClusterId(id)).await {
+            clusters.push(format!("{} {} {:?} {} members", c.id, c.service, c.region, c.members));
+            subscriptions += store.subscribers(webcare_domain::SubscriptionTarget::Cluster(c.id)).await.unwrap().len();
+        }
+    }
+    (actions, tickets, outbox_bodies(store).await, subscriptions, clusters)
 }
 
 #[tokio::test]
 async fn a_burst_taken_together_is_decided_as_one_by_one() {
-    burst_together_as_one_by_one(TestDb::sqlite().await).await;
+    burst_together_as_one_by_one(TestDb::sqlite().await, 7).await;
+    burst_together_as_one_by_one(TestDb::sqlite().await, 6).await;
 }
 
 #[tokio::test]
 async fn a_burst_taken_together_is_decided_as_one_by_one_on_postgresql() {
     let Some(db) = TestDb::postgres().await else { return };
-    burst_together_as_one_by_one(db).await;
+    burst_together_as_one_by_one(db, 7).await;
+    let Some(db) = TestDb::postgres().await else { return };
+    burst_together_as_one_by_one(db, 6).await;
 }
 
-/// The same 90 messages, once awaited one by one (on SQLite) and once all at once on `together` (so they are stored
+/// The same 105 messages, once awaited one by one (on SQLite) and once all at once on `together` (so they are stored
 /// and decided in batches): the same decisions, tickets and answers.
-async fn burst_together_as_one_by_one(together: TestDb) {
+async fn burst_together_as_one_by_one(together: TestDb, texts: usize) {
     let one_by_one = TestDb::sqlite().await;
     let p = pipeline(&one_by_one).await;
-    for e in burst() {
+    for e in burst(texts) {
         p.receive(e).await.unwrap();
     }
     let p = pipeline(&together).await;
-    let outcomes = futures_util::future::join_all(burst().into_iter().map(|e| p.receive(e))).await;
+    let outcomes = futures_util::future::join_all(burst(texts).into_iter().map(|e| p.receive(e))).await;
     assert!(outcomes.iter().all(|o| o.as_ref().is_ok_and(|o| o.new)), "{outcomes:?}");
     let expected = what_happened(&one_by_one).await;
-    assert_eq!(what_happened(&together).await, expected);
-    assert!(expected.1 > 0 && expected.2 > 0, "the burst opens tickets and gets answers: {expected:?}");
+    let got = what_happened(&together).await;
+    assert_eq!(got.0, expected.0, "decisions");
+    assert_eq!(got.1, expected.1, "tickets");
+    assert_eq!(got.2, expected.2, "answers");
+    assert_eq!((got.3, &got.4), (expected.3, &expected.4), "subscriptions and clusters");
+    assert!(
+        !expected.1.is_empty() && !expected.2.is_empty() && expected.3 > 0,
+        "the burst opens tickets, gets answers and follows outages: {expected:?}"
+    );
+    assert_eq!(expected.0.iter().any(|a| a.contains("move_private")), texts == 7, "{:?}", expected.0);
 }
 
 #[tokio::test]

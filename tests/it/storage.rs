@@ -40,6 +40,8 @@ contract!(
     concurrent_reservations_never_share_a_slot,
     a_unit_of_work_commits_all_or_nothing,
     batches_store_like_one_call_after_another,
+    batch_effects_store_like_one_call_after_another,
+    a_ticket_batch_refuses_what_changed_since_it_was_read,
 );
 
 async fn stop_cancels_pending_notice_messages_but_not_answers(t_db: &TestDb) {
@@ -851,4 +853,136 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     assert!(db.inbound(before.id).await.unwrap().decision.is_none());
     let missing = [(m2.id, serde_json::json!({})), (webcare_domain::InboundId(999_999), serde_json::json!({}))];
     assert!(matches!(db.set_decisions(&missing).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn batch_effects_store_like_one_call_after_another(t_db: &TestDb) {
+    use webcare_domain::{
+        ClusterId, CreatedTicket, NewTicketEvent, OutageCluster, Subscription, TicketRef, TicketWrites,
+    };
+    let db = t_db.db();
+    let (anna, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let other = self::chat(db, "other").await;
+
+    // Clusters: one statement; a cluster given twice is saved as its last.
+    let cluster = |id: i64, members: i64, state: ClusterState| OutageCluster {
+        id: ClusterId(id),
+        account: "acme".into(),
+        service: Service::Internet,
+        region: Some("Utrecht".into()),
+        state,
+        members,
+        alerted_at_members: 0,
+        notice: None,
+        first_at: t(1),
+        last_at: t(members),
+    };
+    db.save_clusters(&[cluster(70, 1, ClusterState::Open), cluster(71, 1, ClusterState::Open)]).await.unwrap();
+    db.save_clusters(&[cluster(70, 2, ClusterState::Open), cluster(70, 3, ClusterState::Expired)]).await.unwrap();
+    db.save_clusters(&[]).await.unwrap();
+    let saved = db.cluster(ClusterId(70)).await.unwrap();
+    assert_eq!((saved.members, saved.state, saved.last_at), (3, ClusterState::Expired, t(3)));
+    assert_eq!(db.cluster(ClusterId(71)).await.unwrap().members, 1);
+
+    // Subscriptions: one statement; those that exist already are skipped.
+    let sub = |conversation, target| Subscription { conversation, customer: Some(anna.id), target, created_at: t(4) };
+    let target = SubscriptionTarget::Cluster(ClusterId(70));
+    db.subscribe(chat.id, Some(anna.id), target, t(3)).await.unwrap();
+    let new = db.subscribe_many(&[sub(chat.id, target), sub(other, target), sub(other, target)]).await.unwrap();
+    assert_eq!(new, 1, "only the other chat is new");
+    assert_eq!(db.subscribers(target).await.unwrap().len(), 2);
+    assert_eq!(db.subscribe_many(&[]).await.unwrap(), 0);
+
+    // Tickets: the open ones of many pairs in one statement, the newest per pair, closed ones left out.
+    let new_ticket = |conversation, subject: &str, at| NewTicket {
+        conversation,
+        customer: anna.id,
+        subject: subject.into(),
+        priority: 3,
+        category: "billing".into(),
+        due_at: Some(t(5000)),
+        first_response_due_at: Some(t(5000)),
+        resolution_due_at: None,
+        tags: Vec::new(),
+        at,
+    };
+    let closed = db.create_ticket(new_ticket(chat.id, "old", t(1))).await.unwrap();
+    db.set_ticket_state(closed.id, TicketState::Closed, None, t(2)).await.unwrap();
+    let open = db.create_ticket(new_ticket(chat.id, "open", t(3))).await.unwrap();
+    let found = db.open_tickets(&[(chat.id, anna.id), (other, anna.id), (chat.id, anna.id)]).await.unwrap();
+    assert_eq!(found.iter().map(|t| t.id).collect::<Vec<_>>(), vec![open.id]);
+    assert!(db.open_tickets(&[]).await.unwrap().is_empty());
+
+    // Writing: a new ticket with two messages, and a changed one with an event; one batch.
+    let event =
+        |body: &str, at| NewTicketEvent { kind: TicketEventKind::CustomerMessage, actor: None, body: body.into(), at };
+    let mut changed = open.clone();
+    changed.state = TicketState::Open;
+    changed.updated_at = t(9);
+    let writes = TicketWrites {
+        created: vec![CreatedTicket { new: new_ticket(other, "nieuw", t(7)), updated_at: t(8) }],
+        changed: vec![changed],
+        events: vec![
+            (TicketRef::Created(0), event("nieuw", t(7))),
+            (TicketRef::Stored(open.id), event("nog steeds", t(9))),
+            (TicketRef::Created(0), event("en nog iets", t(8))),
+        ],
+    };
+    let ids = db.write_tickets(&writes).await.unwrap().expect("nothing changed in between");
+    assert_eq!(ids.len(), 1);
+    let created = db.ticket(ids[0]).await.unwrap();
+    assert_eq!((created.conversation, created.state, created.subject.as_str()), (other, TicketState::New, "nieuw"));
+    assert_eq!((created.created_at, created.updated_at, created.platform), (t(7), t(8), Platform::Telegram));
+    let kinds: Vec<_> = db.ticket_events(created.id).await.unwrap().into_iter().map(|e| (e.kind, e.body)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (TicketEventKind::Created, "nieuw".to_owned()),
+            (TicketEventKind::CustomerMessage, "nieuw".to_owned()),
+            (TicketEventKind::CustomerMessage, "en nog iets".to_owned()),
+        ]
+    );
+    let written = db.ticket(open.id).await.unwrap();
+    assert_eq!((written.state, written.updated_at, written.version), (TicketState::Open, t(9), open.version + 1));
+    assert_eq!(db.ticket_events(open.id).await.unwrap().last().unwrap().body, "nog steeds");
+    assert_eq!(db.write_tickets(&TicketWrites::default()).await.unwrap(), Some(Vec::new()));
+}
+
+async fn a_ticket_batch_refuses_what_changed_since_it_was_read(t_db: &TestDb) {
+    use webcare_domain::{CreatedTicket, TicketWrites};
+    let db = t_db.db();
+    let (anna, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let new_ticket = |subject: &str| NewTicket {
+        conversation: chat.id,
+        customer: anna.id,
+        subject: subject.into(),
+        priority: 3,
+        category: "billing".into(),
+        due_at: None,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        tags: Vec::new(),
+        at: t(1),
+    };
+    let open = db.create_ticket(new_ticket("open")).await.unwrap();
+    // Another writer moved the ticket on since this batch read it.
+    let mut stale = open.clone();
+    stale.state = TicketState::Pending;
+    let mut moved = open.clone();
+    moved.state = TicketState::Open;
+    db.update_ticket(&moved, &[]).await.unwrap().expect("the first writer wins");
+    let unit = db.begin().await.unwrap();
+    let writes = TicketWrites { changed: vec![stale], ..TicketWrites::default() };
+    assert_eq!(unit.write_tickets(&writes).await.unwrap(), None);
+    unit.rollback().await.unwrap();
+    assert_eq!(db.ticket(open.id).await.unwrap().state, TicketState::Open, "the other writer's change stands");
+
+    // A new ticket for a customer who has an open one on that conversation by now.
+    let writes = TicketWrites {
+        created: vec![CreatedTicket { new: new_ticket("second"), updated_at: t(3) }],
+        ..TicketWrites::default()
+    };
+    let unit = db.begin().await.unwrap();
+    assert_eq!(unit.write_tickets(&writes).await.unwrap(), None);
+    unit.rollback().await.unwrap();
+    assert_eq!(db.open_tickets(&[(chat.id, anna.id)]).await.unwrap().len(), 1, "still one open ticket");
 }

@@ -9,6 +9,7 @@
 //! Architecture invariant: pure logic over `webcare-domain`; never sees a serenity, teloxide, axum or sqlx type,
 //! and does not depend on `bridge`. Sending a reply is the caller's job: [`Reply`] carries the outbox row.
 
+mod batch;
 pub mod lifecycle;
 mod service;
 pub mod sla;
@@ -16,6 +17,7 @@ pub mod sla;
 use serde::{Deserialize, Serialize};
 use webcare_domain::{AgentId, StoreError, Ticket, TicketId, TicketState, Timestamp};
 
+pub use batch::{PendingTicket, TicketBatch};
 /// The time zone type of [`SlaPolicy::timezone`] (an IANA name such as `Europe/Amsterdam`).
 pub use chrono_tz::Tz;
 pub use lifecycle::{By, may_transition};

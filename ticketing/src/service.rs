@@ -74,8 +74,8 @@ pub struct TicketPatch {
 /// The ticket service. Cheap to clone; clones share the store.
 #[derive(Clone)]
 pub struct Ticketing {
-    store: Arc<dyn Store>,
-    policy: TicketPolicy,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) policy: TicketPolicy,
 }
 
 impl std::fmt::Debug for Ticketing {
@@ -405,7 +405,7 @@ fn not_found(e: StoreError, id: TicketId) -> TicketError {
     }
 }
 
-fn contended(id: Option<TicketId>) -> TicketError {
+pub(crate) fn contended(id: Option<TicketId>) -> TicketError {
     let what = id.map(|id| format!("ticket {id}")).unwrap_or_else(|| "the conversation's ticket".to_owned());
     TicketError::Store(StoreError::Unavailable(format!("{what} kept changing; try again")))
 }

@@ -307,3 +307,44 @@ fn reposts_of_one_text_count_as_one_customer() {
     assert_eq!(a.cluster, b.cluster);
     assert!(b.reply.is_none(), "a repost with other mentions and another ending is the same customer again");
 }
+
+#[test]
+fn a_restored_engine_still_knows_who_is_in_a_cluster() {
+    // The lookups over a cluster's members are not saved with the state; a restored engine rebuilds them, so a
+    // repost and a returning customer still count once, and the stored member count is right.
+    let mut e = engine();
+    let text = "Geen internet in Utrecht sinds het ontbijt, de router knippert rood en de buren";
+    let a = e.process(&msg("1", "a", 0, &format!("@kpn {text} ook")), &[]).decision;
+    e.process(&msg("2", "b", 1, "storing in Utrecht? geen internet"), &[]);
+    let state: EngineState = serde_json::from_str(&serde_json::to_string(e.state()).unwrap()).unwrap();
+    let mut restored = Engine::with_state(EngineConfig::default(), classifier(), state);
+    let repost = restored.process(&msg("3", "c", 2, &format!("@kpn @iemand {text} hebben hetzelfde")), &[]).decision;
+    assert_eq!(repost.cluster, a.cluster);
+    assert!(repost.reply.is_none(), "a repost after the restart is the first customer again");
+    let again = restored.process(&msg("4", "b", 3, "nog steeds geen internet in Utrecht"), &[]).decision;
+    assert!(again.reply.is_none(), "a customer asking again gets no second holding answer");
+    let fresh = restored.process(&msg("5", "d", 4, "internet storing Utrecht?"), &[]).decision;
+    assert!(fresh.reply.is_some());
+    assert_eq!(restored.cluster_customers(a.cluster.unwrap()), Some(3), "a, b and d");
+}
+
+#[test]
+fn customers_idle_for_a_flood_window_leave_the_state() {
+    // The state holds customers of the last flood window only, so that saving it stays cheap however many
+    // customers wrote before; a customer who comes back starts afresh, with the same decisions.
+    let mut e = engine();
+    for i in 0..50 {
+        e.process(&msg(&i.to_string(), &format!("c{i}"), 0, "ik wil mijn abonnement opzeggen"), &[]);
+    }
+    assert_eq!(e.state().customers.len(), 50);
+    e.process(&msg("late", "z", 1, "bedankt"), &[]);
+    assert_eq!(e.state().customers.keys().collect::<Vec<_>>(), ["z"], "only the customer of the last window");
+    // A flood still counts within its window, trimmed or not.
+    let mut decisions = Vec::new();
+    for i in 0..7 {
+        let mut m = msg(&format!("f{i}"), "c1", 2, "ik wil mijn abonnement opzeggen");
+        m.at = at(2) + TimeDelta::seconds(i);
+        decisions.push(e.process(&m, &[]).decision.merged);
+    }
+    assert_eq!(decisions, [false, false, false, false, false, true, true]);
+}
