@@ -207,7 +207,7 @@ impl AlertNotifier {
             Err(PostError::Transient { reason, retry_after }) => {
                 let delay = match retry_after {
                     // The receiver's word, within reason: at least the first backoff, at most an hour.
-                    Some(after) => after.clamp(self.config.backoff_base, Duration::from_secs(3600)),
+                    Some(after) => after.max(self.config.backoff_base).min(Duration::from_secs(3600)),
                     None => backoff(webhook.attempts, self.config.backoff_base, self.config.backoff_max),
                 };
                 let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
