@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use secret::Secret;
+pub use secret::{Secret, SecretUrl};
 
 /// The environment variable that names the configuration file when `--config` is not given.
 pub const CONFIG_ENV: &str = "WEBCARE_CONFIG";
@@ -31,6 +31,7 @@ pub struct Config {
     pub shutdown: Shutdown,
     pub bridge: Bridge,
     pub notices: Notices,
+    pub alerts: Alerts,
     pub delivery: Delivery,
     /// The ticket rules (SLA business hours and targets, claim lapse, auto-close), read by `webcare-ticketing`'s
     /// `TicketPolicy`; kept as a table here so that this crate stays free of the logic crates. The binary
@@ -46,6 +47,60 @@ pub struct Config {
 pub struct Notices {
     /// "Four eyes": a notice reaches customers only after a second admin approved it.
     pub four_eyes: bool,
+}
+
+/// Where spike alerts go besides the console: a webhook per service (the network or TV team's channel).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// How long one post may take, answer included, before it counts as failed and is tried again.
+    pub timeout_secs: u64,
+    /// How long after an alert was raised webcare keeps retrying a webhook that fails; then the alert is marked
+    /// failed (admins see why in the console).
+    pub give_up_after_secs: u64,
+    pub webhooks: Webhooks,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts { timeout_secs: 10, give_up_after_secs: 24 * 3600, webhooks: Webhooks::default() }
+    }
+}
+
+/// A webhook URL per service; `default` serves the services without one. None set: alerts stay in the console.
+/// The URLs are secrets (an incoming webhook's URL is its key): printed with only their host.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internet: Option<SecretUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tv: Option<SecretUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<SecretUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landline: Option<SecretUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<SecretUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<SecretUrl>,
+}
+
+impl Webhooks {
+    /// Every webhook set, by the name it is configured under (a service's word, or `default`).
+    pub fn all(&self) -> Vec<(&'static str, &SecretUrl)> {
+        [
+            ("internet", &self.internet),
+            ("tv", &self.tv),
+            ("mobile", &self.mobile),
+            ("landline", &self.landline),
+            ("unknown", &self.unknown),
+            ("default", &self.default),
+        ]
+        .into_iter()
+        .filter_map(|(name, url)| url.as_ref().map(|u| (name, u)))
+        .collect()
+    }
 }
 
 /// How the outbox is delivered: claims, and the platforms' limits (Telegram's and Discord's published ones by
@@ -419,6 +474,20 @@ impl Config {
             "delivery.telegram_paid_stars_per_message",
             "expected 0 to 1000 Stars",
         );
+        check((1..=60).contains(&self.alerts.timeout_secs), "alerts.timeout_secs", "expected 1 to 60 seconds");
+        check(
+            (60..=30 * 24 * 3600).contains(&self.alerts.give_up_after_secs),
+            "alerts.give_up_after_secs",
+            "expected 60 seconds to 30 days (2592000)",
+        );
+        for (name, url) in self.alerts.webhooks.all() {
+            // The URL is not repeated in the message: it is a secret.
+            check(
+                is_http_url(url.expose()) && has_host(url.expose()),
+                &format!("alerts.webhooks.{name}"),
+                "expected an http:// or https:// URL with a host",
+            );
+        }
         check(!self.log.level.trim().is_empty(), "log.level", "expected a filter such as `info` or `debug`");
         check(is_http_url(&self.telegram.api_url), "telegram.api_url", "expected an http:// or https:// URL");
         if let Some(u) = &self.telegram.webhook_url {
@@ -464,6 +533,14 @@ fn is_http_url(u: &str) -> bool {
     rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
 }
 
+/// Whether an http(s) URL names a host before its path: `https:///x` and `https://user@/x` do not.
+fn has_host(u: &str) -> bool {
+    let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    !host.is_empty() && !host.starts_with(':')
+}
+
 fn is_telegram_token(t: &str) -> bool {
     match t.split_once(':') {
         Some((id, secret)) => {
@@ -484,6 +561,9 @@ fn schema() -> toml::Table {
     full.discord.token = Some(Secret::new("x"));
     full.bridge.data_dir = Some(PathBuf::from("/etc/webcare/lexicons"));
     full.discord.api_url = Some("https://example.invalid/".into());
+    let url = || Some(SecretUrl::new("https://example.invalid/hook"));
+    full.alerts.webhooks =
+        Webhooks { internet: url(), tv: url(), mobile: url(), landline: url(), unknown: url(), default: url() };
     full.discord.support_channels = vec![1];
     full.discord.announcement_channels = vec![1];
     toml::Table::try_from(&full).expect("the configuration serialises to a TOML table")

@@ -158,3 +158,59 @@ fn printed_configuration_reads_back() {
     let f = write(&c.to_toml());
     assert_eq!(Config::load(Some(f.path()), env(&[])).unwrap(), c);
 }
+
+#[test]
+fn alert_webhooks_are_read_per_service_and_never_print_their_secret() {
+    let f = write(
+        "[alerts]\ntimeout_secs = 5\n[alerts.webhooks]\ninternet = \"https://hooks.slack.com/services/T0/B0/s3cr3t\"\n\
+         default = \"http://user:pw@noc.example.com:8080/alerts?token=s3cr3t\"\n",
+    );
+    let c = Config::load(Some(f.path()), env(&[("WEBCARE_ALERTS__WEBHOOKS__TV", "https://tv.example.com/h/s3cr3t")]))
+        .unwrap();
+    assert_eq!(c.alerts.timeout_secs, 5);
+    let hooks = c.alerts.webhooks.all();
+    let names: Vec<&str> = hooks.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["internet", "tv", "default"]);
+    assert_eq!(hooks[0].1.expose(), "https://hooks.slack.com/services/T0/B0/s3cr3t");
+    assert_eq!(hooks[0].1.masked(), "https://hooks.slack.com/********");
+    assert_eq!(hooks[2].1.masked(), "http://********@noc.example.com:8080/********");
+    assert!(c.alerts.webhooks.mobile.is_none());
+    for text in [c.to_toml(), format!("{c:?}"), format!("{}", hooks[1].1)] {
+        assert!(!text.contains("s3cr3t") && !text.contains("pw@"), "{text}");
+    }
+    assert!(c.to_toml().contains("internet = \"https://hooks.slack.com/********\""), "{}", c.to_toml());
+}
+
+#[test]
+fn a_bad_webhook_url_is_named_without_repeating_it() {
+    let f = write(
+        "[alerts.webhooks]\ninternet = \"hooks.slack.com/services/s3cr3t\"\ntv = \"ftp://tv.example.com/s3cr3t\"\n\
+         mobile = \"https:///s3cr3t\"\nlandline = \"https://ok.example.com/x\"\n",
+    );
+    let errs = errors(Some(f.path()), &[]);
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    for (err, key) in errs.iter().zip(["alerts.webhooks.internet", "alerts.webhooks.tv", "alerts.webhooks.mobile"]) {
+        assert!(err.starts_with(&f.path().display().to_string()), "{err}");
+        assert!(err.contains(&format!("`{key}`")) && err.contains("http:// or https:// URL"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+    let errs = errors(None, &[("WEBCARE_ALERTS__WEBHOOKS__DEFAULT", "nope")]);
+    assert!(
+        errs[0].starts_with("environment variable WEBCARE_ALERTS__WEBHOOKS__DEFAULT: key `alerts.webhooks.default`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn an_unknown_service_in_alert_webhooks_is_named() {
+    let f = write("[alerts.webhooks]\nradio = \"https://radio.example.com/hook\"\n");
+    let errs = errors(Some(f.path()), &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("`alerts.webhooks.radio`") && errs[0].contains("unknown key"), "{errs:?}");
+    assert!(errs[0].contains("internet") && errs[0].contains("default"), "the known services are listed: {errs:?}");
+    let errs = errors(None, &[("WEBCARE_ALERTS__WEBHOOKS__RADIO", "https://radio.example.com/hook")]);
+    assert!(errs[0].contains("`alerts.webhooks.radio`: unknown key"), "{errs:?}");
+    let f = write("[alerts]\ntimeout_secs = 0\ngive_up_after_secs = 1\n");
+    let all = errors(Some(f.path()), &[]).join("\n");
+    assert!(all.contains("`alerts.timeout_secs`") && all.contains("`alerts.give_up_after_secs`"), "{all}");
+}

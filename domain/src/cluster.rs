@@ -69,3 +69,36 @@ pub struct SpikeAlert {
     pub last_at: Timestamp,
     pub created_at: Timestamp,
 }
+
+word_enum! {
+    /// Where posting a spike alert to its service's webhook stands.
+    WebhookState {
+        /// Waiting to be posted, for the first time or again after a failure (`last_error` says which).
+        Pending => "pending",
+        /// Claimed by a notifier that is posting it now.
+        Sending => "sending",
+        /// The webhook accepted it.
+        Posted => "posted",
+        /// Refused for good (a 4xx other than 408 and 429), or retried until webcare gave up: `last_error` says why.
+        Failed => "failed",
+        /// No webhook is configured for the alert's service: admins see it in the console only.
+        Skipped => "skipped",
+    }
+}
+
+/// How far a spike alert got towards its service's webhook (the network or TV team's channel).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertWebhook {
+    pub alert: AlertId,
+    pub state: WebhookState,
+    /// Requests made so far (claims, counting one that is under way).
+    pub attempts: i64,
+    /// The webhook it goes to: a service's name or `default`; none before the first attempt or when skipped.
+    pub route: Option<String>,
+    /// When the next attempt is due, while it is pending.
+    pub next_attempt_at: Timestamp,
+    /// Why the last attempt failed (an HTTP status and the receiver's words, or a network error), or why it was
+    /// skipped. Never holds the webhook's URL.
+    pub last_error: Option<String>,
+    pub posted_at: Option<Timestamp>,
+}

@@ -20,7 +20,9 @@ pub mod store;
 mod ticket;
 
 pub use agent::{Agent, AgentId, NewAgent, Role};
-pub use cluster::{AlertId, ClusterId, ClusterState, NewCluster, OutageCluster, SpikeAlert};
+pub use cluster::{
+    AlertId, AlertWebhook, ClusterId, ClusterState, NewCluster, OutageCluster, SpikeAlert, WebhookState,
+};
 pub use console::{CannedReply, CannedReplyId, ConsoleSession};
 pub use conversation::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, NewConversation, NewCustomer, Platform,
@@ -28,7 +30,10 @@ pub use conversation::{
 pub use message::{Inbound, InboundId, InboundMessage, Inserted, NewInbound};
 pub use notice::{NewNotice, Notice, NoticeChange, NoticeId, NoticeState, NoticeVersion, Service};
 pub use outbox::{NewOutbox, OutboxId, OutboxItem, OutboxState, Priority};
-pub use port::{InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, SendError, Sender, Sent};
+pub use port::{
+    AlertSink, InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, PostError, SendError, Sender,
+    Sent,
+};
 pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Unit};
 pub use ticket::{
     AssigneeFilter, ClaimOutcome, CreatedTicket, NewTicket, NewTicketEvent, Ticket, TicketClaim, TicketEvent,

@@ -124,3 +124,26 @@ pub trait Sender: Send + Sync {
     fn platform(&self) -> Platform;
     async fn send(&self, to: &Conversation, item: &OutboxItem) -> Result<Sent, SendError>;
 }
+
+/// Why a webhook did not take a post, in the terms the alert notifier acts on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostError {
+    /// A server error (5xx), 408, 429, a timeout or a network failure: try again, after `retry_after` when the
+    /// receiver said how long to wait (`Retry-After`), with backoff otherwise.
+    #[error("{reason}")]
+    Transient { reason: String, retry_after: Option<Duration> },
+    /// Refused for good (another 4xx, a redirect): trying again would not help; an admin must fix the webhook.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Posts spike alerts to one webhook (a Slack, Mattermost or Teams incoming webhook, or a team's own service).
+/// The adapter owns the URL and never puts it in an error: errors are shown to admins and logged.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    /// The webhook for logs, with any secret in its URL masked.
+    fn describe(&self) -> String;
+    /// Posts `payload` as JSON with `idempotency_key`, so a receiver can drop a post it already has (a post is
+    /// repeated when webcare could not record that the first one arrived).
+    async fn post(&self, idempotency_key: &str, payload: &serde_json::Value) -> Result<(), PostError>;
+}

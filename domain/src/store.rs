@@ -165,6 +165,43 @@ pub trait Store: Send + Sync {
     async fn alert(&self, id: crate::AlertId) -> StoreResult<crate::SpikeAlert>;
     /// Spike alerts, newest first.
     async fn alerts(&self) -> StoreResult<Vec<crate::SpikeAlert>>;
+    /// Claims up to `limit` alerts whose webhook post is due (pending with `next_attempt_at <= now`, or sending
+    /// with a lapsed lease), oldest due first, for `worker` until `now + lease`, and counts an attempt. Alerts
+    /// claimed by one caller are not returned to another until the lease lapses, on either backend and across
+    /// processes. Every alert starts pending: the notifier posts it, or marks it skipped when no webhook serves
+    /// its service.
+    async fn claim_alert_webhooks(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<(crate::SpikeAlert, crate::AlertWebhook)>>;
+    /// Records that the webhook `route` accepted the alert. Only the worker holding the claim can; false otherwise.
+    async fn mark_alert_posted(
+        &self,
+        id: crate::AlertId,
+        worker: &str,
+        route: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives the alert back for another attempt at `next_attempt_at`, recording why this one failed.
+    async fn mark_alert_retry(
+        &self,
+        id: crate::AlertId,
+        worker: &str,
+        route: &str,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Records that the alert will not be posted: refused for good, or retried until webcare gave up.
+    async fn mark_alert_failed(&self, id: crate::AlertId, worker: &str, route: &str, error: &str) -> StoreResult<bool>;
+    /// Records that no webhook serves the alert's service (`reason` says so); admins see it in the console only.
+    async fn mark_alert_skipped(&self, id: crate::AlertId, worker: &str, reason: &str) -> StoreResult<bool>;
+    /// Where the alert's webhook post stands.
+    async fn alert_webhook(&self, id: crate::AlertId) -> StoreResult<crate::AlertWebhook>;
+    /// Every alert's webhook state, in the order of [`Store::alerts`].
+    async fn alert_webhooks(&self) -> StoreResult<Vec<crate::AlertWebhook>>;
     /// Ends a cluster: `Noticed` with the notice it became (its subscribers move to the notice), or `Expired`.
     async fn close_cluster(&self, id: ClusterId, notice: Option<NoticeId>, at: Timestamp) -> StoreResult<()>;
 

@@ -317,6 +317,68 @@ macro_rules! claim_sql {
 const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE SKIP LOCKED");
 const CLAIM_SQLITE: &str = claim_sql!("");
 
+/// Which alerts a notifier may claim at `$1` (now): pending and due, or claimed by a notifier whose lease lapsed.
+macro_rules! alert_due {
+    () => {
+        "((webhook_state = 'pending' AND webhook_next_at <= $1) OR (webhook_state = 'sending' AND webhook_lease_until <= $1))"
+    };
+}
+
+/// The columns of an alert's webhook state, `FROM spike_alerts`.
+macro_rules! alert_webhook_columns {
+    () => {
+        "id, webhook_state, webhook_attempts, webhook_route, webhook_next_at, webhook_error, webhook_posted_at
+         FROM spike_alerts"
+    };
+}
+
+/// Claims alerts due for their webhook, as [`claim_sql!`] claims outbox rows: `SKIP LOCKED` on PostgreSQL lets
+/// notifiers in several processes take disjoint alerts without waiting.
+macro_rules! claim_alerts_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE spike_alerts SET webhook_state = 'sending', webhook_claimed_by = $3, webhook_lease_until = $4,
+               webhook_attempts = webhook_attempts + 1
+             WHERE id IN (SELECT id FROM spike_alerts WHERE ",
+            alert_due!(),
+            " ORDER BY webhook_next_at, id LIMIT $2 ",
+            $lock,
+            ")
+             RETURNING *"
+        )
+    };
+}
+const CLAIM_ALERTS_POSTGRES: &str = claim_alerts_sql!("FOR UPDATE SKIP LOCKED");
+const CLAIM_ALERTS_SQLITE: &str = claim_alerts_sql!("");
+
+impl Db {
+    /// Ends an alert's webhook post without posting it (`failed` or `skipped`), if `worker` holds its claim.
+    async fn finish_alert_webhook(
+        &self,
+        id: webcare_domain::AlertId,
+        worker: &str,
+        state: webcare_domain::WebhookState,
+        route: Option<&str>,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE spike_alerts SET webhook_state = $1, webhook_route = $2, webhook_error = $3,
+               webhook_lease_until = NULL
+             WHERE id = $4 AND webhook_claimed_by = $5 AND webhook_state = 'sending'"
+        )
+        .bind(state.as_str())
+        .bind(route)
+        .bind(error)
+        .bind(id.0)
+        .bind(worker)
+        .execute(&mut *pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+}
+
 #[async_trait]
 impl webcare_domain::Unit for Db {
     async fn commit(&self) -> StoreResult<()> {
@@ -1078,6 +1140,128 @@ impl Store for Db {
                 .fetch_all(&mut *pool)
                 .await
                 .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn claim_alert_webhooks(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<(webcare_domain::SpikeAlert, webcare_domain::AlertWebhook)>> {
+        // Asked every second by every instance: a read first, so that nothing takes SQLite's write lock when no
+        // alert is due (nearly always).
+        let due: Option<(i64,)> = on_pool!(self, |pool| optional(
+            sqlx::query_as(concat!("SELECT id FROM spike_alerts WHERE ", alert_due!(), " LIMIT 1"))
+                .bind(ms(now))
+                .fetch_one(&mut *pool)
+                .await
+        ))?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let sql = match self.backend {
+            Backend::Postgres => CLAIM_ALERTS_POSTGRES,
+            Backend::Sqlite => CLAIM_ALERTS_SQLITE,
+        };
+        let rows: Vec<rows::ClaimedAlertRow> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .bind(worker)
+            .bind(lease_until)
+            .fetch_all(&mut *pool)
+            .await
+            .map_err(err)?);
+        let mut claimed: Vec<(webcare_domain::SpikeAlert, webcare_domain::AlertWebhook)> = rows::all(rows)?;
+        // RETURNING gives no order; alerts go out in the order they became due.
+        claimed.sort_by_key(|(a, w)| (w.next_attempt_at, a.id));
+        Ok(claimed)
+    }
+
+    async fn mark_alert_posted(
+        &self,
+        id: webcare_domain::AlertId,
+        worker: &str,
+        route: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE spike_alerts SET webhook_state = 'posted', webhook_route = $1, webhook_posted_at = $2,
+               webhook_error = NULL, webhook_lease_until = NULL
+             WHERE id = $3 AND webhook_claimed_by = $4 AND webhook_state = 'sending'"
+        )
+        .bind(route)
+        .bind(ms(at))
+        .bind(id.0)
+        .bind(worker)
+        .execute(&mut *pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn mark_alert_retry(
+        &self,
+        id: webcare_domain::AlertId,
+        worker: &str,
+        route: &str,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE spike_alerts SET webhook_state = 'pending', webhook_route = $1, webhook_next_at = $2,
+               webhook_error = $3, webhook_claimed_by = NULL, webhook_lease_until = NULL
+             WHERE id = $4 AND webhook_claimed_by = $5 AND webhook_state = 'sending'"
+        )
+        .bind(route)
+        .bind(ms(next_attempt_at))
+        .bind(error)
+        .bind(id.0)
+        .bind(worker)
+        .execute(&mut *pool)
+        .await
+        .map_err(err)?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn mark_alert_failed(
+        &self,
+        id: webcare_domain::AlertId,
+        worker: &str,
+        route: &str,
+        error: &str,
+    ) -> StoreResult<bool> {
+        self.finish_alert_webhook(id, worker, webcare_domain::WebhookState::Failed, Some(route), error).await
+    }
+
+    async fn mark_alert_skipped(&self, id: webcare_domain::AlertId, worker: &str, reason: &str) -> StoreResult<bool> {
+        self.finish_alert_webhook(id, worker, webcare_domain::WebhookState::Skipped, None, reason).await
+    }
+
+    async fn alert_webhook(&self, id: webcare_domain::AlertId) -> StoreResult<webcare_domain::AlertWebhook> {
+        let row: rows::AlertWebhookRow =
+            on_pool!(self, |pool| sqlx::query_as(concat!("SELECT ", alert_webhook_columns!(), " WHERE id = $1"))
+                .bind(id.0)
+                .fetch_one(&mut *pool)
+                .await
+                .map_err(err)
+                .map_err(not_found("alert", id))?);
+        row.try_into()
+    }
+
+    async fn alert_webhooks(&self) -> StoreResult<Vec<webcare_domain::AlertWebhook>> {
+        let rows: Vec<rows::AlertWebhookRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            alert_webhook_columns!(),
+            " ORDER BY created_at DESC, id DESC"
+        ))
+        .fetch_all(&mut *pool)
+        .await
+        .map_err(err)?);
         rows::all(rows)
     }
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use webcare_domain::{
-    Agent, AgentId, AlertId, ClusterId, Conversation, ConversationId, Customer, CustomerId, InboundId, InboundMessage,
-    Notice, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, Priority, Service, SpikeAlert, StoreError,
-    StoreResult, Subscription, SubscriptionTarget, Ticket, TicketEvent, TicketId, Timestamp,
+    Agent, AgentId, AlertId, AlertWebhook, ClusterId, Conversation, ConversationId, Customer, CustomerId, InboundId,
+    InboundMessage, Notice, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, Priority, Service,
+    SpikeAlert, StoreError, StoreResult, Subscription, SubscriptionTarget, Ticket, TicketEvent, TicketId, Timestamp,
 };
 
 pub(crate) fn time(ms: i64) -> StoreResult<Timestamp> {
@@ -440,6 +440,49 @@ impl TryFrom<AlertRow> for SpikeAlert {
 }
 
 /// Converts every row of a result, failing on the first that is not a valid domain value.
+/// An alert's webhook columns (`webhook_*` in `spike_alerts`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AlertWebhookRow {
+    id: i64,
+    webhook_state: String,
+    webhook_attempts: i64,
+    webhook_route: Option<String>,
+    webhook_next_at: i64,
+    webhook_error: Option<String>,
+    webhook_posted_at: Option<i64>,
+}
+
+impl TryFrom<AlertWebhookRow> for AlertWebhook {
+    type Error = StoreError;
+    fn try_from(r: AlertWebhookRow) -> StoreResult<Self> {
+        Ok(AlertWebhook {
+            alert: AlertId(r.id),
+            state: word(&r.webhook_state)?,
+            attempts: r.webhook_attempts,
+            route: r.webhook_route,
+            next_attempt_at: time(r.webhook_next_at)?,
+            last_error: r.webhook_error,
+            posted_at: opt_time(r.webhook_posted_at)?,
+        })
+    }
+}
+
+/// An alert with its webhook columns, as a claim returns it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimedAlertRow {
+    #[sqlx(flatten)]
+    alert: AlertRow,
+    #[sqlx(flatten)]
+    webhook: AlertWebhookRow,
+}
+
+impl TryFrom<ClaimedAlertRow> for (SpikeAlert, AlertWebhook) {
+    type Error = StoreError;
+    fn try_from(r: ClaimedAlertRow) -> StoreResult<Self> {
+        Ok((r.alert.try_into()?, r.webhook.try_into()?))
+    }
+}
+
 pub(crate) fn all<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Vec<T>> {
     rows.into_iter().map(T::try_from).collect()
 }

@@ -349,6 +349,8 @@ async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
     assert!(alert["count"].as_i64().unwrap() >= 5);
     assert_eq!(alert["service"], "internet");
     assert!(!alert["samples"].as_array().unwrap().is_empty());
+    assert_eq!(alert["webhook"]["state"], "pending", "no notifier ran: {alert}");
+    assert_eq!(alert["webhook"]["attempts"], 0, "{alert}");
     let id = alert["id"].as_i64().unwrap();
     let (status, _) = a
         .call(

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use webcare_app::delivery::{Delivery, DeliveryConfig};
-use webcare_domain::{NewAgent, Role, TicketState};
+use webcare_domain::{NewAgent, Role, Service, TicketState};
 use webcare_tests::TestDb;
 use webcare_web::console::ConsoleConfig;
 use webcare_web::webchat::WebchatSender;
@@ -776,4 +776,45 @@ async fn reports_alerts_and_live_updates() {
     })
     .await;
     assert_eq!(changed, Ok(true), "a change reaches the open queue");
+}
+
+#[tokio::test]
+async fn alerts_show_where_their_webhook_post_stands() {
+    let s = setup().await;
+    let store = s.state.store.clone();
+    let now = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for service in [Service::Internet, Service::Tv, Service::Mobile, Service::Landline] {
+        let cluster = store
+            .create_cluster(webcare_domain::NewCluster { account: String::new(), service, region: None, at: now })
+            .await
+            .unwrap();
+        let alert = webcare_domain::SpikeAlert {
+            id: webcare_domain::AlertId(0),
+            cluster: cluster.id,
+            account: String::new(),
+            service,
+            region: None,
+            count: 5,
+            samples: vec!["geen internet".into()],
+            draft: Default::default(),
+            first_at: now,
+            last_at: now,
+            created_at: now,
+        };
+        ids.push(store.insert_alert(&alert).await.unwrap().id);
+    }
+    let claimed = store.claim_alert_webhooks("n", now, Duration::from_secs(60), 3).await.unwrap();
+    assert_eq!(claimed.len(), 3, "the landline alert stays waiting");
+    store.mark_alert_posted(ids[0], "n", "internet", now).await.unwrap();
+    store.mark_alert_failed(ids[1], "n", "tv", "HTTP 404 Not Found: <b>no_service</b>").await.unwrap();
+    store.mark_alert_retry(ids[2], "n", "default", now, "HTTP 503 Service Unavailable").await.unwrap();
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    let page = ada.get("/alerts").await.body;
+    assert!(page.contains("Webhook (internet): posted "), "{page}");
+    assert!(page.contains("Webhook (tv): failed: HTTP 404 Not Found: &lt;b&gt;no_service&lt;/b&gt;"), "{page}");
+    assert!(page.contains("Webhook (default): failing after 1 attempt, next try"), "{page}");
+    assert!(page.contains("HTTP 503 Service Unavailable"), "{page}");
+    assert!(page.contains("Webhook: waiting to be posted"), "{page}");
 }

@@ -21,6 +21,7 @@ macro_rules! contract {
     };
 }
 
+mod alerts;
 mod api;
 mod console;
 mod delivery;

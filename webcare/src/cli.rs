@@ -203,6 +203,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let path = cli.config.clone().or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
     let mut config = Config::load(path.as_deref(), std::env::vars()).map_err(Failure::Config)?;
     ticket_policy_checked(&config, path.as_deref()).map_err(Failure::Config)?;
+    alert_routes_checked(&config, path.as_deref()).map_err(Failure::Config)?;
     if let Some(format) = cli.log_format {
         config.log.format = match format {
             LogFormatArg::Text => LogFormat::Text,
@@ -281,6 +282,53 @@ fn ticket_policy_checked(
         })
         .collect();
     if problems.is_empty() { Ok(policy) } else { Err(ConfigErrors(problems)) }
+}
+
+/// The `[alerts.webhooks]` as the webhooks spike alerts are posted to; `check-config` and every start validate
+/// them, beyond the configuration's own check (a URL that does not parse, such as one with a port out of range).
+pub fn alert_routes(config: &Config) -> anyhow::Result<webcare_app::alerts::AlertRoutes> {
+    alert_routes_checked(config, None).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn alert_routes_checked(
+    config: &Config,
+    file: Option<&std::path::Path>,
+) -> Result<webcare_app::alerts::AlertRoutes, webcare_config::ConfigErrors> {
+    use std::sync::Arc;
+    use webcare_config::{ConfigError, ConfigErrors, Origin};
+    let mut routes = webcare_app::alerts::AlertRoutes::new();
+    let hooks = config.alerts.webhooks.all();
+    if hooks.is_empty() {
+        return Ok(routes);
+    }
+    // A value from the environment is blamed on its variable, as `Config::load` does.
+    let origin = |key: &str| {
+        let var = format!("{}{}", webcare_config::ENV_PREFIX, key.to_ascii_uppercase().replace('.', "__"));
+        match (std::env::var_os(&var), file) {
+            (Some(_), _) => Origin::Env(var),
+            (None, Some(p)) => Origin::File(p.to_path_buf()),
+            (None, None) => Origin::Defaults,
+        }
+    };
+    let client = webcare_webhook::client(Duration::from_secs(config.alerts.timeout_secs)).map_err(|e| {
+        ConfigErrors(vec![ConfigError { origin: origin("alerts"), key: "alerts".into(), message: e.to_string() }])
+    })?;
+    let mut errors = Vec::new();
+    for (name, url) in hooks {
+        let key = format!("alerts.webhooks.{name}");
+        let sink = match webcare_webhook::WebhookSink::new(client.clone(), url.expose(), url.masked()) {
+            Ok(sink) => Arc::new(sink),
+            Err(e) => {
+                errors.push(ConfigError { origin: origin(&key), message: e.to_string(), key });
+                continue;
+            }
+        };
+        routes = match name.parse::<webcare_domain::Service>() {
+            Ok(service) => routes.with(service, sink),
+            Err(_) => routes.with_default(sink),
+        };
+    }
+    if errors.is_empty() { Ok(routes) } else { Err(ConfigErrors(errors)) }
 }
 
 /// The classifier with the shipped data, or with `bridge.data_dir`'s files in place of the shipped ones.

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
+use webcare_app::alerts::{AlertNotifier, NotifierConfig};
 use webcare_app::delivery::{Delivery, DeliveryConfig};
 use webcare_app::intake::{IntakeConfig, Pipeline};
 use webcare_config::{Config, LogFormat};
@@ -42,6 +43,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let addr = listener.local_addr().context("read the listening address")?;
+
+    let alert_routes = match crate::cli::alert_routes(&config) {
+        Ok(routes) => routes,
+        Err(e) => {
+            db.close().await;
+            return Err(e);
+        }
+    };
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -124,6 +133,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let delivery = delivery.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move { delivery.run(shutdown).await });
+    }
+    {
+        // Spike alerts to the webhook of their service, read back from the database; without webhooks every alert
+        // is marked as for the console only.
+        if alert_routes.is_empty() {
+            tracing::info!("no alert webhooks configured (alerts.webhooks): spike alerts go to the console only");
+        } else {
+            tracing::info!(webhooks = ?alert_routes, "spike alerts are posted to webhooks");
+        }
+        let notifier = AlertNotifier::new(store.clone(), alert_routes, notifier_config(&config.alerts));
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { notifier.run(shutdown).await });
     }
     {
         // The clocks: clusters whose grace period ended become tickets even when nobody writes, and solved
@@ -332,4 +353,15 @@ pub fn delivery_config(c: &webcare_config::Delivery) -> DeliveryConfig {
         ),
     );
     config
+}
+
+/// The alert notifier's settings from the `[alerts]` section. A claim outlasts two posts that time out, so another
+/// instance never posts an alert whose first post is still waiting for its answer.
+pub fn notifier_config(c: &webcare_config::Alerts) -> NotifierConfig {
+    let timeout = Duration::from_secs(c.timeout_secs);
+    NotifierConfig {
+        lease: timeout * 2 + Duration::from_secs(10),
+        give_up_after: Duration::from_secs(c.give_up_after_secs),
+        ..NotifierConfig::default()
+    }
 }

@@ -479,13 +479,25 @@ async fn delivery(
 
 async fn list_alerts(State(state): State<AppState>, _agent: Authed) -> Result<Json<Vec<Value>>, ApiError> {
     let alerts = state.store.alerts().await?;
+    let mut webhooks: std::collections::HashMap<AlertId, webcare_domain::AlertWebhook> =
+        state.store.alert_webhooks().await?.into_iter().map(|w| (w.alert, w)).collect();
     Ok(Json(
         alerts
             .into_iter()
             .map(|a| {
+                // Where its post to the service's webhook stands: pending, sending, posted, failed (with why), or
+                // skipped (no webhook for the service).
+                let webhook = webhooks.remove(&a.id).map(|w| {
+                    json!({
+                        "state": w.state, "route": w.route, "attempts": w.attempts, "error": w.last_error,
+                        "posted_at": w.posted_at,
+                        "next_attempt_at": (w.state == webcare_domain::WebhookState::Pending).then_some(w.next_attempt_at),
+                    })
+                });
                 json!({
                     "id": a.id, "service": a.service, "region": a.region, "count": a.count, "first_at": a.first_at,
                     "last_at": a.last_at, "samples": a.samples, "cluster": a.cluster, "draft": a.draft,
+                    "webhook": webhook,
                 })
             })
             .collect(),

@@ -14,7 +14,7 @@ pub const ROUTES: &[(&str, &str, bool, &str)] = &[
     ("post", "/api/v1/notices", true, "Create a notice"),
     ("patch", "/api/v1/notices/{id}", true, "Change a notice: a new version every subscriber receives once"),
     ("get", "/api/v1/notices/{id}/delivery", false, "Broadcast progress of the current version"),
-    ("get", "/api/v1/alerts", false, "Spike alerts"),
+    ("get", "/api/v1/alerts", false, "Spike alerts, each with where its post to its service's webhook stands"),
     ("post", "/api/v1/alerts/{id}/notice", true, "Publish a notice from an alert; its cluster's members subscribe"),
 ];
 

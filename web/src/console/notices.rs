@@ -12,7 +12,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use webcare_app::notices::{NoticeError, NoticeInput};
-use webcare_domain::{AgentId, AlertId, Notice, NoticeChange, NoticeId, NoticeState, Service, StoreError};
+use webcare_domain::{
+    AgentId, AlertId, AlertWebhook, Notice, NoticeChange, NoticeId, NoticeState, Service, StoreError, WebhookState,
+};
 
 use super::html::{self, E, Live, csrf_field, options, when};
 use super::tickets::{regions_text, services_text};
@@ -320,6 +322,10 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         Ok(a) => a,
         Err(e) => return unavailable(e, Some(&staff)),
     };
+    let webhooks: BTreeMap<AlertId, AlertWebhook> = match state.store.alert_webhooks().await {
+        Ok(w) => w.into_iter().map(|w| (w.alert, w)).collect(),
+        Err(e) => return unavailable(e, Some(&staff)),
+    };
     let csrf = csrf_field(&staff);
     let mut body = String::from("<div id=\"live\">");
     if alerts.is_empty() {
@@ -332,7 +338,7 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         let _ = write!(
             body,
             "<section class=\"card alert\"><h2>{service} · {region}: {count} customers</h2>\
-             <p class=\"scope\">first {first}, last {last}, raised {created} · cluster {cluster}</p>\
+             <p class=\"scope\">first {first}, last {last}, raised {created} · cluster {cluster}</p>{webhook}\
              <h3>Samples</h3><ul class=\"samples\">",
             service = a.service,
             region = E(&region),
@@ -341,6 +347,7 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
             last = when(a.last_at),
             created = when(a.created_at),
             cluster = a.cluster,
+            webhook = webhook_line(webhooks.get(&a.id)),
         );
         for s in &a.samples {
             let _ = write!(body, "<li>{}</li>", E(s));
@@ -360,6 +367,31 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
     }
     body.push_str("</div>");
     html::page(StatusCode::OK, "Spike alerts", Some(&staff), Live::default(), &body)
+}
+
+/// Where the alert's post to its service's webhook stands, in one line.
+fn webhook_line(w: Option<&AlertWebhook>) -> String {
+    let Some(w) = w else { return String::new() };
+    let to = w.route.as_deref().map(|r| format!(" ({})", E(r))).unwrap_or_default();
+    let error = || E(w.last_error.as_deref().unwrap_or("unknown error")).to_string();
+    let (class, text) = match w.state {
+        WebhookState::Posted => ("posted", format!("posted {}", w.posted_at.map(when).unwrap_or_default())),
+        WebhookState::Pending if w.attempts == 0 => ("pending", "waiting to be posted".to_owned()),
+        WebhookState::Pending => (
+            "failing",
+            format!(
+                "failing after {} attempt{}, next try {}: {}",
+                w.attempts,
+                if w.attempts == 1 { "" } else { "s" },
+                when(w.next_attempt_at),
+                error()
+            ),
+        ),
+        WebhookState::Sending => ("pending", format!("being posted (attempt {})", w.attempts)),
+        WebhookState::Failed => ("failed", format!("failed: {}", error())),
+        WebhookState::Skipped => ("skipped", format!("not posted: {}", error())),
+    };
+    format!("<p class=\"webhook webhook-{class}\">Webhook{to}: {text}</p>")
 }
 
 pub async fn publish_alert(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {

@@ -419,6 +419,78 @@ fn serve_runs_the_telegram_bot_when_its_token_is_set() {
     assert_eq!(fake.bot_messages(chat).len(), 1, "answered once");
 }
 
+/// A webhook receiver on 127.0.0.1: takes each POST, answers 200, and hands its body over.
+fn webhook_receiver() -> (SocketAddr, mpsc::Receiver<serde_json::Value>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            if tx.send(serde_json::from_slice(&body).unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn a_spike_alert_reaches_its_services_webhook_and_the_log_keeps_the_url_secret() {
+    let (_rt, fake) = fake_telegram();
+    let (hook, posts) = webhook_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = webcare(dir.path());
+    cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token())
+        .env("WEBCARE_TELEGRAM__API_URL", fake.url())
+        .env("WEBCARE_ALERTS__WEBHOOKS__INTERNET", format!("http://{hook}/services/T0/B0/s3cr3t"));
+    let mut running = Serving::start(cmd);
+    for (i, text) in [
+        "Storing in Eindhoven? Geen internet",
+        "Eindhoven internet ligt eruit",
+        "Geen internet in Eindhoven sinds vanochtend",
+        "Is er een internetstoring in Eindhoven?",
+        "Eindhoven: internet werkt niet, storing?",
+        "Ook geen internet hier in Eindhoven",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let user = fake.create_user(webcare_fake_telegram::NewUser::named(&format!("klant {i}")));
+        fake.send_text(user, fake.private_chat(user), text);
+    }
+    let post = posts.recv_timeout(Duration::from_secs(60)).expect("the network team's webhook got the spike alert");
+    assert_eq!(post["service"], "internet", "{post}");
+    assert!(post["count"].as_i64().unwrap() >= 5, "{post}");
+    assert!(post["text"].as_str().unwrap().starts_with("Spike alert:"), "{post}");
+    running.signal("TERM");
+    let (status, log) = running.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+    let log = log.join("\n");
+    assert!(log.contains("spike alert posted"), "{log}");
+    assert!(log.contains(&format!("http://{hook}/********")), "the webhook is named by its host: {log}");
+    assert!(!log.contains("s3cr3t"), "the URL's secret never reaches the log: {log}");
+    assert!(posts.recv_timeout(Duration::from_millis(100)).is_err(), "posted once");
+}
+
 #[test]
 fn a_bad_telegram_token_stops_the_start_without_printing_it() {
     let (_rt, fake) = fake_telegram();
