@@ -18,8 +18,10 @@ COPY domain ./domain
 COPY storage ./storage
 COPY ticketing ./ticketing
 COPY tests ./tests
+COPY vendor ./vendor
 COPY web ./web
 COPY webcare ./webcare
+COPY webhook ./webhook
 RUN cargo build --release --locked --bin webcare \
     && cp target/release/webcare /usr/local/bin/webcare
 
