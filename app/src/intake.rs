@@ -473,14 +473,14 @@ impl Core {
         conversation: &Conversation,
         customer: &Customer,
         account: &str,
-    ) -> StoreResult<Decision> {
+    ) -> StoreResult<Action> {
         let notices = ctx.store.notices(true).await?;
         let output = d.engine.process(&incoming(message, conversation, customer, account), &notices);
-        let decision = self.carry_out(ctx, d, message, conversation, customer, output).await?;
+        let action = self.carry_out(ctx, d, message, conversation, customer, &output).await?;
         if self.snapshot_due(d) {
             self.snapshot_locked(ctx.store.as_ref(), d).await?;
         }
-        Ok(decision)
+        Ok(action)
     }
 
     /// Carries out what the bridge decided for `message` — subscription, ticket, answer, alerts — and stores the
@@ -492,10 +492,10 @@ impl Core {
         message: &InboundMessage,
         conversation: &Conversation,
         customer: &Customer,
-        output: Output,
-    ) -> StoreResult<Decision> {
+        output: &Output,
+    ) -> StoreResult<Action> {
         self.expire(ctx, &output.expired).await?;
-        let decision = output.decision;
+        let decision = &output.decision;
 
         if let Some(cluster_id) = decision.cluster
             && let Some(members) = d.engine.cluster_customers(cluster_id)
@@ -586,7 +586,7 @@ impl Core {
         ctx.set_decision(message.id, record, ticket).await?;
         d.last = d.last.max(message.id);
         d.since_snapshot += 1;
-        Ok(decision)
+        Ok(decision.action)
     }
 
     /// Expired clusters: each member's latest question becomes a ticket, so nobody is left waiting.
@@ -945,9 +945,8 @@ impl Core {
     async fn carry_out_one(&self, ctx: &Ctx, d: &mut Decider, item: &Decided) -> StoreResult<IntakeOutcome> {
         let action = match &item.output {
             Some(output) => {
-                let decision =
-                    self.carry_out(ctx, d, &item.message, &item.conversation, &item.customer, output.clone()).await?;
-                decision.action.as_str().to_owned()
+                let action = self.carry_out(ctx, d, &item.message, &item.conversation, &item.customer, output).await?;
+                action.as_str().to_owned()
             }
             None => {
                 ctx.set_decision(item.message.id, json!({"action": "ignore", "reasons": ["empty"]}), None).await?;
@@ -1034,11 +1033,11 @@ impl Core {
                 .map_err(unavailable)?;
             "ignore".to_owned()
         } else {
-            let decision = self
+            let action = self
                 .decide(&ctx, &mut d, &message, &conversation, &customer, &event.account)
                 .await
                 .map_err(unavailable)?;
-            decision.action.as_str().to_owned()
+            action.as_str().to_owned()
         };
         Ok(IntakeOutcome { new: true, action })
     }
