@@ -514,3 +514,41 @@ async fn a_command_in_a_burst_keeps_its_place() {
     let chat = db.db().conversation_by_chat(Platform::Telegram, "u1").await.unwrap().unwrap();
     assert_eq!(db.db().subscriptions_of(chat.id).await.unwrap().len(), 1, "{actions:?}");
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_costs_only_the_message_that_fails() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    // A database rule that refuses one message's ticket: the batch's unit of work fails as a whole, is rolled back,
+    // and its messages are carried out one by one, so only that message fails.
+    let raw = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON ticket_events WHEN NEW.body LIKE '%weigeren%'
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    let events = [
+        private("u1", "1", "Mijn factuur klopt niet, ik betaal dubbel", t(0)),
+        private("u2", "2", "Mijn factuur klopt niet, ik betaal dubbel (weigeren)", t(1)),
+        private("u3", "3", "Storing in Utrecht? Geen internet sinds 10 uur", t(2)),
+        private("u4", "4", "Ik wil mijn abonnement opzeggen, ik verhuis", t(3)),
+    ];
+    let outcomes = futures_util::future::join_all(events.map(|e| p.receive(e))).await;
+    let actions: Vec<_> =
+        outcomes.iter().map(|o| o.as_ref().map(|o| o.action.clone()).map_err(|e| e.to_string())).collect();
+    assert_eq!(actions[0], Ok("ticket".to_owned()), "{actions:?}");
+    assert!(matches!(&actions[1], Err(e) if e.contains("refused by the test")), "{actions:?}");
+    assert_eq!(actions[2], Ok("hold_and_subscribe".to_owned()), "{actions:?}");
+    assert_eq!(actions[3], Ok("ticket".to_owned()), "{actions:?}");
+    let store = db.db();
+    let tickets = store.tickets(&[]).await.unwrap();
+    assert_eq!(tickets.len(), 2, "the neighbours' tickets stand: {tickets:?}");
+    let messages = store.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap();
+    let decided: Vec<_> = messages.iter().map(|m| (m.platform_message_id.as_str(), m.decision.is_some())).collect();
+    // The refused message is stored, undecided: it is decided when it is delivered again, or on the next start.
+    assert_eq!(decided, [("u1/1", true), ("u2/2", false), ("u3/3", true), ("u4/4", true)]);
+    let chat = store.conversation_by_chat(Platform::Telegram, "u3").await.unwrap().unwrap();
+    assert_eq!(store.subscriptions_of(chat.id).await.unwrap().len(), 1, "the outage question follows its cluster");
+}
