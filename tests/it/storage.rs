@@ -828,11 +828,14 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     let Inserted::New(before) = db.insert_inbound(inbound(&chat, &anna, "m1", "eerder")).await.unwrap() else {
         panic!("new")
     };
+    // A time finer than the stored millisecond comes back as stored.
+    let mut third = inbound(&chat, &anna, "m3", "twee");
+    third.received_at = t(10) + chrono::Duration::microseconds(1_500);
     let stored = db
         .insert_inbound_many(&[
             inbound(&chat, &anna, "m2", "een"),
             inbound(&chat, &anna, "m1", "eerder, opnieuw bezorgd"),
-            inbound(&chat, &anna, "m3", "twee"),
+            third,
             inbound(&chat, &anna, "m2", "een, twee keer in een batch"),
         ])
         .await
@@ -842,6 +845,8 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
         other => panic!("new messages: {other:?}"),
     };
     assert!(before.id < m2.id && m2.id < m3.id, "ids follow the order given");
+    assert_eq!(db.inbound(m2.id).await.unwrap(), m2, "a new message is given back as it is stored");
+    assert_eq!(db.inbound(m3.id).await.unwrap(), m3);
     assert!(matches!(&stored[1], Inserted::Existing(m) if m.id == before.id && m.text == "eerder"));
     assert!(matches!(&stored[3], Inserted::Existing(m) if m.id == m2.id && m.text == "een"));
     assert_eq!(db.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap().len(), 3);
