@@ -134,53 +134,46 @@ impl Ctx {
         Ok(Ctx { store: unit, ticketing, batch: Some(Mutex::new(pending)) })
     }
 
-    async fn save_cluster(&self, cluster: OutageCluster) -> StoreResult<()> {
+    /// In a batch, hands `value` to `keep` for [`Ctx::flush`] and answers `None`; outside one, gives it back to be
+    /// written now.
+    async fn kept<T>(&self, value: T, keep: impl FnOnce(&mut Pending, T)) -> Option<T> {
         match &self.batch {
             Some(p) => {
-                p.lock().await.clusters.push(cluster);
-                Ok(())
+                keep(&mut *p.lock().await, value);
+                None
             }
-            None => self.store.save_cluster(&cluster).await,
+            None => Some(value),
+        }
+    }
+
+    async fn save_cluster(&self, cluster: OutageCluster) -> StoreResult<()> {
+        match self.kept(cluster, |p, c| p.clusters.push(c)).await {
+            Some(cluster) => self.store.save_cluster(&cluster).await,
+            None => Ok(()),
         }
     }
 
     async fn insert_alert(&self, alert: SpikeAlert) -> StoreResult<()> {
-        match &self.batch {
-            Some(p) => {
-                p.lock().await.alerts.push(alert);
-                Ok(())
-            }
-            None => {
-                let stored = self.store.insert_alert(&alert).await?;
-                log_alert(&stored);
-                Ok(())
-            }
+        if let Some(alert) = self.kept(alert, |p, a| p.alerts.push(a)).await {
+            log_alert(&self.store.insert_alert(&alert).await?);
         }
+        Ok(())
     }
 
     async fn subscribe(&self, subscription: Subscription) -> StoreResult<()> {
-        match &self.batch {
-            Some(p) => {
-                p.lock().await.subscriptions.push(subscription);
-                Ok(())
-            }
-            None => {
-                let s = subscription;
-                self.store.subscribe(s.conversation, s.customer, s.target, s.created_at).await.map(|_| ())
-            }
+        match self.kept(subscription, |p, s| p.subscriptions.push(s)).await {
+            Some(s) => self.store.subscribe(s.conversation, s.customer, s.target, s.created_at).await.map(|_| ()),
+            None => Ok(()),
         }
     }
 
     async fn enqueue(&self, new: NewOutbox) -> StoreResult<()> {
-        match &self.batch {
-            Some(p) => {
-                p.lock().await.outbox.push(new);
-                Ok(())
-            }
-            None => {
+        match self.kept(new, |p, n| p.outbox.push(n)).await {
+            Some(new) => {
                 let at = new.not_before;
                 self.store.enqueue(new, at).await.map(|_| ())
             }
+            None => Ok(()),
         }
     }
 
@@ -214,19 +207,13 @@ impl Ctx {
     }
 
     async fn set_decision(&self, id: InboundId, record: serde_json::Value, ticket: Option<Filed>) -> StoreResult<()> {
-        match &self.batch {
-            Some(p) => {
-                p.lock().await.decisions.push((id, record, ticket));
-                Ok(())
-            }
-            None => {
-                let mut record = record;
-                if let Some(filed) = ticket {
-                    record["ticket"] = json!(self.ticket_id(filed).await?);
-                }
-                self.store.set_decision(id, &record).await
-            }
+        let Some((id, mut record, ticket)) = self.kept((id, record, ticket), |p, d| p.decisions.push(d)).await else {
+            return Ok(());
+        };
+        if let Some(filed) = ticket {
+            record["ticket"] = json!(self.ticket_id(filed).await?);
         }
+        self.store.set_decision(id, &record).await
     }
 
     /// Makes a batch's pending writes, one statement for each kind (the tickets' take a few); nothing outside a

@@ -197,6 +197,27 @@ async fn customers_and_conversations_are_stored_once(t_db: &TestDb) {
     assert!(db.customer(a.id).await.unwrap().unreachable);
 }
 
+/// A billing ticket without due times.
+fn billing_ticket(
+    conversation: webcare_domain::ConversationId,
+    who: &webcare_domain::Customer,
+    subject: &str,
+    at: Timestamp,
+) -> NewTicket {
+    NewTicket {
+        conversation,
+        customer: who.id,
+        subject: subject.into(),
+        priority: 3,
+        category: "billing".into(),
+        due_at: None,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        tags: Vec::new(),
+        at,
+    }
+}
+
 fn inbound(chat: &webcare_domain::Conversation, who: &webcare_domain::Customer, id: &str, text: &str) -> NewInbound {
     NewInbound {
         platform: Platform::Telegram,
@@ -899,16 +920,9 @@ async fn batch_effects_store_like_one_call_after_another(t_db: &TestDb) {
 
     // Tickets: the open ones of many pairs in one statement, the newest per pair, closed ones left out.
     let new_ticket = |conversation, subject: &str, at| NewTicket {
-        conversation,
-        customer: anna.id,
-        subject: subject.into(),
-        priority: 3,
-        category: "billing".into(),
         due_at: Some(t(5000)),
         first_response_due_at: Some(t(5000)),
-        resolution_due_at: None,
-        tags: Vec::new(),
-        at,
+        ..billing_ticket(conversation, &anna, subject, at)
     };
     let closed = db.create_ticket(new_ticket(chat.id, "old", t(1))).await.unwrap();
     db.set_ticket_state(closed.id, TicketState::Closed, None, t(2)).await.unwrap();
@@ -956,18 +970,7 @@ async fn a_ticket_batch_refuses_what_changed_since_it_was_read(t_db: &TestDb) {
     use webcare_domain::{CreatedTicket, TicketWrites};
     let db = t_db.db();
     let (anna, chat) = customer_and_chat(db, ConversationKind::Private).await;
-    let new_ticket = |subject: &str| NewTicket {
-        conversation: chat.id,
-        customer: anna.id,
-        subject: subject.into(),
-        priority: 3,
-        category: "billing".into(),
-        due_at: None,
-        first_response_due_at: None,
-        resolution_due_at: None,
-        tags: Vec::new(),
-        at: t(1),
-    };
+    let new_ticket = |subject: &str| billing_ticket(chat.id, &anna, subject, t(1));
     let open = db.create_ticket(new_ticket("open")).await.unwrap();
     // Another writer moved the ticket on since this batch read it.
     let mut stale = open.clone();
