@@ -11,11 +11,14 @@
 //! follow that order and "replay everything after the snapshot" is exact.
 //!
 //! Plain messages go through in batches (group commit): one task takes every message waiting, stores them all in
-//! one unit of work ([`Store::begin`]), decides them in order, and carries out all decisions in a second unit, so
-//! that a burst of messages costs two durable commits instead of several per message. A caller's answer comes only
-//! after both commits. When a unit fails, it is rolled back and its messages are done one by one, so one bad
-//! message costs its batch neighbours nothing. Commands, edits, deletions and buttons go one by one, in their
-//! place in the arrival order.
+//! one unit of work ([`Store::begin`]), marks that point ([`Unit::mark`]), decides them in order, carries out all
+//! decisions in the same unit with one statement per kind of write, and commits once, so that a burst of messages
+//! costs one durable commit instead of several per message. A caller's answer comes only after the commit. When
+//! storing fails, the unit is rolled back and the messages are done one by one; when carrying out fails, the unit
+//! goes back to its mark, the stored messages are committed and their decisions carried out one by one, so one bad
+//! message costs its batch neighbours nothing. Commands, edits, deletions and buttons go one by one, in their place
+//! in the arrival order. The bridge's classification needs no state, so each caller classifies its own message
+//! before handing it to the batching task: callers do that in parallel, on every core.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,13 +27,13 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::json;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
-use webcare_bridge::Classifier;
 use webcare_bridge::engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming, Output};
+use webcare_bridge::{Classification, Classifier};
 use webcare_domain::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, InboundEvent, InboundId, InboundKind,
     InboundMessage, Intake, IntakeError, IntakeOutcome, NewConversation, NewCustomer, NewInbound, NewOutbox,
     OutageCluster, Priority, SpikeAlert, Store, StoreError, StoreResult, Subscription, SubscriptionTarget,
-    TicketEventKind, TicketId, Timestamp,
+    TicketEventKind, TicketId, Timestamp, Unit,
 };
 use webcare_ticketing::{CustomerMessage, PendingTicket, TicketBatch, TicketError, Ticketing};
 
@@ -63,7 +66,14 @@ struct Decider {
     last: InboundId,
     since_snapshot: u32,
     snapshot_at: std::time::Instant,
+    /// How long the last save took: saves keep to a small share of the decider's time as the state grows.
+    snapshot_cost: std::time::Duration,
 }
+
+/// The decider's time between two saves of the bridge's state, as a multiple of what the last save took: saving
+/// costs at most about 5 % of the decider's time however large the state (a burst's many customers, a large
+/// outage's members).
+const SNAPSHOT_SPACING: u32 = 20;
 
 /// Messages taken in one batch at most.
 const MAX_BATCH: usize = 256;
@@ -76,6 +86,8 @@ pub struct Pipeline {
 
 struct Core {
     store: Arc<dyn Store>,
+    /// The engine's classifier, for classifying messages before they reach the decider's lock.
+    classifier: Arc<Classifier>,
     ticketing: Ticketing,
     decider: Mutex<Decider>,
     config: IntakeConfig,
@@ -261,6 +273,9 @@ fn log_alert(alert: &SpikeAlert) {
 /// An event waiting for the batching task, and where its outcome goes.
 struct Job {
     event: InboundEvent,
+    /// The event's text classified by the caller's task, in parallel with the batching task (`None`: not a plain
+    /// message).
+    class: Option<Classification>,
     done: oneshot::Sender<Result<IntakeOutcome, IntakeError>>,
 }
 
@@ -305,11 +320,18 @@ impl Pipeline {
             },
             None => (EngineState::default(), InboundId(0)),
         };
-        let engine = Engine::with_state(config.engine.clone(), classifier, state);
+        let engine = Engine::with_state(config.engine.clone(), classifier.clone(), state);
         let core = Arc::new(Core {
             store,
+            classifier,
             ticketing,
-            decider: Mutex::new(Decider { engine, last, since_snapshot: 0, snapshot_at: std::time::Instant::now() }),
+            decider: Mutex::new(Decider {
+                engine,
+                last,
+                since_snapshot: 0,
+                snapshot_at: std::time::Instant::now(),
+                snapshot_cost: std::time::Duration::ZERO,
+            }),
             config,
             wake,
         });
@@ -370,14 +392,26 @@ async fn receive_run(core: &Core, run: Vec<Job>) {
     if run.is_empty() {
         return;
     }
-    let (events, done): (Vec<_>, Vec<_>) = run.into_iter().map(|j| (j.event, j.done)).unzip();
-    let outcomes = core.receive_batch(events).await;
+    let mut events = Vec::with_capacity(run.len());
+    let mut classes = Vec::with_capacity(run.len());
+    let mut done = Vec::with_capacity(run.len());
+    for job in run {
+        events.push(job.event);
+        classes.push(job.class);
+        done.push(job.done);
+    }
+    let outcomes = core.receive_batch(events, classes).await;
     for (done, outcome) in done.into_iter().zip(outcomes) {
         let _ = done.send(outcome);
     }
 }
 
 impl Core {
+    /// What [`Engine::process`] would classify for a message with this text (the intake gives no place hint).
+    fn classify(&self, text: &str) -> Classification {
+        self.classifier.classify(text, None)
+    }
+
     fn plain(&self) -> Ctx {
         Ctx::plain(self.store.clone(), self.ticketing.clone())
     }
@@ -420,14 +454,17 @@ impl Core {
     }
 
     fn snapshot_due(&self, d: &Decider) -> bool {
-        d.since_snapshot >= self.config.snapshot_every && d.snapshot_at.elapsed() >= self.config.snapshot_interval
+        d.since_snapshot >= self.config.snapshot_every
+            && d.snapshot_at.elapsed() >= self.config.snapshot_interval.max(d.snapshot_cost * SNAPSHOT_SPACING)
     }
 
     async fn snapshot_locked(&self, store: &dyn Store, d: &mut Decider) -> StoreResult<()> {
+        let started = std::time::Instant::now();
         let state = serde_json::to_string(d.engine.state()).expect("the bridge state serialises");
         store.save_engine_snapshot(&state, d.last, Utc::now()).await?;
         d.since_snapshot = 0;
         d.snapshot_at = std::time::Instant::now();
+        d.snapshot_cost = started.elapsed();
         Ok(())
     }
 
@@ -802,8 +839,11 @@ impl Intake for Pipeline {
         if event.chat_id.is_empty() || event.user_id.is_empty() || event.message_id.is_empty() {
             return Err(IntakeError::Invalid("chat, user and message ids are required".into()));
         }
+        // Classifying is the bridge's costliest step and needs no state: it is done here, on the caller's task, so
+        // that callers classify in parallel while the batching task holds the decider.
+        let class = (event.kind == InboundKind::Message).then(|| self.core.classify(&event.text));
         let (done, outcome) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.batches.send(Job { event, done }) {
+        if let Err(mpsc::error::SendError(job)) = self.batches.send(Job { event, class, done }) {
             // The batching task is gone (the runtime is shutting down): this message goes on its own.
             return self.core.receive_one(job.event).await;
         }
@@ -814,29 +854,32 @@ impl Intake for Pipeline {
 }
 
 impl Core {
-    /// The batch path: stores every message in one unit of work, decides them in order, carries out every
-    /// decision in a second unit. Outcomes come back in the order of `events`.
-    async fn receive_batch(&self, events: Vec<InboundEvent>) -> Vec<Result<IntakeOutcome, IntakeError>> {
+    /// The batch path: one unit of work stores every message, then (after a mark) carries out the decisions made
+    /// in order, and commits once. Outcomes come back in the order of `events`.
+    async fn receive_batch(
+        &self,
+        events: Vec<InboundEvent>,
+        mut classes: Vec<Option<Classification>>,
+    ) -> Vec<Result<IntakeOutcome, IntakeError>> {
         let mut d = self.decider.lock().await;
-        let stored = match self.store_batch(&events).await {
+        let (unit, stored) = match self.store_batch(&events).await {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::warn!(error = %e, messages = events.len(), "storing a batch failed; taking its messages one by one");
                 drop(d);
-                let mut outcomes = Vec::with_capacity(events.len());
-                for event in events {
-                    outcomes.push(self.receive_one(event).await);
-                }
-                return outcomes;
+                return self.one_by_one(events).await;
             }
         };
         let mut outcomes: Vec<Result<IntakeOutcome, IntakeError>> =
             (0..events.len()).map(|_| Ok(IntakeOutcome { new: false, action: "duplicate".into() })).collect();
-        let notices = match self.store.notices(true).await {
+        let notices = match unit.notices(true).await {
             Ok(notices) => notices,
-            // Stored but undecided: decided on redelivery, or on the next start's replay.
             Err(e) => {
-                let why = e.to_string();
+                // Stored but undecided: decided on redelivery, or on the next start's replay.
+                let why = match keep_stored(&*unit).await {
+                    Ok(()) => e.to_string(),
+                    Err(lost) => format!("{e}; the batch was not stored either: {lost}"),
+                };
                 return outcomes.iter().map(|_| Err(IntakeError::Unavailable(why.clone()))).collect();
             }
         };
@@ -845,41 +888,73 @@ impl Core {
             let Some(Stored { message, conversation, customer }) = stored else { continue };
             let output = (!message.text.trim().is_empty() || !message.attachments.is_empty()).then(|| {
                 let incoming = incoming(&message, &conversation, &customer, &events[index].account);
-                d.engine.process(&incoming, &notices)
+                // The caller classified the event's text; a redelivered message keeps the text first stored.
+                match classes[index].take().filter(|_| message.text == events[index].text) {
+                    Some(class) => d.engine.handle(&incoming, &class, &notices),
+                    None => d.engine.process(&incoming, &notices),
+                }
             });
             decided.push(Decided { index, message, conversation, customer, output });
         }
-        match self.carry_out_batch(&mut d, &decided).await {
-            Ok(actions) => {
-                for (item, action) in decided.iter().zip(actions) {
-                    outcomes[item.index] = Ok(IntakeOutcome { new: true, action });
+        let carried = self.carry_out_batch(unit.clone(), &mut d, &decided).await;
+        let failed = match carried {
+            Ok(actions) => match unit.commit().await {
+                Ok(()) => {
+                    for (item, action) in decided.iter().zip(actions) {
+                        outcomes[item.index] = Ok(IntakeOutcome { new: true, action });
+                    }
+                    self.wake.notify_one();
+                    return outcomes;
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, messages = decided.len(), "a batch's decisions failed; carrying them out one by one");
-                let ctx = self.plain();
-                for item in &decided {
-                    outcomes[item.index] = self.carry_out_one(&ctx, &mut d, item).await.map_err(unavailable);
+                Err(e) => {
+                    // Nothing of the batch is stored: its messages go through again, one by one.
+                    tracing::warn!(error = %e, messages = events.len(), "committing a batch failed; taking its messages one by one");
+                    drop(d);
+                    return self.one_by_one(events).await;
                 }
-                if self.snapshot_due(&d)
-                    && let Err(e) = self.snapshot_locked(self.store.as_ref(), &mut d).await
-                {
-                    tracing::warn!(error = %e, "could not save the bridge snapshot");
-                }
-            }
+            },
+            Err(e) => e,
+        };
+        // The decisions' writes are undone; the messages stay, and are carried out one by one, so that one bad
+        // message costs its neighbours nothing.
+        tracing::warn!(error = %failed, messages = decided.len(), "a batch's decisions failed; carrying them out one by one");
+        if let Err(e) = keep_stored(&*unit).await {
+            tracing::warn!(error = %e, messages = events.len(), "storing a batch failed; taking its messages one by one");
+            let _ = unit.rollback().await;
+            drop(d);
+            return self.one_by_one(events).await;
+        }
+        let ctx = self.plain();
+        for item in &decided {
+            outcomes[item.index] = self.carry_out_one(&ctx, &mut d, item).await.map_err(unavailable);
+        }
+        if self.snapshot_due(&d)
+            && let Err(e) = self.snapshot_locked(self.store.as_ref(), &mut d).await
+        {
+            tracing::warn!(error = %e, "could not save the bridge snapshot");
         }
         self.wake.notify_one();
         outcomes
     }
 
-    /// Stores the customers, conversations and messages of a batch in one unit of work.
-    async fn store_batch(&self, events: &[InboundEvent]) -> StoreResult<Vec<Option<Stored>>> {
+    async fn one_by_one(&self, events: Vec<InboundEvent>) -> Vec<Result<IntakeOutcome, IntakeError>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(self.receive_one(event).await);
+        }
+        outcomes
+    }
+
+    /// Starts a batch's unit of work with its customers, conversations and messages stored, and marks the point
+    /// its decisions' writes can be undone to.
+    async fn store_batch(&self, events: &[InboundEvent]) -> StoreResult<(Arc<dyn Unit>, Vec<Option<Stored>>)> {
         let unit = self.store.begin().await?;
-        match store_all(&*unit, events).await {
-            Ok(stored) => {
-                unit.commit().await?;
-                Ok(stored)
-            }
+        let stored = match store_all(&*unit, events).await {
+            Ok(stored) => unit.mark().await.map(|()| stored),
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(stored) => Ok((unit, stored)),
             Err(e) => {
                 let _ = unit.rollback().await;
                 Err(e)
@@ -887,29 +962,22 @@ impl Core {
         }
     }
 
-    /// Carries out a batch's decisions in one unit of work, with the snapshot when one is due; the actions in order.
-    async fn carry_out_batch(&self, d: &mut Decider, decided: &[Decided]) -> StoreResult<Vec<String>> {
+    /// Carries out a batch's decisions on `unit`, with the snapshot when one is due; the actions in order. The
+    /// caller commits, or rolls back to the mark.
+    async fn carry_out_batch(
+        &self,
+        unit: Arc<dyn Unit>,
+        d: &mut Decider,
+        decided: &[Decided],
+    ) -> StoreResult<Vec<String>> {
         if decided.is_empty() {
             return Ok(Vec::new());
         }
-        let unit = self.store.begin().await?;
-        let mut result = self.carry_out_in(unit.clone(), d, decided).await;
-        if result.is_ok()
-            && self.snapshot_due(d)
-            && let Err(e) = self.snapshot_locked(unit.as_ref(), d).await
-        {
-            result = Err(e);
+        let actions = self.carry_out_in(unit.clone(), d, decided).await?;
+        if self.snapshot_due(d) {
+            self.snapshot_locked(&*unit, d).await?;
         }
-        match result {
-            Ok(actions) => {
-                unit.commit().await?;
-                Ok(actions)
-            }
-            Err(e) => {
-                let _ = unit.rollback().await;
-                Err(e)
-            }
-        }
+        Ok(actions)
     }
 
     /// Carries out a batch's decisions on the unit `unit` and makes their writes; the actions in order.
@@ -1028,6 +1096,12 @@ impl Core {
         };
         Ok(IntakeOutcome { new: true, action })
     }
+}
+
+/// Undoes a batch's decisions and commits what came before its mark: the messages, stored and undecided.
+async fn keep_stored(unit: &dyn Unit) -> StoreResult<()> {
+    unit.rollback_to_mark().await?;
+    unit.commit().await
 }
 
 /// Stores the event's customer and conversation (or finds them); a chat that was unreachable works again, since

@@ -591,12 +591,13 @@ impl Engine {
             .clusters
             .iter()
             .enumerate()
+            // The cheap tests first: this runs over every cluster for every outage question.
             .filter(|(_, c)| {
                 c.state == ClusterState::Open
-                    && c.account == msg.account
                     && self.same_service(c, class)
                     && msg.at - c.last_at <= window
                     && msg.at >= c.first_at
+                    && c.account == msg.account
                     && self.compatible(c, class)
             })
             .max_by_key(|(_, c)| c.last_at)
@@ -691,11 +692,16 @@ impl Engine {
         if !grown {
             return None;
         }
+        // Customers in the spike window are some of the cluster's customers: a cluster with too few of them in all
+        // cannot spike, and is not walked for every message that joins it (one text reposted by many is one customer).
+        let baseline = self.baseline(cluster, now);
+        if count < self.config.spike_min_customers || (count as f64) < self.config.spike_factor * baseline {
+            return None;
+        }
         let since = now - TimeDelta::seconds(self.config.spike_window_secs);
         let recent: HashSet<&str> =
             cluster.members.iter().filter(|m| m.joined_at > since).map(|m| m.customer.as_str()).collect();
         let recent = recent.len();
-        let baseline = self.baseline(cluster, now);
         let spiking = recent >= self.config.spike_min_customers && recent as f64 >= self.config.spike_factor * baseline;
         if !spiking {
             return None;

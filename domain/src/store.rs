@@ -416,4 +416,10 @@ pub trait Unit: Store {
     async fn commit(&self) -> StoreResult<()>;
     /// Undoes everything done through this unit.
     async fn rollback(&self) -> StoreResult<()>;
+    /// Marks the point [`Unit::rollback_to_mark`] goes back to (a savepoint); a later mark replaces it.
+    async fn mark(&self) -> StoreResult<()>;
+    /// Undoes what was done through this unit since its mark and keeps the unit open, with the work before the
+    /// mark in it and the mark still set. Also the way out of a statement that failed inside the unit: on
+    /// PostgreSQL a failed statement spoils the rest of its transaction, up to the last savepoint.
+    async fn rollback_to_mark(&self) -> StoreResult<()>;
 }

@@ -11,7 +11,7 @@
 mod open;
 mod rows;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -186,6 +186,16 @@ impl Db {
             Pool::SqliteUnit(unit) => unit.lock().await.take().ok_or_else(unit_over)?.commit().await.map_err(err),
             Pool::PostgresUnit(unit) => unit.lock().await.take().ok_or_else(unit_over)?.commit().await.map_err(err),
             Pool::Sqlite(_) | Pool::Postgres(_) => Err(StoreError::Other("commit outside a unit of work".into())),
+        }
+    }
+
+    /// Runs a statement that steers a unit's transaction (a savepoint); an error outside a unit.
+    async fn unit_statement(&self, sql: &'static str) -> StoreResult<()> {
+        match &self.pool {
+            Pool::SqliteUnit(_) | Pool::PostgresUnit(_) => {
+                on_pool!(self, |pool| sqlx::query(sql).execute(&mut *pool).await.map(|_| ()).map_err(err))
+            }
+            Pool::Sqlite(_) | Pool::Postgres(_) => Err(StoreError::Other("a savepoint outside a unit of work".into())),
         }
     }
 
@@ -388,6 +398,14 @@ impl webcare_domain::Unit for Db {
     async fn rollback(&self) -> StoreResult<()> {
         Db::rollback(self).await
     }
+
+    async fn mark(&self) -> StoreResult<()> {
+        self.unit_statement("SAVEPOINT webcare_mark").await
+    }
+
+    async fn rollback_to_mark(&self) -> StoreResult<()> {
+        self.unit_statement("ROLLBACK TO SAVEPOINT webcare_mark").await
+    }
 }
 
 #[async_trait]
@@ -471,11 +489,31 @@ impl Store for Db {
                     .push_bind(c.display_name.clone())
                     .push_bind(ms(at));
             });
+            // A row that is already as given is not written again (no page rewritten for a returning customer);
+            // such rows are read after.
             q.push(
                 " ON CONFLICT (platform, platform_user_id) DO UPDATE SET display_name = excluded.display_name
+                  WHERE customers.display_name IS DISTINCT FROM excluded.display_name
                   RETURNING *",
             );
-            q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+            let mut rows: Vec<rows::CustomerRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
+            if rows.len() < unique.len() {
+                let written: HashSet<(&str, &str)> =
+                    rows.iter().map(|r| (r.platform.as_str(), r.platform_user_id.as_str())).collect();
+                let rest: Vec<&&NewCustomer> = unique
+                    .iter()
+                    .filter(|c| !written.contains(&(c.platform.as_str(), c.platform_user_id.as_str())))
+                    .collect();
+                let mut q = sqlx::QueryBuilder::new("SELECT t.* FROM customers t JOIN (");
+                q.push_values(&rest, |mut b, c| {
+                    b.push_bind(c.platform.as_str()).push_bind(c.platform_user_id.clone());
+                });
+                // A join on the VALUES list, not a row-value IN, which SQLite answers with a scan of the table.
+                q.push(") AS v ON t.platform = v.column1 AND t.platform_user_id = v.column2");
+                let more: Vec<rows::CustomerRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
+                rows.extend(more);
+            }
+            rows
         });
         in_given_order(
             rows::all::<_, Customer>(rows)?,
@@ -556,11 +594,29 @@ impl Store for Db {
                     .push_bind(c.title.clone())
                     .push_bind(ms(at));
             });
+            // As for customers: a chat whose title is as given is not written again, and is read after.
             q.push(
-                " ON CONFLICT (platform, platform_chat_id) DO UPDATE SET title = COALESCE(excluded.title, conversations.title)
+                " ON CONFLICT (platform, platform_chat_id) DO UPDATE SET title = excluded.title
+                  WHERE excluded.title IS NOT NULL AND conversations.title IS DISTINCT FROM excluded.title
                   RETURNING *",
             );
-            q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+            let mut rows: Vec<rows::ConversationRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
+            if rows.len() < unique.len() {
+                let written: HashSet<(&str, &str)> =
+                    rows.iter().map(|r| (r.platform.as_str(), r.platform_chat_id.as_str())).collect();
+                let rest: Vec<&NewConversation> = unique
+                    .iter()
+                    .filter(|c| !written.contains(&(c.platform.as_str(), c.platform_chat_id.as_str())))
+                    .collect();
+                let mut q = sqlx::QueryBuilder::new("SELECT t.* FROM conversations t JOIN (");
+                q.push_values(&rest, |mut b, c| {
+                    b.push_bind(c.platform.as_str()).push_bind(c.platform_chat_id.clone());
+                });
+                q.push(") AS v ON t.platform = v.column1 AND t.platform_chat_id = v.column2");
+                let more: Vec<rows::ConversationRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
+                rows.extend(more);
+            }
+            rows
         });
         in_given_order(
             rows::all::<_, Conversation>(rows)?,
@@ -804,15 +860,19 @@ impl Store for Db {
             return Ok(());
         }
         let n = on_pool!(self, |pool| {
-            // `column1`, `column2`: the names both databases give a VALUES list's columns.
-            let mut q = sqlx::QueryBuilder::new("UPDATE inbound_messages SET decision = v.column2 FROM (");
+            // `column1`, `column2`: the names both databases give a VALUES list's columns. The `IN` makes SQLite
+            // look the rows up by id: for a plain UPDATE … FROM, SQLite 3.51 scans the whole table and probes the list.
+            let mut q = sqlx::QueryBuilder::new("WITH v AS (");
             q.push_values(decisions, |mut b, (id, decision)| {
                 b.push("CAST(")
                     .push_bind_unseparated(id.0)
                     .push_unseparated(" AS BIGINT)")
                     .push_bind(to_json(decision));
             });
-            q.push(") AS v WHERE inbound_messages.id = v.column1");
+            q.push(
+                ") UPDATE inbound_messages SET decision = v.column2 FROM v
+                 WHERE inbound_messages.id = v.column1 AND inbound_messages.id IN (SELECT column1 FROM v)",
+            );
             q.build().execute(&mut *pool).await.map_err(err)?.rows_affected()
         });
         let distinct: std::collections::HashSet<InboundId> = decisions.iter().map(|(id, _)| *id).collect();
@@ -1598,16 +1658,9 @@ impl Store for Db {
         }
         for chunk in w.changed.chunks(CHUNK) {
             let n = on_pool!(self, |pool| {
-                // `column1`, `column2`, …: the names both databases give a VALUES list's columns.
-                let mut q = sqlx::QueryBuilder::new(
-                    "UPDATE tickets SET state = v.column3, subject = v.column4, priority = v.column5,
-                       category = v.column6, tags = v.column7, assignee_id = v.column8, claimed_by = v.column9,
-                       claimed_at = v.column10, last_activity_at = v.column11, due_at = v.column12,
-                       first_response_due_at = v.column13, resolution_due_at = v.column14,
-                       first_responded_at = v.column15, solved_at = v.column16, closed_at = v.column17,
-                       updated_at = v.column18, version = tickets.version + 1
-                     FROM (",
-                );
+                // `column1`, `column2`, …: the names both databases give a VALUES list's columns. The `IN` makes
+                // SQLite look the rows up by id, as in `set_decisions`.
+                let mut q = sqlx::QueryBuilder::new("WITH v AS (");
                 q.push_values(chunk, |mut b, t| {
                     b.push("CAST(")
                         .push_bind_unseparated(t.id.0)
@@ -1632,7 +1685,17 @@ impl Store for Db {
                         .push_bind(t.closed_at.map(ms))
                         .push_bind(ms(t.updated_at));
                 });
-                q.push(") AS v WHERE tickets.id = v.column1 AND tickets.version = v.column2");
+                q.push(
+                    ") UPDATE tickets SET state = v.column3, subject = v.column4, priority = v.column5,
+                       category = v.column6, tags = v.column7, assignee_id = v.column8, claimed_by = v.column9,
+                       claimed_at = v.column10, last_activity_at = v.column11, due_at = v.column12,
+                       first_response_due_at = v.column13, resolution_due_at = v.column14,
+                       first_responded_at = v.column15, solved_at = v.column16, closed_at = v.column17,
+                       updated_at = v.column18, version = tickets.version + 1
+                     FROM v
+                     WHERE tickets.id = v.column1 AND tickets.version = v.column2
+                       AND tickets.id IN (SELECT column1 FROM v)",
+                );
                 q.build().execute(&mut *pool).await.map_err(err)?.rows_affected()
             });
             if n < chunk.len() as u64 {

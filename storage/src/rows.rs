@@ -48,8 +48,8 @@ fn services(column: &str, s: &str) -> StoreResult<Vec<Service>> {
 #[derive(sqlx::FromRow)]
 pub(crate) struct CustomerRow {
     id: i64,
-    platform: String,
-    platform_user_id: String,
+    pub(crate) platform: String,
+    pub(crate) platform_user_id: String,
     display_name: String,
     unreachable: bool,
     created_at: i64,
@@ -72,8 +72,8 @@ impl TryFrom<CustomerRow> for Customer {
 #[derive(sqlx::FromRow)]
 pub(crate) struct ConversationRow {
     id: i64,
-    platform: String,
-    platform_chat_id: String,
+    pub(crate) platform: String,
+    pub(crate) platform_chat_id: String,
     kind: String,
     title: Option<String>,
     unreachable: bool,

@@ -39,6 +39,7 @@ contract!(
     send_slots_follow_each_other_and_start_now_when_idle,
     concurrent_reservations_never_share_a_slot,
     a_unit_of_work_commits_all_or_nothing,
+    a_unit_goes_back_to_its_mark,
     batches_store_like_one_call_after_another,
     batch_effects_store_like_one_call_after_another,
     a_ticket_batch_refuses_what_changed_since_it_was_read,
@@ -811,6 +812,45 @@ async fn a_unit_of_work_commits_all_or_nothing(t_db: &TestDb) {
     assert_eq!(count().await, 2);
 }
 
+async fn a_unit_goes_back_to_its_mark(t_db: &TestDb) {
+    let db = t_db.db();
+    let (customer, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let unit = db.begin().await.unwrap();
+    let Inserted::New(m1) = unit.insert_inbound(inbound(&chat, &customer, "m1", "Geen internet")).await.unwrap() else {
+        panic!("a new message")
+    };
+    unit.mark().await.unwrap();
+    let Inserted::New(m2) = unit.insert_inbound(inbound(&chat, &customer, "m2", "Storing?")).await.unwrap() else {
+        panic!("a new message")
+    };
+    unit.set_decision(m1.id, &serde_json::json!({"action": "ticket"})).await.unwrap();
+    // A statement that fails inside the unit (a ticket for a chat that does not exist): on PostgreSQL it spoils
+    // the transaction until the unit goes back to its mark.
+    let orphan = NewTicket {
+        conversation: webcare_domain::ConversationId(999_999),
+        customer: customer.id,
+        subject: "x".into(),
+        priority: 2,
+        category: "other".into(),
+        due_at: None,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        tags: Vec::new(),
+        at: t(1),
+    };
+    assert!(unit.create_ticket(orphan).await.is_err());
+    unit.rollback_to_mark().await.unwrap();
+    assert!(unit.inbound(m1.id).await.unwrap().decision.is_none(), "the work after the mark is undone");
+    assert!(unit.inbound(m2.id).await.is_err());
+    // The mark stays: work after it can be undone again, and what came before it is committed.
+    unit.set_decision(m1.id, &serde_json::json!({"action": "ignore"})).await.unwrap();
+    unit.rollback_to_mark().await.unwrap();
+    unit.commit().await.unwrap();
+    let stored = db.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap();
+    assert_eq!(stored.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m1.id]);
+    assert!(stored[0].decision.is_none());
+}
+
 async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     let db = t_db.db();
     let (anna, chat) = customer_and_chat(db, ConversationKind::Private).await;
@@ -827,6 +867,16 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     assert_eq!(customers[0].id, customers[2].id, "the same user twice is one customer");
     assert_eq!((customers[0].display_name.as_str(), customers[1].display_name.as_str()), ("Bo C", "Anna B"));
     assert!(db.upsert_customers(&[], t(5)).await.unwrap().is_empty());
+    // Rows already as given are read, not written; mixed with new and changed ones, each comes back in its place.
+    let again = db
+        .upsert_customers(&[customer("u3", "Cas"), customer("u1", "Anna B"), customer("u2", "Bo D")], t(6))
+        .await
+        .unwrap();
+    assert_eq!((again[1].id, again[1].display_name.as_str()), (anna.id, "Anna B"));
+    assert_eq!((again[2].id, again[2].display_name.as_str()), (customers[0].id, "Bo D"));
+    assert!(again[0].id != anna.id && again[0].id != customers[0].id && again[0].display_name == "Cas");
+    let unchanged = db.upsert_customers(&[customer("u1", "Anna B"), customer("u3", "Cas")], t(7)).await.unwrap();
+    assert_eq!(unchanged, vec![again[1].clone(), again[0].clone()], "unchanged rows come back as stored");
 
     let conversation = |id: &str, title: Option<&str>| NewConversation {
         platform: Platform::Telegram,
@@ -845,6 +895,18 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     assert_eq!(chats[1].title.as_deref(), Some("Anna"), "a missing title keeps the stored one");
     assert_eq!((chats[0].id, chats[0].title.as_deref()), (chats[2].id, Some("Buurt")));
     assert_eq!(chats[0].kind, ConversationKind::Public);
+    let again = db
+        .upsert_conversations(
+            &[conversation("g2", None), conversation("g1", Some("Buurt")), conversation("c1", Some("Anna"))],
+            t(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!((again[1].id, again[1].title.as_deref()), (chats[0].id, Some("Buurt")), "unchanged, read back");
+    assert_eq!((again[2].id, again[2].title.as_deref()), (chat.id, Some("Anna")));
+    assert!(again[0].id != chat.id && again[0].id != chats[0].id && again[0].title.is_none());
+    let renamed = db.upsert_conversations(&[conversation("g1", Some("Straat"))], t(7)).await.unwrap();
+    assert_eq!((renamed[0].id, renamed[0].title.as_deref()), (chats[0].id, Some("Straat")));
 
     let Inserted::New(before) = db.insert_inbound(inbound(&chat, &anna, "m1", "eerder")).await.unwrap() else {
         panic!("new")
