@@ -112,7 +112,72 @@ struct Pending {
     subscriptions: Vec<Subscription>,
     tickets: TicketBatch,
     outbox: Vec<NewOutbox>,
-    decisions: Vec<(InboundId, serde_json::Value, Option<Filed>)>,
+    decisions: Vec<(InboundId, Record, Option<Filed>)>,
+}
+
+/// A decision to store with its message; its ticket is added when the decision is stored.
+enum Record {
+    /// The bridge's decision as JSON text without its closing brace (and without the ticket, which a batch knows
+    /// only once its tickets are written): serialised once, straight from the decision, with no `Value` in between.
+    Decision(String),
+    Other(serde_json::Value),
+}
+
+/// The fields of a bridge decision that are stored with the message, borrowed from the decision.
+#[derive(serde::Serialize)]
+struct DecisionRecord<'a> {
+    action: Action,
+    intent: webcare_bridge::Intent,
+    category: webcare_bridge::Category,
+    service: webcare_domain::Service,
+    region: &'a Option<String>,
+    pii: &'a [String],
+    cluster: Option<webcare_domain::ClusterId>,
+    notice: Option<webcare_domain::NoticeId>,
+    merged: bool,
+    reasons: &'a [webcare_bridge::Reason],
+}
+
+impl Record {
+    fn decision(d: &Decision) -> Record {
+        let record = DecisionRecord {
+            action: d.action,
+            intent: d.intent,
+            category: d.category,
+            service: d.service,
+            region: &d.region,
+            pii: &d.pii,
+            cluster: d.cluster,
+            notice: d.notice,
+            merged: d.merged,
+            reasons: &d.reasons,
+        };
+        let mut text = serde_json::to_string(&record).expect("a decision serialises");
+        // An object's text ends with its closing brace; the ticket goes in before it.
+        text.pop();
+        Record::Decision(text)
+    }
+
+    /// The record as JSON text, with its ticket.
+    fn text(self, ticket: Option<TicketId>) -> String {
+        match self {
+            Record::Decision(mut text) => {
+                text.push_str(",\"ticket\":");
+                match ticket {
+                    Some(id) => text.push_str(&id.0.to_string()),
+                    None => text.push_str("null"),
+                }
+                text.push('}');
+                text
+            }
+            Record::Other(mut value) => {
+                if let Some(id) = ticket {
+                    value["ticket"] = json!(id);
+                }
+                value.to_string()
+            }
+        }
+    }
 }
 
 /// Where a message was filed: a ticket, or (in a batch) a ticket whose id is known once the batch is written.
@@ -218,13 +283,16 @@ impl Ctx {
         }
     }
 
-    async fn set_decision(&self, id: InboundId, record: serde_json::Value, ticket: Option<Filed>) -> StoreResult<()> {
-        let Some((id, mut record, ticket)) = self.kept((id, record, ticket), |p, d| p.decisions.push(d)).await else {
+    async fn set_decision(&self, id: InboundId, record: Record, ticket: Option<Filed>) -> StoreResult<()> {
+        let Some((id, record, ticket)) = self.kept((id, record, ticket), |p, d| p.decisions.push(d)).await else {
             return Ok(());
         };
-        if let Some(filed) = ticket {
-            record["ticket"] = json!(self.ticket_id(filed).await?);
-        }
+        let ticket = match ticket {
+            Some(filed) => Some(self.ticket_id(filed).await?),
+            None => None,
+        };
+        let record: serde_json::Value =
+            serde_json::from_str(&record.text(ticket)).expect("a decision record is JSON text");
         self.store.set_decision(id, &record).await
     }
 
@@ -245,13 +313,13 @@ impl Ctx {
             self.store.enqueue_many(&outbox, at).await?;
         }
         let mut decisions = Vec::with_capacity(p.decisions.len());
-        for (id, mut record, filed) in std::mem::take(&mut p.decisions) {
-            match filed {
-                Some(Filed::Ticket(ticket)) => record["ticket"] = json!(ticket),
-                Some(Filed::Pending(handle)) => record["ticket"] = json!(p.tickets.id(handle)),
-                None => {}
-            }
-            decisions.push((id, record));
+        for (id, record, filed) in std::mem::take(&mut p.decisions) {
+            let ticket = match filed {
+                Some(Filed::Ticket(ticket)) => Some(ticket),
+                Some(Filed::Pending(handle)) => p.tickets.id(handle),
+                None => None,
+            };
+            decisions.push((id, record.text(ticket)));
         }
         self.store.set_decisions(&decisions).await
     }
@@ -594,20 +662,7 @@ impl Core {
             })
             .await?;
         }
-        let record = json!({
-            "action": decision.action,
-            "intent": decision.intent,
-            "category": decision.category,
-            "service": decision.service,
-            "region": decision.region,
-            "pii": decision.pii,
-            "cluster": decision.cluster,
-            "notice": decision.notice,
-            "ticket": null,
-            "merged": decision.merged,
-            "reasons": decision.reasons,
-        });
-        ctx.set_decision(message.id, record, ticket).await?;
+        ctx.set_decision(message.id, Record::decision(decision), ticket).await?;
         d.last = d.last.max(message.id);
         d.since_snapshot += 1;
         Ok(decision.action)
@@ -1004,7 +1059,8 @@ impl Core {
                 action.as_str().to_owned()
             }
             None => {
-                ctx.set_decision(item.message.id, json!({"action": "ignore", "reasons": ["empty"]}), None).await?;
+                let record = Record::Other(json!({"action": "ignore", "reasons": ["empty"]}));
+                ctx.set_decision(item.message.id, record, None).await?;
                 "ignore".to_owned()
             }
         };

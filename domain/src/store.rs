@@ -126,8 +126,9 @@ pub trait Store: Send + Sync {
     /// Marks a message deleted (its text is kept for the ticket's history); false when it is not stored.
     async fn delete_inbound(&self, platform: Platform, platform_message_id: &str, at: Timestamp) -> StoreResult<bool>;
     async fn set_decision(&self, id: InboundId, decision: &serde_json::Value) -> StoreResult<()>;
-    /// [`Store::set_decision`] for many messages at once, in one statement.
-    async fn set_decisions(&self, decisions: &[(InboundId, serde_json::Value)]) -> StoreResult<()>;
+    /// [`Store::set_decision`] for many messages at once, in one statement; each decision as JSON text (a batch
+    /// serialises its decisions straight to text, without building a `serde_json::Value` first).
+    async fn set_decisions(&self, decisions: &[(InboundId, String)]) -> StoreResult<()>;
     async fn inbound(&self, id: InboundId) -> StoreResult<crate::InboundMessage>;
     /// Messages stored after `after`, oldest first, at most `limit`: what a restart replays into the bridge.
     async fn inbound_after(&self, after: InboundId, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;

@@ -855,7 +855,7 @@ impl Store for Db {
         found(n, "message", id)
     }
 
-    async fn set_decisions(&self, decisions: &[(InboundId, serde_json::Value)]) -> StoreResult<()> {
+    async fn set_decisions(&self, decisions: &[(InboundId, String)]) -> StoreResult<()> {
         if decisions.is_empty() {
             return Ok(());
         }
@@ -867,7 +867,7 @@ impl Store for Db {
                 b.push("CAST(")
                     .push_bind_unseparated(id.0)
                     .push_unseparated(" AS BIGINT)")
-                    .push_bind(to_json(decision));
+                    .push_bind(decision.as_str());
             });
             q.push(
                 ") UPDATE inbound_messages SET decision = v.column2 FROM v

@@ -934,12 +934,12 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     assert!(matches!(&stored[3], Inserted::Existing(m) if m.id == m2.id && m.text == "een"));
     assert_eq!(db.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap().len(), 3);
 
-    let decided = [(m2.id, serde_json::json!({"action": "ticket"})), (m3.id, serde_json::json!({"action": "ignore"}))];
+    let decided = [(m2.id, r#"{"action":"ticket"}"#.to_owned()), (m3.id, r#"{"action":"ignore"}"#.to_owned())];
     db.set_decisions(&decided).await.unwrap();
     assert_eq!(db.inbound(m2.id).await.unwrap().decision.unwrap()["action"], "ticket");
     assert_eq!(db.inbound(m3.id).await.unwrap().decision.unwrap()["action"], "ignore");
     assert!(db.inbound(before.id).await.unwrap().decision.is_none());
-    let missing = [(m2.id, serde_json::json!({})), (webcare_domain::InboundId(999_999), serde_json::json!({}))];
+    let missing = [(m2.id, "{}".to_owned()), (webcare_domain::InboundId(999_999), "{}".to_owned())];
     assert!(matches!(db.set_decisions(&missing).await, Err(StoreError::NotFound { .. })));
 }
 
