@@ -766,8 +766,9 @@ impl Store for Db {
         if new.is_empty() {
             return Ok(Vec::new());
         }
-        // Messages already stored (redelivered) are skipped by the insert and read afterwards.
-        let inserted: Vec<rows::InboundRow> = on_pool!(self, |pool| {
+        // Messages already stored (redelivered) are skipped by the insert and read afterwards. A new row is built
+        // from what was given (with the time as stored, to the millisecond), so only its id comes back.
+        let inserted: Vec<(i64, String, String)> = on_pool!(self, |pool| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO inbound_messages
                    (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at) ",
@@ -781,26 +782,40 @@ impl Store for Db {
                     .push_bind(to_json(&m.attachments))
                     .push_bind(ms(m.received_at));
             });
-            q.push(" ON CONFLICT (platform, platform_message_id) DO NOTHING RETURNING *");
+            q.push(
+                " ON CONFLICT (platform, platform_message_id) DO NOTHING RETURNING id, platform, platform_message_id",
+            );
             q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
         });
-        let mut fresh: HashMap<(Platform, String), InboundMessage> = rows::all::<_, InboundMessage>(inserted)?
-            .into_iter()
-            .map(|m| ((m.platform, m.platform_message_id.clone()), m))
-            .collect();
-        let mut out = Vec::with_capacity(new.len());
-        let mut seen: HashMap<(Platform, String), InboundMessage> = HashMap::new();
+        let mut fresh: HashMap<(&str, &str), i64> =
+            inserted.iter().map(|(id, platform, key)| ((platform.as_str(), key.as_str()), *id)).collect();
+        let mut out: Vec<Inserted<InboundMessage>> = Vec::with_capacity(new.len());
+        // Where each message given is in `out`, for a message given twice.
+        let mut seen: HashMap<(Platform, &str), usize> = HashMap::new();
         for m in new {
-            let key = (m.platform, m.platform_message_id.clone());
-            if let Some(message) = fresh.remove(&key) {
-                seen.insert(key, message.clone());
-                out.push(Inserted::New(message));
-            } else if let Some(message) = seen.get(&key) {
+            let key = (m.platform, m.platform_message_id.as_str());
+            if let Some(&at) = seen.get(&key) {
+                let (Inserted::Existing(message) | Inserted::New(message)) = &out[at];
                 out.push(Inserted::Existing(message.clone()));
+            } else if let Some(id) = fresh.remove(&(m.platform.as_str(), m.platform_message_id.as_str())) {
+                seen.insert(key, out.len());
+                out.push(Inserted::New(InboundMessage {
+                    id: InboundId(id),
+                    platform: m.platform,
+                    platform_message_id: m.platform_message_id.clone(),
+                    conversation: m.conversation,
+                    customer: m.customer,
+                    text: m.text.clone(),
+                    attachments: m.attachments.clone(),
+                    received_at: rows::time(ms(m.received_at))?,
+                    edited_at: None,
+                    deleted_at: None,
+                    decision: None,
+                }));
             } else {
                 // Stored before this batch (rare: a redelivery): the single-message path finds it.
                 let (Inserted::Existing(message) | Inserted::New(message)) = self.insert_inbound(m.clone()).await?;
-                seen.insert(key, message.clone());
+                seen.insert(key, out.len());
                 out.push(Inserted::Existing(message));
             }
         }
