@@ -109,7 +109,10 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
         // Batch statements return hundreds of rows; each waits for room in this channel to the async side.
         .row_buffer_size(1024)
         // Statements of batches differ by their number of rows; keep the usual sizes prepared.
-        .statement_cache_capacity(400);
+        .statement_cache_capacity(400)
+        // Checkpoints run beside the writer (`checkpoint_beside_the_writer`); a commit checkpoints by itself only
+        // when the log has grown far beyond that.
+        .pragma("wal_autocheckpoint", if in_memory { "1000" } else { "16000" });
     let pool = SqlitePoolOptions::new()
         // An in-memory database lives in one connection; more would each see their own empty database.
         .max_connections(if in_memory { 1 } else { options.max_connections.max(1) })
@@ -122,7 +125,28 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
                 OpenError::NotWritable { path: path.clone(), reason: e.to_string() }
             }
         })?;
+    if !in_memory {
+        tokio::spawn(checkpoint_beside_the_writer(pool.clone()));
+    }
     Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked })
+}
+
+/// Copies the write-ahead log into the database file every 100 ms on a connection of its own (a passive checkpoint:
+/// it neither waits for the writer nor holds it up). Otherwise the commit that crosses SQLite's threshold does it,
+/// on the writer's time; here it runs on another core while the writer goes on. Ends when the pool is closed.
+async fn checkpoint_beside_the_writer(pool: sqlx::SqlitePool) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "a background checkpoint failed; the next one tries again");
+        }
+    }
 }
 
 /// Refuses, before anything writes to it, a file that is not SQLite or holds another application's tables, and a

@@ -55,7 +55,10 @@ pub async fn ingest(
                 user_name: user,
                 from_bot: false,
                 message_id: format!("bench-{run}/{i}"),
-                text: texts[i % texts.len()].clone(),
+                // Customers word their messages each in their own way. The corpus repeats its texts, and the same
+                // long text from another customer counts as a repost (no answer of its own); a word of each
+                // customer's own keeps the bench's customers apart, as real ones are.
+                text: format!("{} {}", own_word(i % customers), texts[i % texts.len()]),
                 attachments: Vec::new(),
                 kind: InboundKind::Message,
                 place: None,
@@ -91,6 +94,20 @@ pub async fn ingest(
     println!("{json}");
     db.close().await;
     Ok(())
+}
+
+/// A word of letters only, different for every customer (no digits: they would read as numbers, postcodes or
+/// phone numbers).
+fn own_word(customer: usize) -> String {
+    let mut n = customer;
+    let mut word = String::from("kl");
+    loop {
+        word.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+        if n == 0 {
+            return word;
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
