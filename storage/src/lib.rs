@@ -95,6 +95,26 @@ fn unit_over() -> StoreError {
     StoreError::Other("this unit of work was already committed or rolled back".into())
 }
 
+/// After an upsert that leaves rows already as given alone (and so does not return them): reads those rows of
+/// `$given` that `$rows` lacks, by platform and `$key`, into `$rows`. A join on a VALUES list, not a row-value IN,
+/// which SQLite answers with a scan of the table.
+macro_rules! read_unwritten {
+    ($pool:ident, $rows:ident, $given:expr, $table:literal, $key:ident) => {
+        if $rows.len() < $given.len() {
+            let written: HashSet<(&str, &str)> = $rows.iter().map(|r| (r.platform.as_str(), r.$key.as_str())).collect();
+            let rest: Vec<_> =
+                $given.iter().filter(|c| !written.contains(&(c.platform.as_str(), c.$key.as_str()))).collect();
+            let mut q = sqlx::QueryBuilder::new(concat!("SELECT t.* FROM ", $table, " t JOIN ("));
+            q.push_values(&rest, |mut b, c| {
+                b.push_bind(c.platform.as_str()).push_bind(c.$key.clone());
+            });
+            q.push(concat!(") AS v ON t.platform = v.column1 AND t.", stringify!($key), " = v.column2"));
+            let mut more = q.build_query_as().fetch_all(&mut *$pool).await.map_err(err)?;
+            $rows.append(&mut more);
+        }
+    };
+}
+
 /// Writes a notice's current content as a version row, inside the transaction `$tx`.
 macro_rules! insert_version {
     ($tx:expr, $notice:expr, $author:expr, $approved_by:expr) => {{
@@ -497,22 +517,7 @@ impl Store for Db {
                   RETURNING *",
             );
             let mut rows: Vec<rows::CustomerRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
-            if rows.len() < unique.len() {
-                let written: HashSet<(&str, &str)> =
-                    rows.iter().map(|r| (r.platform.as_str(), r.platform_user_id.as_str())).collect();
-                let rest: Vec<&&NewCustomer> = unique
-                    .iter()
-                    .filter(|c| !written.contains(&(c.platform.as_str(), c.platform_user_id.as_str())))
-                    .collect();
-                let mut q = sqlx::QueryBuilder::new("SELECT t.* FROM customers t JOIN (");
-                q.push_values(&rest, |mut b, c| {
-                    b.push_bind(c.platform.as_str()).push_bind(c.platform_user_id.clone());
-                });
-                // A join on the VALUES list, not a row-value IN, which SQLite answers with a scan of the table.
-                q.push(") AS v ON t.platform = v.column1 AND t.platform_user_id = v.column2");
-                let more: Vec<rows::CustomerRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
-                rows.extend(more);
-            }
+            read_unwritten!(pool, rows, unique, "customers", platform_user_id);
             rows
         });
         in_given_order(
@@ -601,21 +606,7 @@ impl Store for Db {
                   RETURNING *",
             );
             let mut rows: Vec<rows::ConversationRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
-            if rows.len() < unique.len() {
-                let written: HashSet<(&str, &str)> =
-                    rows.iter().map(|r| (r.platform.as_str(), r.platform_chat_id.as_str())).collect();
-                let rest: Vec<&NewConversation> = unique
-                    .iter()
-                    .filter(|c| !written.contains(&(c.platform.as_str(), c.platform_chat_id.as_str())))
-                    .collect();
-                let mut q = sqlx::QueryBuilder::new("SELECT t.* FROM conversations t JOIN (");
-                q.push_values(&rest, |mut b, c| {
-                    b.push_bind(c.platform.as_str()).push_bind(c.platform_chat_id.clone());
-                });
-                q.push(") AS v ON t.platform = v.column1 AND t.platform_chat_id = v.column2");
-                let more: Vec<rows::ConversationRow> = q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?;
-                rows.extend(more);
-            }
+            read_unwritten!(pool, rows, unique, "conversations", platform_chat_id);
             rows
         });
         in_given_order(
