@@ -475,9 +475,9 @@ async fn receive_run(core: &Core, run: Vec<Job>) {
 }
 
 impl Core {
-    /// What [`Engine::process`] would classify for a message with this text (the intake gives no place hint).
-    fn classify(&self, text: &str) -> Classification {
-        self.classifier.classify(text, None)
+    /// What [`Engine::process`] classifies for a message with this text and place hint.
+    fn classify(&self, text: &str, place: Option<&str>) -> Classification {
+        self.classifier.classify(text, place)
     }
 
     fn plain(&self) -> Ctx {
@@ -866,7 +866,8 @@ fn incoming(message: &InboundMessage, conversation: &Conversation, customer: &Cu
         public: conversation.kind == ConversationKind::Public,
         at: message.received_at,
         text: message.text.clone(),
-        place: None,
+        // Stored with the message, so that a restart's replay sees what the live decision saw.
+        place: message.place.clone(),
     }
 }
 
@@ -896,7 +897,8 @@ impl Intake for Pipeline {
         }
         // Classifying is the bridge's costliest step and needs no state: it is done here, on the caller's task, so
         // that callers classify in parallel while the batching task holds the decider.
-        let class = (event.kind == InboundKind::Message).then(|| self.core.classify(&event.text));
+        let class =
+            (event.kind == InboundKind::Message).then(|| self.core.classify(&event.text, event.place.as_deref()));
         let (done, outcome) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = self.batches.send(Job { event, class, done }) {
             // The batching task is gone (the runtime is shutting down): this message goes on its own.
@@ -943,8 +945,9 @@ impl Core {
             let Some(Stored { message, conversation, customer }) = stored else { continue };
             let output = (!message.text.trim().is_empty() || !message.attachments.is_empty()).then(|| {
                 let incoming = incoming(&message, &conversation, &customer, &events[index].account);
-                // The caller classified the event's text; a redelivered message keeps the text first stored.
-                match classes[index].take().filter(|_| message.text == events[index].text) {
+                // The caller classified the event's text; a redelivered message keeps what was first stored.
+                let event = &events[index];
+                match classes[index].take().filter(|_| message.text == event.text && message.place == event.place) {
                     Some(class) => d.engine.handle(&incoming, &class, &notices),
                     None => d.engine.process(&incoming, &notices),
                 }
@@ -1115,6 +1118,7 @@ impl Core {
                 text,
                 attachments: event.attachments.clone(),
                 received_at: at,
+                place: event.place.clone(),
             })
             .await
             .map_err(unavailable)?;
@@ -1194,6 +1198,7 @@ async fn store_all(store: &dyn Store, events: &[InboundEvent]) -> StoreResult<Ve
             text: event.text.clone(),
             attachments: event.attachments.clone(),
             received_at: event.at,
+            place: event.place.clone(),
         })
         .collect();
     let inserted = store.insert_inbound_many(&new).await?;

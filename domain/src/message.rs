@@ -28,6 +28,9 @@ pub struct InboundMessage {
     pub deleted_at: Option<Timestamp>,
     /// The bridge's decision with its reasons, as JSON, once it has been made.
     pub decision: Option<serde_json::Value>,
+    /// The platform's location hint (a geotag), when it gave one: the bridge counts it as the message's region
+    /// when the text names none.
+    pub place: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +42,7 @@ pub struct NewInbound {
     pub text: String,
     pub attachments: Vec<String>,
     pub received_at: Timestamp,
+    pub place: Option<String>,
 }
 
 /// The outcome of storing something that must be stored once.

@@ -724,8 +724,8 @@ impl Store for Db {
         let inserted: Option<rows::InboundRow> = on_pool!(self, |pool| optional(
             sqlx::query_as(
                 "INSERT INTO inbound_messages
-                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at, place)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (platform, platform_message_id) DO NOTHING
                  RETURNING *"
             )
@@ -736,6 +736,7 @@ impl Store for Db {
             .bind(&new.text)
             .bind(&attachments)
             .bind(ms(new.received_at))
+            .bind(&new.place)
             .fetch_one(&mut *pool)
             .await
         )?);
@@ -762,7 +763,8 @@ impl Store for Db {
         let inserted: Vec<(i64, String, String)> = on_pool!(self, |pool| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO inbound_messages
-                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at) ",
+                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at,
+                    place) ",
             );
             q.push_values(new, |mut b, m| {
                 b.push_bind(m.platform.as_str())
@@ -771,7 +773,8 @@ impl Store for Db {
                     .push_bind(m.customer.0)
                     .push_bind(m.text.clone())
                     .push_bind(to_json(&m.attachments))
-                    .push_bind(ms(m.received_at));
+                    .push_bind(ms(m.received_at))
+                    .push_bind(m.place.clone());
             });
             q.push(
                 " ON CONFLICT (platform, platform_message_id) DO NOTHING RETURNING id, platform, platform_message_id",
@@ -802,6 +805,7 @@ impl Store for Db {
                     edited_at: None,
                     deleted_at: None,
                     decision: None,
+                    place: m.place.clone(),
                 }));
             } else {
                 // Stored before this batch (rare: a redelivery): the single-message path finds it.

@@ -108,6 +108,7 @@ pub(crate) struct InboundRow {
     edited_at: Option<i64>,
     deleted_at: Option<i64>,
     decision: Option<String>,
+    place: Option<String>,
 }
 
 impl TryFrom<InboundRow> for InboundMessage {
@@ -125,6 +126,7 @@ impl TryFrom<InboundRow> for InboundMessage {
             edited_at: opt_time(r.edited_at)?,
             deleted_at: opt_time(r.deleted_at)?,
             decision: r.decision.as_deref().map(|d| json("decision", d)).transpose()?,
+            place: r.place,
         })
     }
 }

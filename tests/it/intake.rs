@@ -274,6 +274,7 @@ async fn a_restart_continues_the_clusters_it_had() {
             text: "Ik wil mijn abonnement opzeggen".into(),
             attachments: vec![],
             received_at: t(100),
+            place: None,
         })
         .await
         .unwrap()
@@ -282,6 +283,30 @@ async fn a_restart_continues_the_clusters_it_had() {
     let decided = db.db().inbound(undecided.id).await.unwrap();
     assert_eq!(decided.decision.unwrap()["action"], "ticket", "decided on restart");
     assert_eq!(db.db().open_clusters().await.unwrap()[0].members, 3);
+}
+
+#[tokio::test]
+async fn a_place_hint_from_the_platform_counts_live_and_after_a_restart() {
+    let db = TestDb::sqlite().await;
+    let at_utrecht = |user: &str, text: &str, secs: i64| {
+        let mut e = private(user, "1", text, t(secs));
+        e.place = Some("Utrecht".into());
+        e
+    };
+    {
+        let p = pipeline(&db).await;
+        p.receive(at_utrecht("u1", "Storing? Geen internet meer", 0)).await.unwrap();
+        p.receive(at_utrecht("u2", "internet ligt eruit, storing?", 30)).await.unwrap();
+        // Dropped without a snapshot, as after `kill -9`: the restart replays the stored messages.
+    }
+    let first = db.db().inbound_after(webcare_domain::InboundId(0), 10).await.unwrap();
+    assert_eq!(first[0].place.as_deref(), Some("Utrecht"), "the hint is stored with the message");
+    assert_eq!(first[0].decision.as_ref().unwrap()["region"], "Utrecht", "and counted as its region");
+    let p = pipeline(&db).await;
+    p.receive(private("u3", "1", "Geen internet in Utrecht, storing?", t(60))).await.unwrap();
+    let clusters = db.db().open_clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1, "the third asker joined the cluster from before the restart");
+    assert_eq!((clusters[0].members, clusters[0].region.as_deref()), (3, Some("Utrecht")));
 }
 
 #[tokio::test]

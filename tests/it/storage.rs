@@ -228,6 +228,7 @@ fn inbound(chat: &webcare_domain::Conversation, who: &webcare_domain::Customer, 
         text: text.into(),
         attachments: vec!["photo".into()],
         received_at: t(10),
+        place: None,
     }
 }
 
@@ -914,6 +915,7 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     // A time finer than the stored millisecond comes back as stored.
     let mut third = inbound(&chat, &anna, "m3", "twee");
     third.received_at = t(10) + chrono::Duration::microseconds(1_500);
+    third.place = Some("Stationsplein, Utrecht".into());
     let stored = db
         .insert_inbound_many(&[
             inbound(&chat, &anna, "m2", "een"),
@@ -930,6 +932,7 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     assert!(before.id < m2.id && m2.id < m3.id, "ids follow the order given");
     assert_eq!(db.inbound(m2.id).await.unwrap(), m2, "a new message is given back as it is stored");
     assert_eq!(db.inbound(m3.id).await.unwrap(), m3);
+    assert_eq!(m3.place.as_deref(), Some("Stationsplein, Utrecht"), "a place hint is stored with its message");
     assert!(matches!(&stored[1], Inserted::Existing(m) if m.id == before.id && m.text == "eerder"));
     assert!(matches!(&stored[3], Inserted::Existing(m) if m.id == m2.id && m.text == "een"));
     assert_eq!(db.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap().len(), 3);
