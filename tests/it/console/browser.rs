@@ -149,13 +149,11 @@ impl Browser {
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".to_owned(), json!({"binary": chromium.display().to_string(), "args": args}));
         let url = format!("http://127.0.0.1:{port}");
-        // Several crypto providers are linked into this binary; rustls needs to be told which to use. A second
-        // test installing it again is refused harmlessly.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let deadline = Instant::now() + WAIT;
         // chromedriver takes a moment to listen: poll its port until a session starts.
         let client = loop {
-            match ClientBuilder::rustls().expect("a rustls connector").capabilities(caps.clone()).connect(&url).await {
+            let http = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(http).capabilities(caps.clone()).connect(&url).await {
                 Ok(c) => break c,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
