@@ -208,7 +208,12 @@ pub struct Output {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
+    /// Who counts towards the cluster's size: the asker, or for a copy of another member's long text (a repost),
+    /// the customer who wrote it first.
     pub customer: String,
+    /// Who wrote this message. Empty in a state saved before askers were kept apart: then `customer`.
+    #[serde(default)]
+    pub asker: String,
     pub conversation: String,
     pub message: String,
     pub language: String,
@@ -216,6 +221,13 @@ pub struct Member {
     /// The folded text: the same text posted again (a copy, a retweet) counts as the same customer.
     #[serde(default)]
     pub folded: String,
+}
+
+impl Member {
+    /// The customer who wrote this message.
+    pub fn asker(&self) -> &str {
+        if self.asker.is_empty() { &self.customer } else { &self.asker }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -373,6 +385,8 @@ impl Engine {
                         rule(&mut decision, "notice-match");
                         note(&mut decision, format!("notice {} v{}", notice.id, notice.version));
                     } else {
+                        // Every asker gets a holding answer once, a reposter too; a repost only does not count
+                        // as another customer towards a spike.
                         let (cluster, joined) = self.join_cluster(msg, class, &language);
                         decision.action = Action::HoldAndSubscribe;
                         decision.cluster = Some(cluster);
@@ -447,10 +461,10 @@ impl Engine {
             if cluster.state == ClusterState::Open && now - cluster.first_at >= grace {
                 cluster.state = ClusterState::Expired;
                 let expired_at = cluster.first_at + grace;
-                for m in latest_per_customer(&cluster.members) {
+                for m in latest_per_asker(&cluster.members) {
                     out.push(Decision {
                         message: m.message.clone(),
-                        customer: m.customer.clone(),
+                        customer: m.asker().to_owned(),
                         conversation: m.conversation.clone(),
                         at: expired_at,
                         action: Action::Ticket,
@@ -492,7 +506,7 @@ impl Engine {
         c.notice = Some(notice);
         let mut out: Vec<(String, String)> = Vec::new();
         for m in &c.members {
-            let pair = (m.customer.clone(), m.conversation.clone());
+            let pair = (m.asker().to_owned(), m.conversation.clone());
             if !out.contains(&pair) {
                 out.push(pair);
             }
@@ -583,7 +597,7 @@ impl Engine {
             || (class.service == Service::Unknown && cluster.region.is_some() && class.region.is_some())
     }
 
-    /// Joins the best open cluster or starts one; returns the cluster and whether the customer is new in it.
+    /// Joins the best open cluster or starts one; returns the cluster and whether the asker is new in it.
     fn join_cluster(&mut self, msg: &Incoming, class: &Classification, language: &str) -> (ClusterId, bool) {
         let window = TimeDelta::seconds(self.config.window_secs);
         let candidate = self
@@ -636,8 +650,10 @@ impl Engine {
             .filter(|_| !folded.is_empty())
             .map_or_else(|| msg.customer.clone(), |first| first.clone());
         let new_customer = !members.customers.contains(&customer);
+        let new_asker = !members.askers.contains(&msg.customer);
         cluster.members.push(Member {
             customer,
+            asker: msg.customer.clone(),
             conversation: msg.conversation.clone(),
             message: msg.id.clone(),
             language: language.to_owned(),
@@ -649,7 +665,7 @@ impl Engine {
         if let Some(s) = sample.filter(|_| new_customer) {
             cluster.samples.push(s);
         }
-        (cluster.id, new_customer)
+        (cluster.id, new_asker)
     }
 
     fn history_key(account: &str, service: Service, region: Option<&Region>) -> String {
@@ -753,7 +769,10 @@ fn note(decision: &mut Decision, note: String) {
 #[derive(Debug, Default)]
 struct ClusterIndex {
     indexed: usize,
+    /// Who counts towards the size (a repost counts as its first writer).
     customers: HashSet<String>,
+    /// Who wrote a message in the cluster.
+    askers: HashSet<String>,
     /// The copy key of a long text, and the customer who wrote it first.
     by_copy: HashMap<String, String>,
 }
@@ -765,6 +784,7 @@ impl ClusterIndex {
         }
         for m in &members[self.indexed..] {
             self.customers.insert(m.customer.clone());
+            self.askers.insert(m.asker().to_owned());
             if !m.folded.is_empty() {
                 self.by_copy.entry(m.folded.clone()).or_insert_with(|| m.customer.clone());
             }
@@ -774,13 +794,17 @@ impl ClusterIndex {
     }
 }
 
-/// Each customer's latest membership, in the order customers joined.
-fn latest_per_customer(members: &[Member]) -> Vec<&Member> {
+/// Each asker's latest membership, in the order askers joined.
+fn latest_per_asker(members: &[Member]) -> Vec<&Member> {
     let mut out: Vec<&Member> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
     for m in members {
-        match out.iter_mut().find(|o| o.customer == m.customer) {
-            Some(o) => *o = m,
-            None => out.push(m),
+        match at.get(m.asker()) {
+            Some(&i) => out[i] = m,
+            None => {
+                at.insert(m.asker(), out.len());
+                out.push(m);
+            }
         }
     }
     out

@@ -305,7 +305,16 @@ fn reposts_of_one_text_count_as_one_customer() {
     let a = e.process(&msg("1", "a", 0, &format!("@kpn {text} ook")), &[]).decision;
     let b = e.process(&msg("2", "b", 2, &format!("@kpn @iemand {text} hebben hetzelfde")), &[]).decision;
     assert_eq!(a.cluster, b.cluster);
-    assert!(b.reply.is_none(), "a repost with other mentions and another ending is the same customer again");
+    let cluster = a.cluster.unwrap();
+    assert_eq!(e.cluster_customers(cluster), Some(1), "a repost with other mentions and another ending counts once");
+    assert!(b.reply.is_some(), "but the one who reposted asked too, and is answered");
+    let again = e.process(&msg("3", "b", 3, &format!("{text} nog steeds")), &[]).decision;
+    assert!(again.reply.is_none(), "once");
+    // Each asker gets a ticket when the cluster expires without a notice, each for their latest message.
+    let expired = e.tick(at(180));
+    let mut tickets: Vec<(&str, &str)> = expired.iter().map(|d| (d.customer.as_str(), d.message.as_str())).collect();
+    tickets.sort();
+    assert_eq!(tickets, [("a", "1"), ("b", "3")]);
 }
 
 #[test]
@@ -320,7 +329,7 @@ fn a_restored_engine_still_knows_who_is_in_a_cluster() {
     let mut restored = Engine::with_state(EngineConfig::default(), classifier(), state);
     let repost = restored.process(&msg("3", "c", 2, &format!("@kpn @iemand {text} hebben hetzelfde")), &[]).decision;
     assert_eq!(repost.cluster, a.cluster);
-    assert!(repost.reply.is_none(), "a repost after the restart is the first customer again");
+    assert!(repost.reply.is_some(), "a repost after the restart counts as the first customer, and is answered");
     let again = restored.process(&msg("4", "b", 3, "nog steeds geen internet in Utrecht"), &[]).decision;
     assert!(again.reply.is_none(), "a customer asking again gets no second holding answer");
     let fresh = restored.process(&msg("5", "d", 4, "internet storing Utrecht?"), &[]).decision;
