@@ -291,9 +291,7 @@ impl Ctx {
             Some(filed) => Some(self.ticket_id(filed).await?),
             None => None,
         };
-        let record: serde_json::Value =
-            serde_json::from_str(&record.text(ticket)).expect("a decision record is JSON text");
-        self.store.set_decision(id, &record).await
+        self.store.set_decisions(&[(id, record.text(ticket))]).await
     }
 
     /// Makes a batch's pending writes, one statement for each kind (the tickets' take a few); nothing outside a
@@ -475,11 +473,6 @@ async fn receive_run(core: &Core, run: Vec<Job>) {
 }
 
 impl Core {
-    /// What [`Engine::process`] classifies for a message with this text and place hint.
-    fn classify(&self, text: &str, place: Option<&str>) -> Classification {
-        self.classifier.classify(text, place)
-    }
-
     fn plain(&self) -> Ctx {
         Ctx::plain(self.store.clone(), self.ticketing.clone())
     }
@@ -896,9 +889,10 @@ impl Intake for Pipeline {
             return Err(IntakeError::Invalid("chat, user and message ids are required".into()));
         }
         // Classifying is the bridge's costliest step and needs no state: it is done here, on the caller's task, so
-        // that callers classify in parallel while the batching task holds the decider.
-        let class =
-            (event.kind == InboundKind::Message).then(|| self.core.classify(&event.text, event.place.as_deref()));
+        // that callers classify in parallel while the batching task holds the decider. The same call as in
+        // `Engine::process`.
+        let class = (event.kind == InboundKind::Message)
+            .then(|| self.core.classifier.classify(&event.text, event.place.as_deref()));
         let (done, outcome) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = self.batches.send(Job { event, class, done }) {
             // The batching task is gone (the runtime is shutting down): this message goes on its own.

@@ -56,7 +56,7 @@ pub async fn ingest(
                 from_bot: false,
                 message_id: format!("bench-{run}/{i}"),
                 // Customers word their messages each in their own way. The corpus repeats its texts, and the same
-                // long text from another customer counts as a repost (no answer of its own); a word of each
+                // long text from another customer counts as a repost (one customer towards a spike); a word of each
                 // customer's own keeps the bench's customers apart, as real ones are.
                 text: format!("{} {}", own_word(i % customers), texts[i % texts.len()]),
                 attachments: Vec::new(),
