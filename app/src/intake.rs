@@ -239,7 +239,7 @@ impl Ctx {
 
     async fn subscribe(&self, subscription: Subscription) -> StoreResult<()> {
         match self.kept(subscription, |p, s| p.subscriptions.push(s)).await {
-            Some(s) => self.store.subscribe(s.conversation, s.customer, s.target, s.created_at).await.map(|_| ()),
+            Some(s) => self.store.subscribe(&s).await.map(|_| ()),
             None => Ok(()),
         }
     }
@@ -595,6 +595,8 @@ impl Core {
                 customer,
                 target,
                 created_at: message.received_at,
+                // The language of the answer they got: updates follow in it.
+                language: decision.reply.as_ref().map(|r| r.language.clone()),
             })
             .await?;
         }

@@ -173,7 +173,8 @@ impl Notices {
         Ok(notice)
     }
 
-    /// Applies a change as a new version and sends it to every subscriber once.
+    /// Applies a change as a new version and sends it to every subscriber once, in their language where the notice
+    /// has a text in it. A new `text` without `texts` drops the texts in other languages, written for the old one.
     pub async fn update(
         &self,
         id: NoticeId,
@@ -187,6 +188,16 @@ impl Notices {
             && (text.trim().is_empty() || text.chars().count() > MAX_TEXT)
         {
             return Err(NoticeError::Invalid { field: "text", reason: "1 to 4000 characters".into() });
+        }
+        if change.text.is_some() && change.texts.is_none() {
+            // The other languages' texts were written for the text that is being replaced: a subscriber who asked in
+            // one of them gets the new text rather than an outdated one.
+            change.texts = Some(BTreeMap::new());
+        }
+        if let Some(texts) = &change.texts
+            && texts.values().any(|t| t.trim().is_empty() || t.chars().count() > MAX_TEXT)
+        {
+            return Err(NoticeError::Invalid { field: "texts", reason: "each text 1 to 4000 characters".into() });
         }
         if self.four_eyes && current.draft {
             // Editing a notice that awaits approval keeps it waiting; only `approve` publishes it.
@@ -214,12 +225,15 @@ impl Notices {
     }
 
     /// Publishes a notice from a spike alert: its cluster's members become the notice's subscribers and receive it
-    /// in one broadcast; later questions that match are answered from it automatically.
+    /// in one broadcast, each in the language they asked in where `texts` has it; later questions that match are
+    /// answered from it automatically.
+    #[allow(clippy::too_many_arguments)]
     pub async fn publish_from_alert(
         &self,
         alert: AlertId,
         title: String,
         text: String,
+        texts: BTreeMap<String, String>,
         state: NoticeState,
         author: &Agent,
         now: Timestamp,
@@ -232,7 +246,7 @@ impl Notices {
         let input = NoticeInput {
             title,
             text,
-            texts: BTreeMap::new(),
+            texts,
             services: vec![a.service],
             regions: a.region.iter().cloned().collect(),
             state,
@@ -275,22 +289,27 @@ impl Notices {
         let prefix = format!("notice:{}:v", notice.id);
         let current = format!("notice:{}:v{}:", notice.id, notice.version);
         self.store.cancel_outbox_prefix(&prefix, &current).await?;
-        let mut targets: Vec<(webcare_domain::ConversationId, bool)> = self
+        // Each subscriber in the language they asked in; announcement channels, read by everyone, in the default.
+        let mut targets: Vec<(webcare_domain::ConversationId, Option<String>, bool)> = self
             .store
             .subscribers(SubscriptionTarget::Notice(notice.id))
             .await?
             .into_iter()
-            .map(|s| (s.conversation, false))
+            .map(|s| (s.conversation, s.language, false))
             .collect();
         for c in &self.announcements {
-            if !targets.iter().any(|(t, _)| t == c) {
-                targets.push((*c, true));
+            if !targets.iter().any(|(t, _, _)| t == c) {
+                targets.push((*c, None, true));
             }
         }
-        let text = notice_message(notice, None);
-        let row = |&(conversation, announcement): &(webcare_domain::ConversationId, bool)| {
+        let default_text = notice_message(notice, None);
+        let texts: std::collections::BTreeMap<&str, String> =
+            notice.texts.keys().map(|language| (language.as_str(), notice_message(notice, Some(language)))).collect();
+        let row = |(conversation, language, announcement): &(webcare_domain::ConversationId, Option<String>, bool)| {
+            let (conversation, announcement) = (*conversation, *announcement);
+            let text = language.as_deref().and_then(|l| texts.get(l)).unwrap_or(&default_text);
             let key = format!("{current}conv:{conversation}");
-            let mut new = NewOutbox::message(conversation, &text, key, Priority::BROADCAST, now);
+            let mut new = NewOutbox::message(conversation, text, key, Priority::BROADCAST, now);
             new.extra = json!({"notice": notice.id, "version": notice.version});
             if notice.paid_broadcast {
                 new.extra["paid_broadcast"] = json!(true);

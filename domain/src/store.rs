@@ -57,6 +57,26 @@ pub struct Subscription {
     pub customer: Option<CustomerId>,
     pub target: SubscriptionTarget,
     pub created_at: Timestamp,
+    /// The language the subscriber asked in (`nl`, `en`): a notice's updates reach them in it where the notice has
+    /// a text in it. `None` gets the notice's default text.
+    pub language: Option<String>,
+}
+
+impl Subscription {
+    /// A subscription in no particular language.
+    pub fn new(
+        conversation: ConversationId,
+        customer: Option<CustomerId>,
+        target: SubscriptionTarget,
+        created_at: Timestamp,
+    ) -> Self {
+        Subscription { conversation, customer, target, created_at, language: None }
+    }
+
+    pub fn in_language(mut self, language: impl Into<String>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
 }
 
 #[async_trait]
@@ -206,14 +226,8 @@ pub trait Store: Send + Sync {
     /// Ends a cluster: `Noticed` with the notice it became (its subscribers move to the notice), or `Expired`.
     async fn close_cluster(&self, id: ClusterId, notice: Option<NoticeId>, at: Timestamp) -> StoreResult<()>;
 
-    /// Subscribes a conversation; false when it already was.
-    async fn subscribe(
-        &self,
-        conversation: ConversationId,
-        customer: Option<CustomerId>,
-        target: SubscriptionTarget,
-        at: Timestamp,
-    ) -> StoreResult<bool>;
+    /// Subscribes a conversation; false when it already was (its first subscription's language stays).
+    async fn subscribe(&self, subscription: &Subscription) -> StoreResult<bool>;
     /// [`Store::subscribe`] for many in one statement; returns how many were new.
     async fn subscribe_many(&self, subscriptions: &[Subscription]) -> StoreResult<u64>;
     /// Ends every subscription of a conversation (`/stop`) and, in the same transaction, cancels the notice

@@ -1356,8 +1356,8 @@ impl Store for Db {
             if let Some(notice) = notice {
                 // The cluster's members become the notice's subscribers: one broadcast answers them all.
                 sqlx::query(
-                    "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, created_at)
-                     SELECT conversation_id, customer_id, $1, $2 FROM subscriptions WHERE cluster_id = $3
+                    "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, created_at, language)
+                     SELECT conversation_id, customer_id, $1, $2, language FROM subscriptions WHERE cluster_id = $3
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(notice.0)
@@ -1376,31 +1376,8 @@ impl Store for Db {
         })
     }
 
-    async fn subscribe(
-        &self,
-        conversation: ConversationId,
-        customer: Option<CustomerId>,
-        target: SubscriptionTarget,
-        at: Timestamp,
-    ) -> StoreResult<bool> {
-        let (notice, cluster) = match target {
-            SubscriptionTarget::Notice(n) => (Some(n.0), None),
-            SubscriptionTarget::Cluster(c) => (None, Some(c.0)),
-        };
-        let n = on_pool!(self, |pool| sqlx::query(
-            "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, cluster_id, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
-        )
-        .bind(conversation.0)
-        .bind(customer.map(|c| c.0))
-        .bind(notice)
-        .bind(cluster)
-        .bind(ms(at))
-        .execute(&mut *pool)
-        .await
-        .map_err(err)?
-        .rows_affected());
-        Ok(n > 0)
+    async fn subscribe(&self, subscription: &Subscription) -> StoreResult<bool> {
+        Ok(self.subscribe_many(std::slice::from_ref(subscription)).await? > 0)
     }
 
     async fn subscribe_many(&self, subscriptions: &[Subscription]) -> StoreResult<u64> {
@@ -1408,7 +1385,7 @@ impl Store for Db {
         for chunk in subscriptions.chunks(CHUNK) {
             new += on_pool!(self, |pool| {
                 let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, cluster_id, created_at) ",
+                    "INSERT INTO subscriptions (conversation_id, customer_id, notice_id, cluster_id, created_at, language) ",
                 );
                 q.push_values(chunk, |mut b, s| {
                     let (notice, cluster) = match s.target {
@@ -1419,7 +1396,8 @@ impl Store for Db {
                         .push_bind(s.customer.map(|c| c.0))
                         .push_bind(notice)
                         .push_bind(cluster)
-                        .push_bind(ms(s.created_at));
+                        .push_bind(ms(s.created_at))
+                        .push_bind(s.language.as_deref());
                 });
                 q.push(" ON CONFLICT DO NOTHING");
                 q.build().execute(&mut *pool).await.map_err(err)?.rows_affected()

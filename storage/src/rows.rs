@@ -240,6 +240,7 @@ pub(crate) struct SubscriptionRow {
     notice_id: Option<i64>,
     cluster_id: Option<i64>,
     created_at: i64,
+    language: Option<String>,
 }
 
 impl TryFrom<SubscriptionRow> for Subscription {
@@ -255,6 +256,7 @@ impl TryFrom<SubscriptionRow> for Subscription {
             customer: r.customer_id.map(CustomerId),
             target,
             created_at: time(r.created_at)?,
+            language: r.language,
         })
     }
 }

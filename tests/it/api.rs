@@ -292,6 +292,8 @@ async fn a_notice_answers_questions_and_each_version_reaches_each_subscriber_onc
         .await;
     assert_eq!(status, StatusCode::OK, "{v2}");
     assert_eq!(v2["version"], 2);
+    // The Dutch text was written for version 1: with a new text and no new Dutch one, Dutch askers get the new text.
+    assert_eq!(v2["texts"], json!({}), "{v2}");
     let (_, progress) = a.call(Method::GET, &format!("/api/v1/notices/{id}/delivery"), Some(&a.agent), None).await;
     assert_eq!(
         (progress["version"].as_i64(), progress["subscribers"].as_i64(), progress["pending"].as_i64()),
@@ -334,8 +336,8 @@ async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
         "Eindhoven internet ligt eruit",
         "Geen internet in Eindhoven sinds vanochtend",
         "Is er een internetstoring in Eindhoven?",
-        "Eindhoven: internet werkt niet, storing?",
-        "Ook geen internet hier in Eindhoven",
+        "Is the internet down in Eindhoven? No connection since this morning",
+        "Internet outage in Eindhoven? My internet is not working either",
     ]
     .iter()
     .enumerate()
@@ -366,7 +368,12 @@ async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
             Method::POST,
             &format!("/api/v1/alerts/{id}/notice"),
             Some(&a.admin),
-            Some(json!({"title": "Storing Eindhoven", "text": "Er is een internetstoring in Eindhoven; we werken eraan.", "state": "identified"})),
+            Some(json!({
+                "title": "Storing Eindhoven",
+                "text": "Er is een internetstoring in Eindhoven; we werken eraan.",
+                "texts": {"en": "There is an internet outage in Eindhoven; we are working on it."},
+                "state": "identified",
+            })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{notice}");
@@ -374,9 +381,13 @@ async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
         a.call(Method::GET, &format!("/api/v1/notices/{}/delivery", notice["id"]), Some(&a.agent), None).await;
     assert_eq!(progress["subscribers"].as_i64(), Some(6), "{progress}");
     while a.delivery.step().await.unwrap().claimed > 0 {}
-    for c in &chats {
+    // Each customer gets the broadcast once, in the language they asked in: four in Dutch, two in English.
+    for (i, c) in chats.iter().enumerate() {
         let t = a.transcript(c).await;
-        assert_eq!(t.iter().filter(|l| l.contains("we werken eraan")).count(), 1, "exactly once: {t:?}");
+        let (mine, other) =
+            if i < 4 { ("we werken eraan", "working on it") } else { ("working on it", "werken eraan") };
+        assert_eq!(t.iter().filter(|l| l.contains(mine)).count(), 1, "exactly once: {t:?}");
+        assert!(!t.iter().any(|l| l.contains(other)), "not in the other language: {t:?}");
     }
     // A later question is answered from the notice at once.
     let late = a.customer_says(None, "late", "Storing in Eindhoven?? geen internet").await;

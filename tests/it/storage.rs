@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use webcare_domain::{
     AgentId, ClusterState, ConversationKind, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound,
     NewNotice, NewOutbox, NewTicket, NoticeChange, NoticeState, OutboxState, Platform, Priority, Role, Service, Store,
-    StoreError, SubscriptionTarget, TicketEventKind, TicketState, Timestamp,
+    StoreError, Subscription, SubscriptionTarget, TicketEventKind, TicketState, Timestamp,
 };
 use webcare_storage::Db;
 use webcare_tests::TestDb;
@@ -50,7 +50,7 @@ async fn stop_cancels_pending_notice_messages_but_not_answers(t_db: &TestDb) {
     let (who, chat) = customer_and_chat(db, ConversationKind::Private).await;
     let other = self::chat(db, "other").await;
     let n = db.create_notice(new_notice(&[], t(0))).await.unwrap();
-    db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n.id), t(1)).await.unwrap();
+    db.subscribe(&Subscription::new(chat.id, Some(who.id), SubscriptionTarget::Notice(n.id), t(1))).await.unwrap();
     let row = |c, key: &str, p| NewOutbox::message(c, key, key, p, t(2));
     let mine = db.enqueue(row(chat.id, "notice:1:v1:conv:1", Priority::BROADCAST), t(2)).await.unwrap().into_inner();
     let answer = db.enqueue(row(chat.id, "answer:1", Priority::AGENT_REPLY), t(2)).await.unwrap().into_inner();
@@ -78,7 +78,7 @@ async fn paid_broadcast_is_kept_and_subscribers_are_counted_per_platform(t_db: &
             )
             .await
             .unwrap();
-        db.subscribe(c.id, None, SubscriptionTarget::Notice(n.id), t(3)).await.unwrap();
+        db.subscribe(&Subscription::new(c.id, None, SubscriptionTarget::Notice(n.id), t(3))).await.unwrap();
     }
     let counts = db.subscriber_counts(SubscriptionTarget::Notice(n.id)).await.unwrap();
     assert_eq!(counts, vec![(Platform::Discord, 1), (Platform::Telegram, 2)]);
@@ -408,7 +408,9 @@ async fn clusters_hand_their_members_to_a_notice(t_db: &TestDb) {
             )
             .await
             .unwrap();
-        assert!(db.subscribe(chat.id, None, SubscriptionTarget::Cluster(c.id), t(i)).await.unwrap());
+        let language = if i % 2 == 0 { "nl" } else { "en" };
+        let sub = Subscription::new(chat.id, None, SubscriptionTarget::Cluster(c.id), t(i)).in_language(language);
+        assert!(db.subscribe(&sub).await.unwrap());
         chats.push(chat);
     }
     db.touch_cluster(c.id, 3, t(50)).await.unwrap();
@@ -420,10 +422,12 @@ async fn clusters_hand_their_members_to_a_notice(t_db: &TestDb) {
 
     let notice = db.create_notice(new_notice(&["Utrecht"], t(60))).await.unwrap();
     // One member had already found the notice by asking again: no second subscription.
-    db.subscribe(chats[0].id, None, SubscriptionTarget::Notice(notice.id), t(59)).await.unwrap();
+    db.subscribe(&Subscription::new(chats[0].id, None, SubscriptionTarget::Notice(notice.id), t(59))).await.unwrap();
     db.close_cluster(c.id, Some(notice.id), t(60)).await.unwrap();
     let subs = db.subscribers(SubscriptionTarget::Notice(notice.id)).await.unwrap();
     assert_eq!(subs.iter().map(|s| s.conversation).collect::<Vec<_>>(), chats.iter().map(|c| c.id).collect::<Vec<_>>());
+    // Each member keeps the language they asked in; the one already subscribed keeps that subscription as it was.
+    assert_eq!(subs.iter().map(|s| s.language.as_deref()).collect::<Vec<_>>(), [None, Some("en"), Some("nl")]);
     assert!(db.subscribers(SubscriptionTarget::Cluster(c.id)).await.unwrap().is_empty());
     let closed = db.cluster(c.id).await.unwrap();
     assert_eq!((closed.state, closed.notice), (ClusterState::Noticed, Some(notice.id)));
@@ -434,7 +438,7 @@ async fn clusters_hand_their_members_to_a_notice(t_db: &TestDb) {
         .create_cluster(NewCluster { account: "acme".into(), service: Service::Tv, region: None, at: t(80) })
         .await
         .unwrap();
-    db.subscribe(chats[1].id, None, SubscriptionTarget::Cluster(c2.id), t(80)).await.unwrap();
+    db.subscribe(&Subscription::new(chats[1].id, None, SubscriptionTarget::Cluster(c2.id), t(80))).await.unwrap();
     db.close_cluster(c2.id, None, t(200)).await.unwrap();
     assert_eq!(db.cluster(c2.id).await.unwrap().state, ClusterState::Expired);
     assert!(db.subscribers(SubscriptionTarget::Cluster(c2.id)).await.unwrap().is_empty());
@@ -445,9 +449,17 @@ async fn subscriptions_are_unique_and_stop_ends_them(t_db: &TestDb) {
     let (who, chat) = customer_and_chat(db, ConversationKind::Private).await;
     let n1 = db.create_notice(new_notice(&[], t(0))).await.unwrap();
     let n2 = db.create_notice(new_notice(&["Gent"], t(0))).await.unwrap();
-    assert!(db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n1.id), t(1)).await.unwrap());
-    assert!(!db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n1.id), t(2)).await.unwrap());
-    assert!(db.subscribe(chat.id, Some(who.id), SubscriptionTarget::Notice(n2.id), t(3)).await.unwrap());
+    assert!(
+        db.subscribe(&Subscription::new(chat.id, Some(who.id), SubscriptionTarget::Notice(n1.id), t(1))).await.unwrap()
+    );
+    assert!(
+        !db.subscribe(&Subscription::new(chat.id, Some(who.id), SubscriptionTarget::Notice(n1.id), t(2)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.subscribe(&Subscription::new(chat.id, Some(who.id), SubscriptionTarget::Notice(n2.id), t(3))).await.unwrap()
+    );
     let mine = db.subscriptions_of(chat.id).await.unwrap();
     assert_eq!(mine.len(), 2);
     assert_eq!(mine[0].customer, Some(who.id));
@@ -947,9 +959,7 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
 }
 
 async fn batch_effects_store_like_one_call_after_another(t_db: &TestDb) {
-    use webcare_domain::{
-        ClusterId, CreatedTicket, NewTicketEvent, OutageCluster, Subscription, TicketRef, TicketWrites,
-    };
+    use webcare_domain::{ClusterId, CreatedTicket, NewTicketEvent, OutageCluster, TicketRef, TicketWrites};
     let db = t_db.db();
     let (anna, chat) = customer_and_chat(db, ConversationKind::Private).await;
     let other = self::chat(db, "other").await;
@@ -975,9 +985,9 @@ async fn batch_effects_store_like_one_call_after_another(t_db: &TestDb) {
     assert_eq!(db.cluster(ClusterId(71)).await.unwrap().members, 1);
 
     // Subscriptions: one statement; those that exist already are skipped.
-    let sub = |conversation, target| Subscription { conversation, customer: Some(anna.id), target, created_at: t(4) };
+    let sub = |conversation, target| Subscription::new(conversation, Some(anna.id), target, t(4));
     let target = SubscriptionTarget::Cluster(ClusterId(70));
-    db.subscribe(chat.id, Some(anna.id), target, t(3)).await.unwrap();
+    db.subscribe(&Subscription::new(chat.id, Some(anna.id), target, t(3))).await.unwrap();
     let new = db.subscribe_many(&[sub(chat.id, target), sub(other, target), sub(other, target)]).await.unwrap();
     assert_eq!(new, 1, "only the other chat is new");
     assert_eq!(db.subscribers(target).await.unwrap().len(), 2);

@@ -319,17 +319,20 @@ async fn an_admin_publishes_a_notice_that_a_customer_then_receives() {
     b.goto(&s.base, "/notices").await;
     b.fill("#notice-title", "Storing internet Utrecht").await;
     b.fill("#notice-text", "We werken aan een internetstoring in Utrecht. Verwachte oplossing: 14:00.").await;
+    b.fill("textarea[name=text_en]", "We are fixing an internet outage in Utrecht. Expected fix: 14:00.").await;
     b.click("input[name=service][value=internet]").await;
     b.fill("#notice-regions", "Utrecht").await;
     b.click("#create-notice").await;
     b.text("#subscribers", "").await;
     b.text("main h1", "Notice").await;
+    b.text(".notice-text-en", "We are fixing an internet outage").await;
 
-    // A customer asks about the outage and gets the notice at once.
+    // A customer asks about the outage in English and gets the notice's English text at once.
     b.goto(&s.base, "/chat").await;
-    b.fill("#text", "Is er een storing in Utrecht? Geen internet sinds 10 uur").await;
+    b.fill("#text", "Is the internet down in Utrecht? No internet since 10 am").await;
     b.click("#send").await;
-    b.text("#transcript li.out", "We werken aan een internetstoring in Utrecht.").await;
+    let answer = b.text("#transcript li.out", "We are fixing an internet outage in Utrecht.").await;
+    assert!(!answer.contains("We werken"), "{answer}");
 
     // The notice page counts them among its subscribers, who get every update.
     b.goto(&s.base, "/notices").await;

@@ -509,6 +509,9 @@ async fn list_alerts(State(state): State<AppState>, _agent: Authed) -> Result<Js
 struct FromAlert {
     title: String,
     text: String,
+    /// The text per language code (`{"en": "..."}`) where it differs from `text`.
+    #[serde(default)]
+    texts: std::collections::BTreeMap<String, String>,
     state: NoticeState,
 }
 
@@ -520,6 +523,9 @@ async fn notice_from_alert(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let admin = &admin;
     let alert = id(&raw, AlertId, "alert")?;
-    let n = state.notices.publish_from_alert(alert, body.title, body.text, body.state, admin, Utc::now()).await?;
+    let n = state
+        .notices
+        .publish_from_alert(alert, body.title, body.text, body.texts, body.state, admin, Utc::now())
+        .await?;
     Ok((StatusCode::CREATED, Json(notice_json(&n))))
 }

@@ -85,13 +85,14 @@ pub async fn list(State(state): State<AppState>, staff: Staff) -> Response {
              <form method=\"post\" action=\"/notices\" class=\"notice-form\">{csrf}\
              <label>Title <input name=\"title\" id=\"notice-title\" required maxlength=\"200\"></label>\
              <label>Text <textarea name=\"text\" id=\"notice-text\" rows=\"4\" required maxlength=\"4000\"></textarea></label>\
-             {services}<label>Regions (comma-separated; empty is nationwide) <input name=\"regions\" id=\"notice-regions\"></label>\
+             {english}{services}<label>Regions (comma-separated; empty is nationwide) <input name=\"regions\" id=\"notice-regions\"></label>\
              <label>State <select name=\"state\">{states}</select></label>\
              <label class=\"inline\"><input type=\"checkbox\" name=\"draft\" value=\"1\"> Save as draft</label>\
              <label class=\"inline\"><input type=\"checkbox\" name=\"paid_broadcast\" value=\"1\"> Telegram paid broadcast (urgent: up to 1,000/s, 0.1 Star per message; the estimate shows on the notice)</label>\
              <button type=\"submit\" class=\"primary\" id=\"create-notice\">Publish notice</button></form></details>",
             open = if notices.is_empty() { " open" } else { "" },
             csrf = csrf_field(&staff),
+            english = english_field(""),
             services = service_boxes(&[]),
             states = state_options("investigating"),
         );
@@ -159,7 +160,7 @@ pub async fn create(State(state): State<AppState>, posted: Posted) -> Response {
     let input = NoticeInput {
         title: fields.text("title").to_owned(),
         text: fields.text("text").to_owned(),
-        texts: BTreeMap::new(),
+        texts: posted_texts(&fields),
         services,
         regions: parse_regions(&fields),
         state: notice_state,
@@ -200,7 +201,7 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
     let _ = write!(
         body,
         "<section class=\"card\"><h2>{title}</h2><p>{badge} {state} · {services} · {regions} · version {version}</p>\
-         <p class=\"text notice-text\">{text}</p><dl><dt>Subscribers</dt><dd id=\"subscribers\">{subs}</dd>\
+         <p class=\"text notice-text\">{text}</p>{english}<dl><dt>Subscribers</dt><dd id=\"subscribers\">{subs}</dd>\
          <dt>Delivery of v{version}</dt><dd id=\"delivery\">{progress}</dd></dl></section>",
         title = E(&notice.title),
         badge = status_badge(&notice),
@@ -209,6 +210,11 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         regions = E(&regions_text(&notice.regions)),
         version = notice.version,
         text = E(&notice.text),
+        english = notice
+            .texts
+            .get("en")
+            .map(|t| format!("<p class=\"text notice-text-en\"><span class=\"lang\">EN</span> {}</p>", E(t)))
+            .unwrap_or_default(),
         subs = progress.subscribers,
         progress = E(&progress_text(&progress)),
     );
@@ -219,7 +225,7 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
              <form method=\"post\" action=\"/notices/{id}\" class=\"notice-form\">{csrf}\
              <input type=\"hidden\" name=\"action\" value=\"update\">\
              <label>Text <textarea name=\"text\" rows=\"4\" required maxlength=\"4000\">{text}</textarea></label>\
-             {services}<label>Regions (comma-separated; empty is nationwide) <input name=\"regions\" value=\"{regions}\"></label>\
+             {english}{services}<label>Regions (comma-separated; empty is nationwide) <input name=\"regions\" value=\"{regions}\"></label>\
              <label>State <select name=\"state\">{states}</select></label>\
              <label class=\"check\"><input type=\"checkbox\" name=\"paid_broadcast\" id=\"paid_broadcast\"{paid}> \
              Send on Telegram as a paid broadcast (up to 1,000 messages/s instead of 30): \
@@ -229,6 +235,7 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
             stars = progress.paid_cost_stars,
             telegram = progress.telegram_subscribers,
             text = E(&notice.text),
+            english = english_field(notice.texts.get("en").map_or("", String::as_str)),
             services = service_boxes(&notice.services),
             regions = E(&notice.regions.join(", ")),
             states = state_options(notice.state.as_str()),
@@ -293,6 +300,8 @@ pub async fn act(State(state): State<AppState>, Path(id): Path<String>, posted: 
             };
             let change = NoticeChange {
                 text: Some(fields.text("text").to_owned()),
+                // The form shows every language's text: what it leaves out is gone from the new version.
+                texts: Some(posted_texts(&fields)),
                 state: Some(notice_state),
                 services: Some(services),
                 regions: Some(parse_regions(&fields)),
@@ -357,11 +366,12 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
             "</ul><form method=\"post\" action=\"/alerts/{id}/notice\" class=\"notice-form\">{csrf}\
              <label>Title <input name=\"title\" required maxlength=\"200\" value=\"{title}\"></label>\
              <label>Text <textarea name=\"text\" rows=\"3\" required maxlength=\"4000\">{draft}</textarea></label>\
-             <label>State <select name=\"state\">{states}</select></label>\
+             {english}<label>State <select name=\"state\">{states}</select></label>\
              <button type=\"submit\" class=\"primary\">Publish a notice from this alert</button></form></section>",
             id = a.id,
             title = E(&title),
             draft = E(&draft),
+            english = english_field(a.draft.get("en").map_or("", String::as_str)),
             states = state_options("investigating"),
         );
     }
@@ -409,8 +419,24 @@ pub async fn publish_alert(State(state): State<AppState>, Path(id): Path<String>
     };
     let title = fields.text("title").to_owned();
     let text = fields.text("text").to_owned();
-    match state.notices.publish_from_alert(id, title, text, notice_state, &staff.agent, Utc::now()).await {
+    let texts = posted_texts(&fields);
+    match state.notices.publish_from_alert(id, title, text, texts, notice_state, &staff.agent, Utc::now()).await {
         Ok(n) => see_other(&format!("/notices/{}", n.id)),
         Err(e) => notice_error(e, &staff),
     }
+}
+
+/// The form field for a notice's English text: customers who ask in English get it, the others the main text.
+fn english_field(value: &str) -> String {
+    format!(
+        "<label>English text (optional; customers who ask in English get this one) \
+         <textarea name=\"text_en\" rows=\"3\" maxlength=\"4000\">{}</textarea></label>",
+        E(value)
+    )
+}
+
+/// The texts per language a notice form posted: English where given.
+fn posted_texts(fields: &Fields) -> BTreeMap<String, String> {
+    let english = fields.text("text_en");
+    if english.is_empty() { BTreeMap::new() } else { BTreeMap::from([("en".to_owned(), english.to_owned())]) }
 }
