@@ -19,9 +19,17 @@
 //! message costs its batch neighbours nothing. Commands, edits, deletions and buttons go one by one, in their place
 //! in the arrival order. The bridge's classification needs no state, so each caller classifies its own message
 //! before handing it to the batching task: callers do that in parallel, on every core.
+//!
+//! With several instances on one database, one decides at a time: the holder of the [`DECIDER_LEASE`]. The others
+//! store what reaches them (adapters acknowledge once it is stored) and leave the deciding to the holder, which
+//! picks up undecided messages every `catch_up_every`. An instance that takes the lease over loads the last
+//! snapshot and replays the messages after it, as on a restart, so the bridge's clusters, ids and counters stay
+//! one state machine. The lease's holder name is the instance's own (`IntakeConfig::instance`), so an instance
+//! restarted after a crash holds its lease again at once.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -40,6 +48,9 @@ use webcare_ticketing::{CustomerMessage, PendingTicket, TicketBatch, TicketError
 /// Callback data of the button under automatic answers.
 pub const TALK_TO_PERSON: &str = "talk_to_person";
 
+/// The lease that says which instance decides.
+pub const DECIDER_LEASE: &str = "bridge-decider";
+
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
     pub engine: EngineConfig,
@@ -48,6 +59,14 @@ pub struct IntakeConfig {
     /// batch of messages. A restart replays the messages after the last save.
     pub snapshot_every: u32,
     pub snapshot_interval: std::time::Duration,
+    /// This instance's name as the holder of the [`DECIDER_LEASE`]: unique among the instances on one database,
+    /// and the same after a restart.
+    pub instance: String,
+    /// How long the decider's lease holds without a renewal (renewed every third of it): how long messages wait
+    /// when the deciding instance dies.
+    pub decider_lease: std::time::Duration,
+    /// How often the deciding instance looks for messages that others stored.
+    pub catch_up_every: std::time::Duration,
 }
 
 impl Default for IntakeConfig {
@@ -56,6 +75,9 @@ impl Default for IntakeConfig {
             engine: EngineConfig::default(),
             snapshot_every: 200,
             snapshot_interval: std::time::Duration::from_secs(1),
+            instance: "webcare".to_owned(),
+            decider_lease: std::time::Duration::from_secs(10),
+            catch_up_every: std::time::Duration::from_millis(250),
         }
     }
 }
@@ -68,6 +90,18 @@ struct Decider {
     snapshot_at: std::time::Instant,
     /// How long the last save took: saves keep to a small share of the decider's time as the state grows.
     snapshot_cost: std::time::Duration,
+}
+
+impl Decider {
+    fn new(engine: Engine, last: InboundId) -> Self {
+        Decider {
+            engine,
+            last,
+            since_snapshot: 0,
+            snapshot_at: std::time::Instant::now(),
+            snapshot_cost: std::time::Duration::ZERO,
+        }
+    }
 }
 
 /// The decider's time between two saves of the bridge's state, as a multiple of what the last save took: saving
@@ -93,6 +127,15 @@ struct Core {
     config: IntakeConfig,
     /// Wakes the delivery engine when something was queued.
     wake: Arc<Notify>,
+    /// Whether this instance holds the decider's lease and its engine is current.
+    deciding: AtomicBool,
+    /// Until when (Unix milliseconds) the lease holds, as of its last renewal.
+    lease_until: AtomicI64,
+    /// Set by [`Pipeline::step_down`]: this instance neither decides nor tries for the lease again.
+    stepped_down: AtomicBool,
+    /// Undecided messages whose deciding failed in a catch-up: tried again after the next take-over or restart,
+    /// not every `catch_up_every`.
+    skipped: std::sync::Mutex<HashSet<InboundId>>,
 }
 
 /// Where a decision's effects are written: the store itself, or a unit of work on it.
@@ -375,37 +418,46 @@ impl Pipeline {
         config: IntakeConfig,
         wake: Arc<Notify>,
     ) -> StoreResult<Pipeline> {
-        let (state, last) = match store.engine_snapshot().await? {
-            Some((json, last)) => match serde_json::from_str::<EngineState>(&json) {
-                Ok(state) => (state, last),
-                Err(e) => {
-                    // A snapshot from an older version that no longer reads: rebuild from all messages.
-                    tracing::warn!(error = %e, "the bridge snapshot does not read; rebuilding from every message");
-                    (EngineState::default(), InboundId(0))
-                }
-            },
-            None => (EngineState::default(), InboundId(0)),
-        };
-        let engine = Engine::with_state(config.engine.clone(), classifier.clone(), state);
+        let engine = Engine::with_state(config.engine.clone(), classifier.clone(), EngineState::default());
         let core = Arc::new(Core {
             store,
             classifier,
             ticketing,
-            decider: Mutex::new(Decider {
-                engine,
-                last,
-                since_snapshot: 0,
-                snapshot_at: std::time::Instant::now(),
-                snapshot_cost: std::time::Duration::ZERO,
-            }),
+            decider: Mutex::new(Decider::new(engine, InboundId(0))),
             config,
             wake,
+            deciding: AtomicBool::new(false),
+            lease_until: AtomicI64::new(0),
+            stepped_down: AtomicBool::new(false),
+            skipped: Default::default(),
         });
-        core.replay_after(last).await?;
+        if core.renew_lease().await? {
+            core.take_over().await?;
+        } else {
+            tracing::info!("another instance decides; this one stores what reaches it and leaves the deciding to it");
+        }
         let (batches, jobs) = mpsc::unbounded_channel();
         // Ends when the pipeline is dropped (its sender with it) and the last batch is done.
         tokio::spawn(batcher(core.clone(), jobs));
+        // Ends when the batching task has ended.
+        tokio::spawn(lead(Arc::downgrade(&core)));
         Ok(Pipeline { core, batches })
+    }
+
+    /// Whether this instance decides now (holds the decider's lease).
+    pub fn deciding(&self) -> bool {
+        self.core.holds_lease()
+    }
+
+    /// Gives the decider's lease up for good (on shutdown, after the last snapshot), so another instance takes over
+    /// at once; from then on this instance only stores what reaches it.
+    pub async fn step_down(&self) -> StoreResult<()> {
+        self.core.stepped_down.store(true, Ordering::Release);
+        let _d = self.core.decider.lock().await;
+        if self.core.deciding.swap(false, Ordering::AcqRel) {
+            self.core.store.release_lease(DECIDER_LEASE, &self.core.config.instance).await?;
+        }
+        Ok(())
     }
 
     /// Saves the bridge's state now.
@@ -425,6 +477,47 @@ impl Pipeline {
         notice: webcare_domain::NoticeId,
     ) -> StoreResult<()> {
         self.core.publish_from_cluster(cluster, notice).await
+    }
+}
+
+/// Keeps the decider's lease (or waits for it) and, while this instance decides, decides what other instances
+/// stored.
+async fn lead(core: Weak<Core>) {
+    let (renew_every, catch_up_every) = match core.upgrade() {
+        Some(core) => (core.config.decider_lease / 3, core.config.catch_up_every),
+        None => return,
+    };
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(catch_up_every.min(renew_every)).await;
+        let Some(core) = core.upgrade() else { return };
+        if core.stepped_down.load(Ordering::Acquire) {
+            return;
+        }
+        if renewed.elapsed() >= renew_every {
+            renewed = tokio::time::Instant::now();
+            match core.renew_lease().await {
+                Ok(true) if !core.deciding.load(Ordering::Acquire) => {
+                    tracing::info!(instance = %core.config.instance, "this instance takes over deciding");
+                    if let Err(e) = core.take_over().await {
+                        tracing::warn!(error = %e, "could not take over deciding; trying again");
+                    }
+                }
+                Ok(true) => {}
+                Ok(false) => {
+                    if core.deciding.swap(false, Ordering::AcqRel) {
+                        tracing::warn!("another instance took the decider's lease; this one only stores now");
+                    }
+                }
+                // Without a renewal the lease runs out by itself (`holds_lease`), before another may take it.
+                Err(e) => tracing::warn!(error = %e, "could not renew the decider's lease"),
+            }
+        }
+        if core.holds_lease()
+            && let Err(e) = core.catch_up().await
+        {
+            tracing::warn!(error = %e, "could not decide the messages other instances stored");
+        }
     }
 }
 
@@ -477,6 +570,85 @@ impl Core {
         Ctx::plain(self.store.clone(), self.ticketing.clone())
     }
 
+    /// Takes or renews the decider's lease; true when this instance holds it now.
+    async fn renew_lease(&self) -> StoreResult<bool> {
+        let now = Utc::now();
+        let until = now + self.config.decider_lease;
+        let held = self.store.acquire_lease(DECIDER_LEASE, &self.config.instance, now, until).await?;
+        if held {
+            self.lease_until.store(until.timestamp_millis(), Ordering::Release);
+        }
+        Ok(held)
+    }
+
+    /// Whether this instance may decide: it holds the lease, with a fifth of the lease period to spare, so that it
+    /// stops before another instance can take the lease over.
+    fn holds_lease(&self) -> bool {
+        let spare = i64::try_from((self.config.decider_lease / 5).as_millis()).unwrap_or(i64::MAX);
+        self.deciding.load(Ordering::Acquire)
+            && Utc::now().timestamp_millis().saturating_add(spare) < self.lease_until.load(Ordering::Acquire)
+    }
+
+    /// Makes this instance's engine current, as on a restart: the last snapshot, then the messages after it (those
+    /// still undecided are decided), then what other instances stored before it.
+    async fn take_over(&self) -> StoreResult<()> {
+        let (state, last) = match self.store.engine_snapshot().await? {
+            Some((json, last)) => match serde_json::from_str::<EngineState>(&json) {
+                Ok(state) => (state, last),
+                Err(e) => {
+                    // A snapshot from an older version that no longer reads: rebuild from all messages.
+                    tracing::warn!(error = %e, "the bridge snapshot does not read; rebuilding from every message");
+                    (EngineState::default(), InboundId(0))
+                }
+            },
+            None => (EngineState::default(), InboundId(0)),
+        };
+        {
+            let mut d = self.decider.lock().await;
+            let engine = Engine::with_state(self.config.engine.clone(), self.classifier.clone(), state);
+            *d = Decider::new(engine, last);
+        }
+        self.skipped.lock().expect("not poisoned").clear();
+        self.replay_after(last).await?;
+        self.deciding.store(true, Ordering::Release);
+        self.catch_up().await?;
+        Ok(())
+    }
+
+    /// Decides the messages stored without a decision: by other instances, or by this one when deciding failed.
+    async fn catch_up(&self) -> StoreResult<usize> {
+        let mut decided = 0;
+        loop {
+            let mut d = self.decider.lock().await;
+            if !self.holds_lease() {
+                return Ok(decided);
+            }
+            let waiting = self.store.inbound_undecided(500).await?;
+            let skipped = self.skipped.lock().expect("not poisoned").clone();
+            let waiting: Vec<InboundMessage> = waiting.into_iter().filter(|m| !skipped.contains(&m.id)).collect();
+            if waiting.is_empty() {
+                return Ok(decided);
+            }
+            for message in waiting {
+                let outcome = async {
+                    let conversation = self.store.conversation(message.conversation).await?;
+                    let customer = self.store.customer(message.customer).await?;
+                    self.decide(&self.plain(), &mut d, &message, &conversation, &customer, "").await
+                }
+                .await;
+                match outcome {
+                    Ok(_) => decided += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, message = %message.id, "could not decide a stored message; it waits for the next start");
+                        self.skipped.lock().expect("not poisoned").insert(message.id);
+                    }
+                }
+            }
+            drop(d);
+            self.wake.notify_one();
+        }
+    }
+
     async fn replay_after(&self, mut after: InboundId) -> StoreResult<()> {
         let mut replayed = 0usize;
         let mut decided = 0usize;
@@ -511,6 +683,10 @@ impl Core {
     /// Saves the bridge's state now.
     pub async fn snapshot(&self) -> StoreResult<()> {
         let mut d = self.decider.lock().await;
+        if !self.holds_lease() {
+            // Another instance's engine is the current one; this one's would overwrite its snapshot.
+            return Ok(());
+        }
         self.snapshot_locked(self.store.as_ref(), &mut d).await
     }
 
@@ -532,6 +708,9 @@ impl Core {
     /// Advances the bridge's clock: clusters whose grace period ended become tickets.
     pub async fn tick(&self, now: Timestamp) -> StoreResult<usize> {
         let mut d = self.decider.lock().await;
+        if !self.holds_lease() {
+            return Ok(0);
+        }
         let expired = d.engine.tick(now);
         let n = expired.len();
         self.expire(&self.plain(), &expired).await?;
@@ -671,19 +850,30 @@ impl Core {
         // A batch's clusters are written first, so that closing one finds it and no later save reopens it.
         ctx.flush().await?;
         let mut closed = BTreeSet::new();
+        let mut noticed = BTreeSet::new();
         for decision in expired {
             let Ok(id) = decision.message.parse::<i64>() else { continue };
-            let message = ctx.store.inbound(InboundId(id)).await?;
-            let conversation = ctx.store.conversation(message.conversation).await?;
-            let customer = ctx.store.customer(message.customer).await?;
             if let Some(cluster) = decision.cluster
                 && closed.insert(cluster)
             {
                 match ctx.store.close_cluster(cluster, None, decision.at).await {
-                    Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                    Ok(()) => {}
+                    Err(StoreError::NotFound { .. }) => {
+                        // Closed already: a notice published from it (perhaps through another instance) answers
+                        // its members, who need no ticket.
+                        if matches!(ctx.store.cluster(cluster).await, Ok(c) if c.notice.is_some()) {
+                            noticed.insert(cluster);
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             }
+            if decision.cluster.is_some_and(|c| noticed.contains(&c)) {
+                continue;
+            }
+            let message = ctx.store.inbound(InboundId(id)).await?;
+            let conversation = ctx.store.conversation(message.conversation).await?;
+            let customer = ctx.store.customer(message.customer).await?;
             self.open_or_append(ctx, &conversation, &customer, &message, "outage").await?;
         }
         Ok(())
@@ -915,6 +1105,10 @@ impl Core {
         mut classes: Vec<Option<Classification>>,
     ) -> Vec<Result<IntakeOutcome, IntakeError>> {
         let mut d = self.decider.lock().await;
+        if !self.holds_lease() {
+            drop(d);
+            return self.store_only(&events).await;
+        }
         let (unit, stored) = match self.store_batch(&events).await {
             Ok(stored) => stored,
             Err(e) => {
@@ -989,6 +1183,34 @@ impl Core {
         }
         self.wake.notify_one();
         outcomes
+    }
+
+    /// Another instance decides: the messages are stored, undecided, for it to pick up.
+    async fn store_only(&self, events: &[InboundEvent]) -> Vec<Result<IntakeOutcome, IntakeError>> {
+        let stored = async {
+            let unit = self.store.begin().await?;
+            match store_all(&*unit, events).await {
+                Ok(stored) => unit.commit().await.map(|()| stored),
+                Err(e) => {
+                    let _ = unit.rollback().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        match stored {
+            Ok(stored) => stored
+                .iter()
+                .map(|s| {
+                    let (new, action) = if s.is_some() { (true, "stored") } else { (false, "duplicate") };
+                    Ok(IntakeOutcome { new, action: action.into() })
+                })
+                .collect(),
+            Err(e) => {
+                let why = e.to_string();
+                events.iter().map(|_| Err(IntakeError::Unavailable(why.clone()))).collect()
+            }
+        }
     }
 
     async fn one_by_one(&self, events: Vec<InboundEvent>) -> Vec<Result<IntakeOutcome, IntakeError>> {
@@ -1143,6 +1365,9 @@ impl Core {
                 .await
                 .map_err(unavailable)?;
             "ignore".to_owned()
+        } else if !self.holds_lease() {
+            // Another instance decides it.
+            "stored".to_owned()
         } else {
             let action = self
                 .decide(&ctx, &mut d, &message, &conversation, &customer, &event.account)

@@ -917,6 +917,17 @@ impl Store for Db {
         rows::all(rows)
     }
 
+    async fn inbound_undecided(&self, limit: u32) -> StoreResult<Vec<InboundMessage>> {
+        let rows: Vec<rows::InboundRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM inbound_messages WHERE decision IS NULL ORDER BY id LIMIT $1"
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *pool)
+        .await
+        .map_err(err)?);
+        rows::all(rows)
+    }
+
     async fn save_engine_snapshot(&self, state: &str, last: InboundId, at: Timestamp) -> StoreResult<()> {
         on_pool!(self, |pool| sqlx::query(
             "INSERT INTO engine_snapshots (id, state, last_inbound_id, taken_at) VALUES (1, $1, $2, $3)

@@ -577,3 +577,97 @@ async fn a_batch_that_fails_costs_only_the_message_that_fails() {
     let chat = store.conversation_by_chat(Platform::Telegram, "u3").await.unwrap().unwrap();
     assert_eq!(store.subscriptions_of(chat.id).await.unwrap().len(), 1, "the outage question follows its cluster");
 }
+
+/// An instance of the pipeline on `db` under its own name, with a short decider's lease so that a take-over happens
+/// within a test.
+async fn instance(db: &TestDb, name: &str) -> Pipeline {
+    let store: Arc<dyn Store> = Arc::new(db.db().clone());
+    let config = IntakeConfig {
+        instance: name.into(),
+        decider_lease: std::time::Duration::from_millis(900),
+        catch_up_every: std::time::Duration::from_millis(20),
+        ..IntakeConfig::default()
+    };
+    Pipeline::start(
+        store.clone(),
+        webcare_ticketing::Ticketing::new(store, Default::default()),
+        Arc::new(webcare_bridge::Classifier::default()),
+        config,
+        Arc::new(Notify::new()),
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits (at most 10 s) until every stored message has a decision.
+async fn all_decided(db: &dyn Store) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !db.inbound_undecided(10).await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "messages stayed undecided");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Several instances on one database: one decides at a time, the others store and leave the deciding to it, and
+/// when it dies another takes over with the bridge's state as it was, so an outage stays one cluster.
+async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
+    let a = instance(&db, "a").await;
+    let b = instance(&db, "b").await;
+    assert!(a.deciding() && !b.deciding());
+    let store = db.db();
+
+    // A question that reaches the instance that does not decide is stored, then decided by the one that does.
+    let first = b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap();
+    assert_eq!((first.new, first.action.as_str()), (true, "stored"));
+    all_decided(store).await;
+    let second = a.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
+    assert_eq!(second.action, "hold_and_subscribe");
+    let clusters = store.open_clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1, "one outage, one cluster: {clusters:?}");
+    assert_eq!(clusters[0].members, 2);
+
+    // The deciding instance dies (no step-down): the other takes over once its lease ran out.
+    drop(a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.deciding() {
+        assert!(std::time::Instant::now() < deadline, "nobody took over deciding");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let third = b.receive(private("u3", "1", "Zwolle: internet werkt niet, storing?", t(120))).await.unwrap();
+    assert_eq!(third.action, "hold_and_subscribe");
+    let clusters = store.open_clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1, "the new decider knows the cluster: {clusters:?}");
+    assert_eq!(clusters[0].members, 3);
+    assert_eq!(store.subscribers(SubscriptionTarget::Cluster(clusters[0].id)).await.unwrap().len(), 3);
+    let bodies = outbox_bodies(store).await;
+    assert_eq!(bodies.len(), 3, "one holding answer each, none twice: {bodies:?}");
+
+    // A restarted instance under another name waits; the decider steps down and it takes over at once.
+    let c = instance(&db, "c").await;
+    assert!(!c.deciding());
+    let fourth = c.receive(private("u4", "1", "Ook geen internet in Zwolle", t(150))).await.unwrap();
+    assert_eq!(fourth.action, "stored");
+    b.step_down().await.unwrap();
+    assert!(!b.deciding());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(800);
+    while !c.deciding() {
+        assert!(std::time::Instant::now() < deadline, "a step-down is taken over within one renewal");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    all_decided(store).await;
+    let clusters = store.open_clusters().await.unwrap();
+    assert_eq!((clusters.len(), clusters[0].members), (1, 4), "{clusters:?}");
+    // The rows seen above are claimed (by the peek); what is new is the fourth customer's holding answer.
+    assert_eq!(outbox_bodies(store).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_decides_and_another_takes_over_when_it_dies_sqlite() {
+    one_instance_decides_and_another_takes_over_when_it_dies(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_decides_and_another_takes_over_when_it_dies_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    one_instance_decides_and_another_takes_over_when_it_dies(db).await;
+}

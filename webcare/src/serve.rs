@@ -82,7 +82,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let classifier = Arc::new(crate::cli::classifier(&config)?);
     let ticketing = webcare_ticketing::Ticketing::new(store.clone(), crate::cli::ticket_policy(&config)?);
     let pipeline = Arc::new(
-        Pipeline::start(store.clone(), ticketing.clone(), classifier, IntakeConfig::default(), wake.clone())
+        Pipeline::start(store.clone(), ticketing.clone(), classifier, intake_config(addr), wake.clone())
             .await
             .context("restore the bridge's state")?,
     );
@@ -231,12 +231,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = pipeline.snapshot().await {
         tracing::warn!(error = %e, "could not save the bridge's state; it is rebuilt from the messages at start");
     }
+    // Another instance on the database takes over deciding at once instead of after the lease runs out.
+    if let Err(e) = pipeline.step_down().await {
+        tracing::warn!(error = %e, "could not give up the decider's lease; another instance takes over when it ends");
+    }
     // Closing waits for queries in flight; bound it too, so a hung database cannot hold the exit.
     if tokio::time::timeout(Duration::from_secs(1), db.close()).await.is_err() {
         tracing::warn!("the database did not close in time");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The intake's settings for this instance. Its name, for the decider's lease, is the host and the address it
+/// listens on: unique among the instances on one database, and the same when it restarts on that address, so a
+/// restarted instance decides again at once instead of waiting for its old lease to run out.
+fn intake_config(addr: std::net::SocketAddr) -> IntakeConfig {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    IntakeConfig { instance: format!("{host}/{addr}"), ..IntakeConfig::default() }
 }
 
 /// Resolves with the signal's name on SIGINT or SIGTERM.
