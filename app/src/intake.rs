@@ -16,7 +16,8 @@
 //! costs one durable commit instead of several per message. A caller's answer comes only after the commit. When
 //! storing fails, the unit is rolled back and the messages are done one by one; when carrying out fails, the unit
 //! goes back to its mark, the stored messages are committed and their decisions carried out one by one, so one bad
-//! message costs its batch neighbours nothing. Commands, edits, deletions and buttons go one by one, in their place
+//! message costs its batch neighbours nothing. When the commit fails, nothing is stored: the engine, which has seen
+//! the batch, is rebuilt from the database before the messages go through again. Commands, edits, deletions and buttons go one by one, in their place
 //! in the arrival order. The bridge's classification needs no state, so each caller classifies its own message
 //! before handing it to the batching task: callers do that in parallel, on every core.
 //!
@@ -592,6 +593,14 @@ impl Core {
     /// Makes this instance's engine current, as on a restart: the last snapshot, then the messages after it (those
     /// still undecided are decided), then what other instances stored before it.
     async fn take_over(&self) -> StoreResult<()> {
+        self.restore().await?;
+        self.deciding.store(true, Ordering::Release);
+        self.catch_up().await?;
+        Ok(())
+    }
+
+    /// Rebuilds the engine from what the database holds: the last snapshot and the messages stored after it.
+    async fn restore(&self) -> StoreResult<()> {
         let (state, last) = match self.store.engine_snapshot().await? {
             Some((json, last)) => match serde_json::from_str::<EngineState>(&json) {
                 Ok(state) => (state, last),
@@ -609,10 +618,7 @@ impl Core {
             *d = Decider::new(engine, last);
         }
         self.skipped.lock().expect("not poisoned").clear();
-        self.replay_after(last).await?;
-        self.deciding.store(true, Ordering::Release);
-        self.catch_up().await?;
-        Ok(())
+        self.replay_after(last).await
     }
 
     /// Decides the messages stored without a decision: by other instances, or by this one when deciding failed.
@@ -1155,9 +1161,15 @@ impl Core {
                     return outcomes;
                 }
                 Err(e) => {
-                    // Nothing of the batch is stored: its messages go through again, one by one.
+                    // Nothing of the batch is stored: its messages go through again, one by one, to an engine that
+                    // has not seen them (it had decided them all, and would count each twice).
                     tracing::warn!(error = %e, messages = events.len(), "committing a batch failed; taking its messages one by one");
                     drop(d);
+                    if let Err(e) = self.restore().await {
+                        // Until it is rebuilt, this instance only stores; the lease loop rebuilds it as a take-over.
+                        tracing::warn!(error = %e, "could not rebuild the bridge after a failed commit");
+                        self.deciding.store(false, Ordering::Release);
+                    }
                     return self.one_by_one(events).await;
                 }
             },

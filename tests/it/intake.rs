@@ -572,10 +572,40 @@ async fn a_batch_that_fails_costs_only_the_message_that_fails() {
     assert_eq!(tickets.len(), 2, "the neighbours' tickets stand: {tickets:?}");
     let messages = store.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap();
     let decided: Vec<_> = messages.iter().map(|m| (m.platform_message_id.as_str(), m.decision.is_some())).collect();
-    // The refused message is stored, undecided: it is decided when it is delivered again, or on the next start.
+    // The refused message is stored, undecided: it is decided when it is delivered again, or on the next start (the
+    // decider's catch-up tries it once more, and the trigger refuses it again).
     assert_eq!(decided, [("u1/1", true), ("u2/2", false), ("u3/3", true), ("u4/4", true)]);
     let chat = store.conversation_by_chat(Platform::Telegram, "u3").await.unwrap().unwrap();
     assert_eq!(store.subscriptions_of(chat.id).await.unwrap().len(), 1, "the outage question follows its cluster");
+}
+
+#[tokio::test]
+async fn a_batch_whose_commit_fails_is_decided_once() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    // A constraint checked only at commit, broken by one message: the batch's commit fails as a whole, nothing of it
+    // is stored, and its messages go through again one by one. The bridge must not have counted them twice: a
+    // question seen twice would be a repost of itself and get no holding answer.
+    let raw = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+    for statement in [
+        "CREATE TABLE trap (n INTEGER REFERENCES customers (id) DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE TRIGGER trap_one AFTER INSERT ON inbound_messages WHEN NEW.text LIKE '%valstrik%'
+         BEGIN INSERT INTO trap VALUES (-1); END",
+    ] {
+        sqlx::query(statement).execute(&raw).await.unwrap();
+    }
+    let events = [
+        private("u1", "1", "Storing in Utrecht? Geen internet sinds 10 uur, de hele straat ligt eruit", t(0)),
+        private("u2", "2", "Mijn factuur klopt niet (valstrik)", t(1)),
+    ];
+    let outcomes = futures_util::future::join_all(events.map(|e| p.receive(e))).await;
+    assert_eq!(outcomes[0].as_ref().map(|o| o.action.as_str()).ok(), Some("hold_and_subscribe"), "{outcomes:?}");
+    assert!(outcomes[1].is_err(), "{outcomes:?}");
+    let bodies = outbox_bodies(db.db()).await;
+    assert_eq!(bodies.len(), 1, "the question got its holding answer: {bodies:?}");
+    assert!(bodies[0].starts_with("Bedankt voor je melding"), "{bodies:?}");
+    let clusters = db.db().open_clusters().await.unwrap();
+    assert_eq!((clusters.len(), clusters[0].members), (1, 1), "{clusters:?}");
 }
 
 /// An instance of the pipeline on `db` under its own name, with a short decider's lease so that a take-over happens
