@@ -252,6 +252,20 @@ async fn take(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    record(&state, hook, &headers, &body)
+}
+
+/// A post to a Discord-shaped URL, recorded as the hook `discord/{id}`.
+async fn take_discord(
+    State(state): State<Arc<Mutex<Received>>>,
+    Path((id, _token)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record(&state, format!("discord/{id}"), &headers, &body)
+}
+
+fn record(state: &Mutex<Received>, hook: String, headers: &HeaderMap, body: &Bytes) -> Response {
     let mut s = state.lock().unwrap();
     let reply = s.script.get_mut(&hook).and_then(VecDeque::pop_front).unwrap_or(OK);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -259,7 +273,7 @@ async fn take(
         hook,
         key: header("idempotency-key"),
         content_type: header("content-type"),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: serde_json::from_slice(body).unwrap_or(Value::Null),
         status: reply.status,
         at: Instant::now(),
     });
@@ -279,7 +293,10 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the receiver");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(Received::default()));
-        let router = axum::Router::new().route("/hooks/{hook}", axum::routing::post(take)).with_state(state.clone());
+        let router = axum::Router::new()
+            .route("/hooks/{hook}", axum::routing::post(take))
+            .route("/api/webhooks/{id}/{token}", axum::routing::post(take_discord))
+            .with_state(state.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(async move {
@@ -377,6 +394,51 @@ async fn alerts_go_to_their_services_webhook_with_their_fields_and_a_key() {
     assert_eq!(skipped.state, WebhookState::Skipped);
     assert_eq!(skipped.last_error.as_deref(), Some("no webhook for mobile alerts is configured"));
     assert_eq!(notifier.step().await.unwrap().claimed, 0, "nothing is posted twice");
+}
+
+#[tokio::test]
+async fn a_discord_webhook_gets_a_discord_message_that_notifies_nobody() {
+    let db = TestDb::sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(db.db().clone());
+    let receiver = Receiver::start().await;
+    let cluster = store
+        .create_cluster(NewCluster { account: String::new(), service: Service::Tv, region: None, at: Utc::now() })
+        .await
+        .unwrap();
+    let alert = store
+        .insert_alert(&SpikeAlert {
+            id: AlertId(0),
+            cluster: cluster.id,
+            account: String::new(),
+            service: Service::Tv,
+            region: Some("Gent".into()),
+            count: 7,
+            samples: vec!["@everyone tv weg? [klik hier](https://evil.example) <b>nu</b>".into()],
+            draft: [("nl".to_owned(), "We onderzoeken een tv-storing in Gent.".to_owned())].into(),
+            first_at: Utc::now(),
+            last_at: Utc::now(),
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let url = format!("http://{}/api/webhooks/1234567890/tok-en_1", receiver.addr);
+    let routes = AlertRoutes::new().with(Service::Tv, sink(&url));
+    let notifier = AlertNotifier::new(store.clone(), routes, fast());
+    assert_eq!(notifier.step().await.unwrap().posted, 1);
+
+    let posts = receiver.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0].hook, "discord/1234567890");
+    assert_eq!(posts[0].key.as_deref(), Some(format!("alert:{}", alert.id).as_str()));
+    let body = &posts[0].body;
+    assert_eq!(body["allowed_mentions"], serde_json::json!({"parse": []}), "{body}");
+    assert!(body.get("samples").is_none(), "Discord gets a message, not webcare's JSON: {body}");
+    let content = body["content"].as_str().unwrap();
+    assert!(content.starts_with("Spike alert: 7 customers report tv trouble in Gent"), "{content}");
+    assert!(content.contains("\\[klik hier\\](https://evil.example)"), "no masked link: {content}");
+    assert!(content.contains("\\<b\\>nu"), "{content}");
+    assert!(!content.contains("&lt;") && !content.contains("@everyone"), "{content}");
+    assert_eq!(store.alert_webhook(alert.id).await.unwrap().state, WebhookState::Posted);
 }
 
 #[tokio::test]

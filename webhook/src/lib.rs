@@ -5,6 +5,10 @@
 //! error are worth another try; a redirect or any other 4xx is refused for good (a wrong or revoked URL). Redirects
 //! are not followed: a `POST` turned into a `GET` elsewhere would be lost.
 //!
+//! A Discord webhook (`https://discord.com/api/webhooks/{id}/{token}`) does not take that JSON: it is sent the
+//! alert's `text` as a Discord message, with mentions switched off and the customers' words unable to form links or
+//! markup. Slack, Mattermost, Teams' incoming webhooks and Discord's `/slack` endpoint read the `text` field as is.
+//!
 //! A webhook URL often is the secret (Slack's, Mattermost's and Teams' incoming webhooks are): it appears in no
 //! error, `Debug` or log line; callers give a masked form for those (`describe`).
 //!
@@ -19,6 +23,47 @@ use webcare_domain::{AlertSink, PostError};
 
 /// How much of a refusal's body is kept in the error an admin sees.
 const BODY_CHARS: usize = 200;
+
+/// The most characters a Discord message may hold.
+const DISCORD_CHARS: usize = 2000;
+
+/// What a webhook's receiver reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The alert's JSON as it is, with a Slack-style `text`.
+    Json,
+    /// A Discord message (`content`).
+    Discord,
+}
+
+impl Format {
+    /// Discord's own webhook URLs: on discord.com (or a proxy in front of it, told by the path
+    /// `/api[/vN]/webhooks/{numeric id}/{token}`), except its Slack- and GitHub-compatible endpoints.
+    pub fn of(url: &reqwest::Url) -> Format {
+        let host = url.host_str().unwrap_or("").trim_end_matches('.');
+        let discord_host =
+            ["discord.com", "discordapp.com"].iter().any(|d| host == *d || host.ends_with(&format!(".{d}")));
+        let segments: Vec<&str> =
+            url.path_segments().map(|s| s.filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+        let rest = match segments.as_slice() {
+            ["api", v, rest @ ..]
+                if v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                rest
+            }
+            ["api", rest @ ..] => rest,
+            _ => &[][..],
+        };
+        let shaped = matches!(rest, ["webhooks", id, token] if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+            && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        let compatible = matches!(rest, ["webhooks", _, _, "slack" | "github"]);
+        if !compatible && (shaped || (discord_host && rest.first() == Some(&"webhooks"))) {
+            Format::Discord
+        } else {
+            Format::Json
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -45,11 +90,12 @@ pub struct WebhookSink {
     client: reqwest::Client,
     url: reqwest::Url,
     label: String,
+    format: Format,
 }
 
 impl std::fmt::Debug for WebhookSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSink").field("url", &self.label).finish()
+        f.debug_struct("WebhookSink").field("url", &self.label).field("format", &self.format).finish()
     }
 }
 
@@ -65,8 +111,47 @@ impl WebhookSink {
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(bad("expected a host".into()));
         }
-        Ok(WebhookSink { client, url: parsed, label })
+        let format = Format::of(&parsed);
+        Ok(WebhookSink { client, url: parsed, label, format })
     }
+
+    /// What the receiver is sent.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+}
+
+/// The alert as a Discord message: its `text` with Slack's escapes undone, Discord's markup characters escaped (a
+/// customer's words form no link, spoiler or code block), cut to Discord's length, and no mention that notifies.
+fn discord_message(payload: &serde_json::Value) -> serde_json::Value {
+    let text = payload.get("text").and_then(serde_json::Value::as_str).unwrap_or("");
+    let text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    let mut content = String::with_capacity(text.len() + 16);
+    for line in text.split('\n') {
+        if !content.is_empty() {
+            content.push('\n');
+        }
+        // A quoted sample keeps its quote mark; everything else is text.
+        let (quote, rest) = match line.strip_prefix("> ") {
+            Some(rest) => ("> ", rest),
+            None => ("", line),
+        };
+        content.push_str(quote);
+        for c in rest.chars() {
+            if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' | '<' | '>' | '#' | '-') {
+                content.push('\\');
+            }
+            content.push(c);
+        }
+    }
+    if let Some((cut, _)) = content.char_indices().nth(DISCORD_CHARS - 1) {
+        content.truncate(cut);
+        while content.ends_with('\\') {
+            content.pop();
+        }
+        content.push('…');
+    }
+    serde_json::json!({"content": content, "allowed_mentions": {"parse": []}})
 }
 
 #[async_trait]
@@ -76,7 +161,11 @@ impl AlertSink for WebhookSink {
     }
 
     async fn post(&self, idempotency_key: &str, payload: &serde_json::Value) -> Result<(), PostError> {
-        let body = serde_json::to_vec(payload).map_err(|e| PostError::Rejected(format!("payload: {e}")))?;
+        let body = match self.format {
+            Format::Json => serde_json::to_vec(payload),
+            Format::Discord => serde_json::to_vec(&discord_message(payload)),
+        }
+        .map_err(|e| PostError::Rejected(format!("payload: {e}")))?;
         let key = HeaderValue::from_str(idempotency_key)
             .map_err(|_| PostError::Rejected(format!("idempotency key `{idempotency_key}` is not a header value")))?;
         let response = self
@@ -197,6 +286,48 @@ mod tests {
             let e = WebhookSink::new(client.clone(), bad, "the webhook").unwrap_err().to_string();
             assert!(e.starts_with("the webhook is not a usable webhook URL"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn discord_urls_are_told_from_others() {
+        let format = |u: &str| Format::of(&reqwest::Url::parse(u).unwrap());
+        for discord in [
+            "https://discord.com/api/webhooks/123456789/AbC-d_e",
+            "https://ptb.discord.com/api/v10/webhooks/1/x",
+            "https://discordapp.com/api/webhooks/1/x",
+            "http://127.0.0.1:8080/api/webhooks/42/token",
+        ] {
+            assert_eq!(format(discord), Format::Discord, "{discord}");
+        }
+        for other in [
+            "https://discord.com/api/webhooks/1/x/slack",
+            "https://discord.com/api/webhooks/1/x/github",
+            "https://hooks.slack.com/services/T000/B000/XXXX",
+            "https://mattermost.example.com/hooks/abc",
+            "https://noc.example.com/api/webhooks/alerts",
+            "https://noc.example.com/api/webhooks/12/tok/en",
+            "https://notdiscord.com/api/webhooks/x/y/z",
+        ] {
+            assert_eq!(format(other), Format::Json, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_discord_message_holds_no_markup_links_or_mentions_of_the_customers() {
+        let text = "Spike alert: 6 customers report internet trouble in Utrecht.\n\
+                    > @\u{200B}everyone [gratis](https://evil.example) **nu** &lt;@123&gt; &amp;lt; ~~x~~ ||y||\n\
+                    (2 more samples in the console)";
+        let message = discord_message(&serde_json::json!({"text": text, "id": 1}));
+        assert_eq!(message["allowed_mentions"], serde_json::json!({"parse": []}));
+        let content = message["content"].as_str().unwrap();
+        assert!(content.starts_with("Spike alert: 6 customers report internet trouble in Utrecht."), "{content}");
+        assert!(content.contains("\n> @\u{200B}everyone \\[gratis\\](https://evil.example) \\*\\*nu\\*\\* \\<@123\\> &lt; \\~\\~x\\~\\~ \\|\\|y\\|\\|"), "{content}");
+        assert!(message.get("id").is_none(), "Discord is sent its own fields only");
+        let long = discord_message(&serde_json::json!({"text": "*".repeat(5000)}));
+        let content = long["content"].as_str().unwrap();
+        let n = content.chars().count();
+        assert!((DISCORD_CHARS - 2..=DISCORD_CHARS).contains(&n), "cut to Discord's length: {n}");
+        assert!(content.ends_with("\\*…"), "never a lone escape at the cut");
     }
 
     #[tokio::test]
