@@ -445,6 +445,12 @@ impl Pipeline {
         Ok(Pipeline { core, batches })
     }
 
+    /// Decides now what other instances stored (the deciding instance also does so every `catch_up_every`); how many
+    /// messages it decided. Does nothing on an instance that does not decide.
+    pub async fn catch_up(&self) -> StoreResult<usize> {
+        self.core.catch_up().await
+    }
+
     /// Whether this instance decides now (holds the decider's lease).
     pub fn deciding(&self) -> bool {
         self.core.holds_lease()
@@ -635,7 +641,11 @@ impl Core {
             if waiting.is_empty() {
                 return Ok(decided);
             }
+            // A message stored by another instance may be older than what this one decided last: the snapshot's "the
+            // messages after it" would leave it out on a restart, so a snapshot follows at once.
+            let mut behind = false;
             for message in waiting {
+                behind |= message.id < d.last;
                 let outcome = async {
                     let conversation = self.store.conversation(message.conversation).await?;
                     let customer = self.store.customer(message.customer).await?;
@@ -649,6 +659,9 @@ impl Core {
                         self.skipped.lock().expect("not poisoned").insert(message.id);
                     }
                 }
+            }
+            if behind {
+                self.snapshot_locked(self.store.as_ref(), &mut d).await?;
             }
             drop(d);
             self.wake.notify_one();

@@ -610,7 +610,9 @@ impl Engine {
                 c.state == ClusterState::Open
                     && self.same_service(c, class)
                     && msg.at - c.last_at <= window
-                    && msg.at >= c.first_at
+                    // A message that arrives late (stored by another instance, or delivered late by its platform)
+                    // may be older than the cluster's first; within the window it is part of it all the same.
+                    && c.first_at - msg.at <= window
                     && c.account == msg.account
                     && self.compatible(c, class)
             })
@@ -660,6 +662,7 @@ impl Engine {
             joined_at: msg.at,
             folded,
         });
+        cluster.first_at = cluster.first_at.min(msg.at);
         cluster.last_at = cluster.last_at.max(msg.at);
         cluster.widespread |= class.widespread;
         if let Some(s) = sample.filter(|_| new_customer) {

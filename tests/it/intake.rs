@@ -691,6 +691,49 @@ async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
     assert_eq!(outbox_bodies(store).await.len(), 1);
 }
 
+/// A message another instance stored can be older than what the decider decided and saved last: deciding it must
+/// not be lost on the decider's restart (its customer would get no ticket when the cluster expires).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_decided_out_of_order_survives_a_restart() {
+    let db = TestDb::sqlite().await;
+    let store = db.db();
+    let slow = |name: &str| {
+        let db = &db;
+        let name = name.to_owned();
+        async move {
+            let store: Arc<dyn Store> = Arc::new(db.db().clone());
+            let config = IntakeConfig {
+                instance: name,
+                catch_up_every: std::time::Duration::from_secs(3600),
+                ..IntakeConfig::default()
+            };
+            let ticketing = webcare_ticketing::Ticketing::new(store.clone(), Default::default());
+            let classifier = Arc::new(webcare_bridge::Classifier::default());
+            Pipeline::start(store, ticketing, classifier, config, Arc::new(Notify::new())).await.unwrap()
+        }
+    };
+    let a = slow("a").await;
+    let b = slow("b").await;
+    assert_eq!(
+        b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap().action,
+        "stored"
+    );
+    let second = a.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
+    assert_eq!(second.action, "hold_and_subscribe");
+    a.snapshot().await.unwrap();
+    assert_eq!(a.catch_up().await.unwrap(), 1, "the first question, older than the second");
+    let clusters = store.open_clusters().await.unwrap();
+    assert_eq!((clusters.len(), clusters[0].members), (1, 2), "{clusters:?}");
+
+    // The decider restarts (under its own name: it decides again at once) and the cluster expires unanswered:
+    // both askers become tickets.
+    drop(a);
+    let a = slow("a").await;
+    assert!(a.deciding());
+    assert_eq!(a.tick(t(60) + chrono::Duration::hours(3)).await.unwrap(), 2, "both askers' questions expire");
+    assert_eq!(store.tickets(&[]).await.unwrap().len(), 2, "nobody is left waiting");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_decides_and_another_takes_over_when_it_dies_sqlite() {
     one_instance_decides_and_another_takes_over_when_it_dies(TestDb::sqlite().await).await;
