@@ -630,30 +630,41 @@ impl Core {
     /// Decides the messages stored without a decision: by other instances, or by this one when deciding failed.
     async fn catch_up(&self) -> StoreResult<usize> {
         let mut decided = 0;
+        let mut after = InboundId(0);
         loop {
             let mut d = self.decider.lock().await;
             if !self.holds_lease() {
                 return Ok(decided);
             }
-            let waiting = self.store.inbound_undecided(500).await?;
-            let skipped = self.skipped.lock().expect("not poisoned").clone();
-            let waiting: Vec<InboundMessage> = waiting.into_iter().filter(|m| !skipped.contains(&m.id)).collect();
-            if waiting.is_empty() {
-                return Ok(decided);
-            }
+            let page = self.store.inbound_undecided(after, 500).await?;
+            let Some(last) = page.last() else { return Ok(decided) };
+            after = last.id;
             // A message stored by another instance may be older than what this one decided last: the snapshot's "the
             // messages after it" would leave it out on a restart, so a snapshot follows at once.
             let mut behind = false;
-            for message in waiting {
+            for message in page {
+                // A command is carried out by the instance it reached, which stores its decision right after it:
+                // a recent one is left to it (a plain message that only looks like one waits half a minute). A
+                // message whose deciding failed here waits for the next start or take-over.
+                let recent = Utc::now() - message.received_at < chrono::TimeDelta::seconds(30);
+                if (recent && stored_command(&message.text))
+                    || self.skipped.lock().expect("not poisoned").contains(&message.id)
+                {
+                    continue;
+                }
                 behind |= message.id < d.last;
                 let outcome = async {
+                    if message.text.trim().is_empty() && message.attachments.is_empty() {
+                        let record = Record::Other(json!({"action": "ignore", "reasons": ["empty"]}));
+                        return self.plain().set_decision(message.id, record, None).await;
+                    }
                     let conversation = self.store.conversation(message.conversation).await?;
                     let customer = self.store.customer(message.customer).await?;
-                    self.decide(&self.plain(), &mut d, &message, &conversation, &customer, "").await
+                    self.decide(&self.plain(), &mut d, &message, &conversation, &customer, "").await.map(|_| ())
                 }
                 .await;
                 match outcome {
-                    Ok(_) => decided += 1,
+                    Ok(()) => decided += 1,
                     Err(e) => {
                         tracing::warn!(error = %e, message = %message.id, "could not decide a stored message; it waits for the next start");
                         self.skipped.lock().expect("not poisoned").insert(message.id);
@@ -1402,6 +1413,11 @@ impl Core {
         };
         Ok(IntakeOutcome { new: true, action })
     }
+}
+
+/// Whether a stored text is a command or a button as `receive_one` stores them (`/name args`, `[button data]`).
+fn stored_command(text: &str) -> bool {
+    text.starts_with('/') || text.starts_with("[button ")
 }
 
 /// Undoes a batch's decisions and commits what came before its mark: the messages, stored and undecided.

@@ -152,9 +152,9 @@ pub trait Store: Send + Sync {
     async fn inbound(&self, id: InboundId) -> StoreResult<crate::InboundMessage>;
     /// Messages stored after `after`, oldest first, at most `limit`: what a restart replays into the bridge.
     async fn inbound_after(&self, after: InboundId, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
-    /// Messages stored without a decision yet, oldest first: what an instance that does not decide left to the one
-    /// that does.
-    async fn inbound_undecided(&self, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
+    /// Messages stored without a decision yet, after `after`, oldest first: what an instance that does not decide
+    /// left to the one that does.
+    async fn inbound_undecided(&self, after: InboundId, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
     /// Saves the bridge's state as of the message `last`, replacing the previous snapshot.
     async fn save_engine_snapshot(&self, state: &str, last: InboundId, at: Timestamp) -> StoreResult<()>;
     /// The latest snapshot of the bridge's state and the message it ends with.

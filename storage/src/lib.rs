@@ -917,10 +917,11 @@ impl Store for Db {
         rows::all(rows)
     }
 
-    async fn inbound_undecided(&self, limit: u32) -> StoreResult<Vec<InboundMessage>> {
+    async fn inbound_undecided(&self, after: InboundId, limit: u32) -> StoreResult<Vec<InboundMessage>> {
         let rows: Vec<rows::InboundRow> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT * FROM inbound_messages WHERE decision IS NULL ORDER BY id LIMIT $1"
+            "SELECT * FROM inbound_messages WHERE decision IS NULL AND id > $1 ORDER BY id LIMIT $2"
         )
+        .bind(after.0)
         .bind(i64::from(limit))
         .fetch_all(&mut *pool)
         .await

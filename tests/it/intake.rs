@@ -632,7 +632,7 @@ async fn instance(db: &TestDb, name: &str) -> Pipeline {
 /// Waits (at most 10 s) until every stored message has a decision.
 async fn all_decided(db: &dyn Store) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !db.inbound_undecided(10).await.unwrap().is_empty() {
+    while !db.inbound_undecided(webcare_domain::InboundId(0), 10).await.unwrap().is_empty() {
         assert!(std::time::Instant::now() < deadline, "messages stayed undecided");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
@@ -650,6 +650,10 @@ async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
     let first = b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap();
     assert_eq!((first.new, first.action.as_str()), (true, "stored"));
     all_decided(store).await;
+    // A command is carried out by the instance it reached, whether it decides or not.
+    let mut status = private("u1", "2", "", t(30));
+    status.kind = InboundKind::Command { name: "status".into(), args: String::new() };
+    assert_eq!(b.receive(status).await.unwrap().action, "status");
     let second = a.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
     assert_eq!(second.action, "hold_and_subscribe");
     let clusters = store.open_clusters().await.unwrap();
@@ -670,7 +674,8 @@ async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
     assert_eq!(clusters[0].members, 3);
     assert_eq!(store.subscribers(SubscriptionTarget::Cluster(clusters[0].id)).await.unwrap().len(), 3);
     let bodies = outbox_bodies(store).await;
-    assert_eq!(bodies.len(), 3, "one holding answer each, none twice: {bodies:?}");
+    assert_eq!(bodies.len(), 4, "one holding answer each, none twice, and the status: {bodies:?}");
+    assert_eq!(bodies.iter().filter(|b| b.starts_with("Bedankt voor je melding")).count(), 3, "{bodies:?}");
 
     // A restarted instance under another name waits; the decider steps down and it takes over at once.
     let c = instance(&db, "c").await;
