@@ -400,6 +400,13 @@ pub trait Store: Send + Sync {
     async fn delete_agent_sessions(&self, agent: AgentId) -> StoreResult<u64>;
     /// Removes the sessions that expired at or before `now`; returns how many.
     async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+    /// Failed console logins under `key` at or after `since`, counted over every instance: how many, and when the
+    /// oldest of them was.
+    async fn login_failures(&self, key: &str, since: Timestamp) -> StoreResult<(u64, Option<Timestamp>)>;
+    /// Records a failed login under `key`, and forgets every key's failures before `forget_before`.
+    async fn record_login_failure(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<()>;
+    /// Forgets the failed logins under `key` (after a login that succeeded).
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
     async fn set_agent_role(&self, id: AgentId, role: crate::Role) -> StoreResult<Agent>;
     async fn set_agent_active(&self, id: AgentId, active: bool) -> StoreResult<Agent>;
     async fn set_agent_password(&self, id: AgentId, password_hash: &str) -> StoreResult<Agent>;

@@ -2449,6 +2449,45 @@ impl Store for Db {
             .map_err(err))
     }
 
+    async fn login_failures(&self, key: &str, since: Timestamp) -> StoreResult<(u64, Option<Timestamp>)> {
+        let (n, oldest): (i64, Option<i64>) = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = $1 AND at >= $2"
+        )
+        .bind(key)
+        .bind(ms(since))
+        .fetch_one(&mut *pool)
+        .await
+        .map_err(err)?);
+        Ok((u64::try_from(n).unwrap_or(0), oldest.map(rows::time).transpose()?))
+    }
+
+    async fn record_login_failure(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            sqlx::query("DELETE FROM login_failures WHERE at < $1")
+                .bind(ms(forget_before))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(ms(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&mut *pool)
+            .await
+            .map(|_| ())
+            .map_err(err))
+    }
+
     async fn set_agent_role(&self, id: AgentId, role: webcare_domain::Role) -> StoreResult<Agent> {
         let row: rows::AgentRow =
             on_pool!(self, |pool| sqlx::query_as("UPDATE agents SET role = $2 WHERE id = $1 RETURNING *")

@@ -300,6 +300,17 @@ async fn repeated_failures_are_rate_limited_per_account_and_per_address() {
     }
     assert_eq!(attacker.try_login("cy", "cy-secret").await.status, StatusCode::TOO_MANY_REQUESTS);
     Client::from(&s, "203.0.113.8:4000").login("cy").await;
+
+    // Another instance on the same database (a console of its own) counts the same failures: spreading guesses
+    // over instances gains nothing.
+    let mut s = s;
+    let config =
+        ConsoleConfig { failed_login_floor: Duration::ZERO, login_failures_per_address: 4, ..ConsoleConfig::default() };
+    s.router = axum::Router::new().merge(webcare_web::console::routes(config)).with_state(s.state.clone());
+    let r = Client::from(&s, "198.51.100.20:1").try_login("bo", "bo-secret").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let mut attacker = Client::from(&s, "203.0.113.7:4000");
+    assert_eq!(attacker.try_login("ada", "ada-secret").await.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]

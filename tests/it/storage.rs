@@ -43,7 +43,27 @@ contract!(
     batches_store_like_one_call_after_another,
     batch_effects_store_like_one_call_after_another,
     a_ticket_batch_refuses_what_changed_since_it_was_read,
+    login_failures_are_counted_per_key_within_the_window,
 );
+
+async fn login_failures_are_counted_per_key_within_the_window(t_db: &TestDb) {
+    let db = t_db.db();
+    assert_eq!(db.login_failures("name:bo", t(0)).await.unwrap(), (0, None));
+    for i in 1..=3 {
+        db.record_login_failure("name:bo", t(i * 100), t(0)).await.unwrap();
+    }
+    db.record_login_failure("addr:192.0.2.1", t(350), t(0)).await.unwrap();
+    assert_eq!(db.login_failures("name:bo", t(0)).await.unwrap(), (3, Some(t(100))));
+    assert_eq!(db.login_failures("name:bo", t(150)).await.unwrap(), (2, Some(t(200))), "only within the window");
+    assert_eq!(db.login_failures("addr:192.0.2.1", t(0)).await.unwrap(), (1, Some(t(350))));
+    // A new failure forgets every key's failures before the window.
+    db.record_login_failure("name:cy", t(400), t(250)).await.unwrap();
+    assert_eq!(db.login_failures("name:bo", t(0)).await.unwrap(), (1, Some(t(300))));
+    assert_eq!(db.login_failures("addr:192.0.2.1", t(0)).await.unwrap().0, 1);
+    db.clear_login_failures("name:bo").await.unwrap();
+    assert_eq!(db.login_failures("name:bo", t(0)).await.unwrap(), (0, None));
+    assert_eq!(db.login_failures("name:cy", t(0)).await.unwrap().0, 1, "other keys stay");
+}
 
 async fn stop_cancels_pending_notice_messages_but_not_answers(t_db: &TestDb) {
     let db = t_db.db();

@@ -10,10 +10,9 @@
 //! The login form has its own CSRF token (there is no session yet): a random value in a short-lived `HttpOnly`
 //! cookie that the form must post back (double submit), so another site cannot log a browser in.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -47,39 +46,37 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("webcare: no such agent").expect("argon2 hashes a constant"))
 }
 
-/// Failed logins per key (`addr:…`, `name:…`) within the window.
-#[derive(Default)]
-pub(crate) struct Limiter {
-    // A std Mutex: nothing async happens while it is held.
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+/// Failed logins per key (`addr:…`, `name:…`) within the window, kept in the database so that the limits hold
+/// for every instance together (an attacker spreading guesses over instances gets no more of them).
+struct Limiter<'a> {
+    store: &'a dyn webcare_domain::Store,
+    window: Duration,
 }
 
-/// Keys beyond which the oldest idle entries are dropped, so a flood of names cannot grow memory without bound.
-const MAX_KEYS: usize = 100_000;
-
-impl Limiter {
-    /// How long until `key` may try again, when it is over `limit` failures within `window`.
-    fn blocked(&self, key: &str, limit: usize, window: Duration) -> Option<Duration> {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let times = map.get_mut(key)?;
-        while times.front().is_some_and(|t| now.duration_since(*t) >= window) {
-            times.pop_front();
-        }
-        if times.len() >= limit { times.front().map(|t| window.saturating_sub(now.duration_since(*t))) } else { None }
+impl Limiter<'_> {
+    fn window(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::minutes(15))
     }
 
-    fn record(&self, key: String, window: Duration) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if map.len() >= MAX_KEYS {
-            map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
-        }
-        map.entry(key).or_default().push_back(now);
+    /// How long until `key` may try again, when it is at `limit` failures within the window.
+    async fn blocked(&self, key: &str, limit: usize) -> webcare_domain::StoreResult<Option<Duration>> {
+        let now = Utc::now();
+        let (failures, oldest) = self.store.login_failures(key, now - self.window()).await?;
+        Ok(match oldest {
+            Some(oldest) if failures >= limit as u64 => {
+                Some((oldest + self.window() - now).to_std().unwrap_or(Duration::ZERO))
+            }
+            _ => None,
+        })
     }
 
-    fn clear(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    async fn record(&self, key: &str) -> webcare_domain::StoreResult<()> {
+        let now = Utc::now();
+        self.store.record_login_failure(key, now, now - self.window()).await
+    }
+
+    async fn clear(&self, key: &str) -> webcare_domain::StoreResult<()> {
+        self.store.clear_login_failures(key).await
     }
 }
 
@@ -160,12 +157,14 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
     let config = &console.config;
     let address_key = format!("addr:{address}");
     let account_key = format!("name:{}", name.to_lowercase());
-    let blocked = console
-        .limiter
-        .blocked(&address_key, config.login_failures_per_address, config.login_window)
-        .into_iter()
-        .chain(console.limiter.blocked(&account_key, config.login_failures_per_account, config.login_window))
-        .max();
+    let limiter = Limiter { store: state.store.as_ref(), window: config.login_window };
+    let blocked = match (
+        limiter.blocked(&address_key, config.login_failures_per_address).await,
+        limiter.blocked(&account_key, config.login_failures_per_account).await,
+    ) {
+        (Ok(by_address), Ok(by_account)) => by_address.max(by_account),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e, None),
+    };
     if let Some(wait) = blocked {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         tracing::warn!(address = %address, "console login rate limited");
@@ -195,13 +194,18 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
     let agent = match usable {
         Some(a) if matches => a,
         _ => {
-            console.limiter.record(address_key, config.login_window);
-            console.limiter.record(account_key, config.login_window);
+            for key in [&address_key, &account_key] {
+                if let Err(e) = limiter.record(key).await {
+                    return unavailable(e, None);
+                }
+            }
             tokio::time::sleep_until((started + config.failed_login_floor).into()).await;
             return login_page(&headers, StatusCode::UNAUTHORIZED, &name, Some("Wrong name or password."));
         }
     };
-    console.limiter.clear(&account_key);
+    if let Err(e) = limiter.clear(&account_key).await {
+        return unavailable(e, None);
+    }
 
     let now = Utc::now();
     let id = new_token();

@@ -2,7 +2,7 @@
 //! repository, live updates over server-sent events.
 //!
 //! Security lives on the server: a login with argon2 password hashes (failures answered slowly and identically,
-//! rate limited per address and per account), a random session id in an `HttpOnly; SameSite=Strict` cookie stored
+//! rate limited per address and per account, counted in the database over every instance), a random session id in an `HttpOnly; SameSite=Strict` cookie stored
 //! server-side under its SHA-256, a per-session CSRF token that every form posts back (403 without it), roles
 //! checked in every handler (403), the strict Content-Security-Policy of [`crate::webchat::with_csp`] on every page,
 //! a body limit (413), and every customer- or agent-supplied string escaped by [`html::escape`].
@@ -77,13 +77,12 @@ impl Default for ConsoleConfig {
 /// What the console's handlers share besides [`AppState`].
 pub(crate) struct Console {
     config: ConsoleConfig,
-    limiter: login::Limiter,
 }
 
 /// The console's routes, to be merged into the application's router.
 pub fn routes(config: ConsoleConfig) -> Router<AppState> {
     let max_body = config.max_body;
-    let console = Arc::new(Console { limiter: login::Limiter::default(), config });
+    let console = Arc::new(Console { config });
     Router::new()
         .route("/", get(tickets::queue))
         .route("/login", get(login::page).post(login::submit))
