@@ -451,11 +451,6 @@ impl Pipeline {
         self.core.catch_up().await
     }
 
-    /// Whether this instance decides now (holds the decider's lease).
-    pub fn deciding(&self) -> bool {
-        self.core.holds_lease()
-    }
-
     /// Gives the decider's lease up for good (on shutdown, after the last snapshot), so another instance takes over
     /// at once; from then on this instance only stores what reaches it.
     pub async fn step_down(&self) -> StoreResult<()> {
@@ -1123,6 +1118,10 @@ impl Intake for Pipeline {
         outcome
             .await
             .map_err(|_| IntakeError::Unavailable("the intake stopped before this message was stored".into()))?
+    }
+
+    fn deciding(&self) -> bool {
+        self.core.holds_lease()
     }
 }
 

@@ -78,6 +78,12 @@ pub enum IntakeError {
 #[async_trait]
 pub trait Intake: Send + Sync {
     async fn receive(&self, event: InboundEvent) -> Result<IntakeOutcome, IntakeError>;
+
+    /// Whether this instance decides what happens to messages now; with several instances on one database, one does
+    /// at a time and the others only store.
+    fn deciding(&self) -> bool {
+        true
+    }
 }
 
 /// What the platform said when it accepted a message.

@@ -52,4 +52,5 @@ async fn metrics_count_outbox_rows_by_state() {
     let (_, metrics) = get(router, "/metrics").await;
     assert!(metrics.contains("webcare_outbox_rows{state=\"pending\"} 2"), "{metrics}");
     assert!(metrics.contains("webcare_outbox_rows{state=\"sent\"} 0"), "{metrics}");
+    assert!(metrics.contains("\nwebcare_bridge_deciding 1\n"), "the only instance decides: {metrics}");
 }

@@ -102,6 +102,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "# HELP webcare_database_up 1 when the database answers.\n# TYPE webcare_database_up gauge\nwebcare_database_up {}",
         u8::from(ready)
     );
+    let _ = writeln!(
+        out,
+        "# HELP webcare_bridge_deciding 1 while this instance decides (holds the decider's lease); with several \
+         instances, one at a time.\n# TYPE webcare_bridge_deciding gauge\nwebcare_bridge_deciding {}",
+        u8::from(state.intake.deciding())
+    );
     if ready && let Ok(counts) = state.store.outbox_counts().await {
         out.push_str("# HELP webcare_outbox_rows Outbox rows by state.\n# TYPE webcare_outbox_rows gauge\n");
         for state in webcare_domain::OutboxState::ALL {
