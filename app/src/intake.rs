@@ -594,14 +594,17 @@ impl Core {
     /// Makes this instance's engine current, as on a restart: the last snapshot, then the messages after it (those
     /// still undecided are decided), then what other instances stored before it.
     async fn take_over(&self) -> StoreResult<()> {
-        self.restore().await?;
-        self.deciding.store(true, Ordering::Release);
+        {
+            let mut d = self.decider.lock().await;
+            self.restore(&mut d).await?;
+            self.deciding.store(true, Ordering::Release);
+        }
         self.catch_up().await?;
         Ok(())
     }
 
     /// Rebuilds the engine from what the database holds: the last snapshot and the messages stored after it.
-    async fn restore(&self) -> StoreResult<()> {
+    async fn restore(&self, d: &mut Decider) -> StoreResult<()> {
         let (state, last) = match self.store.engine_snapshot().await? {
             Some((json, last)) => match serde_json::from_str::<EngineState>(&json) {
                 Ok(state) => (state, last),
@@ -613,13 +616,10 @@ impl Core {
             },
             None => (EngineState::default(), InboundId(0)),
         };
-        {
-            let mut d = self.decider.lock().await;
-            let engine = Engine::with_state(self.config.engine.clone(), self.classifier.clone(), state);
-            *d = Decider::new(engine, last);
-        }
+        let engine = Engine::with_state(self.config.engine.clone(), self.classifier.clone(), state);
+        *d = Decider::new(engine, last);
         self.skipped.lock().expect("not poisoned").clear();
-        self.replay_after(last).await
+        self.replay_after(d, last).await
     }
 
     /// Decides the messages stored without a decision: by other instances, or by this one when deciding failed.
@@ -638,13 +638,8 @@ impl Core {
             // messages after it" would leave it out on a restart, so a snapshot follows at once.
             let mut behind = false;
             for message in page {
-                // A command is carried out by the instance it reached, which stores its decision right after it:
-                // a recent one is left to it (a plain message that only looks like one waits half a minute). A
-                // message whose deciding failed here waits for the next start or take-over.
-                let recent = Utc::now() - message.received_at < chrono::TimeDelta::seconds(30);
-                if (recent && stored_command(&message.text))
-                    || self.skipped.lock().expect("not poisoned").contains(&message.id)
-                {
+                // A message whose deciding failed here waits for the next start or take-over.
+                if left_to_its_instance(&message) || self.skipped.lock().expect("not poisoned").contains(&message.id) {
                     continue;
                 }
                 behind |= message.id < d.last;
@@ -674,7 +669,9 @@ impl Core {
         }
     }
 
-    async fn replay_after(&self, mut after: InboundId) -> StoreResult<()> {
+    /// Replays the messages after `after` into the engine (those still undecided are decided), with the decider
+    /// held throughout, so that nothing is decided on a half-rebuilt state.
+    async fn replay_after(&self, d: &mut Decider, mut after: InboundId) -> StoreResult<()> {
         let mut replayed = 0usize;
         let mut decided = 0usize;
         loop {
@@ -684,7 +681,9 @@ impl Core {
             // Notices change rarely; one read serves a whole batch of replayed messages.
             let notices = self.store.notices(true).await?;
             for message in batch {
-                let mut d = self.decider.lock().await;
+                if message.decision.is_none() && left_to_its_instance(&message) {
+                    continue;
+                }
                 let conversation = self.store.conversation(message.conversation).await?;
                 let customer = self.store.customer(message.customer).await?;
                 if message.decision.is_some() {
@@ -694,7 +693,7 @@ impl Core {
                     d.last = message.id;
                     replayed += 1;
                 } else {
-                    self.decide(&self.plain(), &mut d, &message, &conversation, &customer, "").await?;
+                    self.decide(&self.plain(), d, &message, &conversation, &customer, "").await?;
                     decided += 1;
                 }
             }
@@ -1187,12 +1186,12 @@ impl Core {
                     // Nothing of the batch is stored: its messages go through again, one by one, to an engine that
                     // has not seen them (it had decided them all, and would count each twice).
                     tracing::warn!(error = %e, messages = events.len(), "committing a batch failed; taking its messages one by one");
-                    drop(d);
-                    if let Err(e) = self.restore().await {
+                    if let Err(e) = self.restore(&mut d).await {
                         // Until it is rebuilt, this instance only stores; the lease loop rebuilds it as a take-over.
                         tracing::warn!(error = %e, "could not rebuild the bridge after a failed commit");
                         self.deciding.store(false, Ordering::Release);
                     }
+                    drop(d);
                     return self.one_by_one(events).await;
                 }
             },
@@ -1414,9 +1413,12 @@ impl Core {
     }
 }
 
-/// Whether a stored text is a command or a button as `receive_one` stores them (`/name args`, `[button data]`).
-fn stored_command(text: &str) -> bool {
-    text.starts_with('/') || text.starts_with("[button ")
+/// Whether an undecided message is a command that the instance it reached is carrying out: it stores the command's
+/// decision right after the command, so a recent one is left to it. (A plain message that only looks like a command,
+/// `/name args` or `[button data]` as `receive_one` stores them, waits half a minute.)
+fn left_to_its_instance(message: &InboundMessage) -> bool {
+    let command = message.text.starts_with('/') || message.text.starts_with("[button ");
+    command && Utc::now() - message.received_at < chrono::TimeDelta::seconds(30)
 }
 
 /// Undoes a batch's decisions and commits what came before its mark: the messages, stored and undecided.
