@@ -200,6 +200,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracker.spawn(poll_telegram_under_lease(t, store.clone(), pipeline.clone(), shutdown.clone(), holder));
         }
     }
+    // The handlers are in place before anyone can know the address: a signal sent as soon as the line below is
+    // read stops webcare in order instead of killing it.
+    let mut signals = StopSignals::install()?;
     let http_shutdown = shutdown.clone();
     let mut http = tokio::spawn(async move { webcare_web::serve(listener, router, http_shutdown).await });
     tracing::info!(%addr, "webcare listening on http://{addr}/");
@@ -208,7 +211,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     tokio::select! {
-        signal = stop_signal() => tracing::info!(signal = signal?, "stopping: no new work is taken"),
+        signal = signals.recv() => tracing::info!(signal, "stopping: no new work is taken"),
         result = &mut http => {
             db.close().await;
             return match result {
@@ -256,13 +259,27 @@ fn intake_config(addr: std::net::SocketAddr) -> IntakeConfig {
     IntakeConfig { instance: format!("{host}/{addr}"), ..IntakeConfig::default() }
 }
 
-/// Resolves with the signal's name on SIGINT or SIGTERM.
-async fn stop_signal() -> anyhow::Result<&'static str> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("install the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r.context("install the SIGINT handler")?; Ok("SIGINT") }
-        _ = term.recv() => Ok("SIGTERM"),
+/// SIGINT and SIGTERM, caught from when they are installed (a signal that comes before `recv` is kept for it).
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
+        })
+    }
+
+    /// Resolves with the signal's name on SIGINT or SIGTERM.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
     }
 }
 
