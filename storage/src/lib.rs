@@ -53,6 +53,9 @@ pub struct Db {
     backend: Backend,
     /// The URL with credentials masked, for messages.
     url: String,
+    /// Shared by every clone (and unit) of one opened database: background tasks over it (SQLite's checkpoints) end
+    /// when the last is dropped, even without [`Db::close`].
+    opened: std::sync::Arc<()>,
 }
 
 impl std::fmt::Debug for Db {
@@ -197,7 +200,7 @@ impl Db {
                 return Err(StoreError::Other("a unit of work cannot start another".into()));
             }
         };
-        Ok(Db { pool, backend: self.backend, url: self.url.clone() })
+        Ok(Db { pool, backend: self.backend, url: self.url.clone(), opened: self.opened.clone() })
     }
 
     /// Commits a unit of work; every clone of it is then spent.

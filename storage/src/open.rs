@@ -125,19 +125,21 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
                 OpenError::NotWritable { path: path.clone(), reason: e.to_string() }
             }
         })?;
+    let opened = std::sync::Arc::new(());
     if !in_memory {
-        tokio::spawn(checkpoint_beside_the_writer(pool.clone()));
+        tokio::spawn(checkpoint_beside_the_writer(pool.clone(), std::sync::Arc::downgrade(&opened)));
     }
-    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked })
+    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, opened })
 }
 
 /// Copies the write-ahead log into the database file every 100 ms on a connection of its own (a passive checkpoint:
 /// it neither waits for the writer nor holds it up). Otherwise the commit that crosses SQLite's threshold does it,
-/// on the writer's time; here it runs on another core while the writer goes on. Ends when the pool is closed.
-async fn checkpoint_beside_the_writer(pool: sqlx::SqlitePool) {
+/// on the writer's time; here it runs on another core while the writer goes on. Ends when the pool is closed or
+/// every `Db` of it is dropped (`opened`), and with it the pool.
+async fn checkpoint_beside_the_writer(pool: sqlx::SqlitePool, opened: std::sync::Weak<()>) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if pool.is_closed() {
+        if pool.is_closed() || opened.strong_count() == 0 {
             return;
         }
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
@@ -216,7 +218,8 @@ async fn open_postgres(url: &str, options: &OpenOptions) -> Result<Db, OpenError
                     .connect_with(connect.clone())
                     .await
                     .map_err(|e| OpenError::Failed { url: masked.clone(), reason: e.to_string() })?;
-                return Ok(Db { pool: Pool::Postgres(pool), backend: Backend::Postgres, url: masked });
+                let opened = std::sync::Arc::new(());
+                return Ok(Db { pool: Pool::Postgres(pool), backend: Backend::Postgres, url: masked, opened });
             }
             Err(e) if is_unreachable(&e) => {
                 let waited = started.elapsed();
