@@ -553,6 +553,87 @@ fn one_instance_polls_telegram_and_another_takes_over_when_it_dies() {
     assert!(log.iter().any(|l| l.contains("this instance polls Telegram")), "{log:#?}");
 }
 
+fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> (u16, String) {
+    let body = body.to_string();
+    let mut s = TcpStream::connect(addr).expect("connect to webcare");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn two_instances_decide_as_one_bridge_and_the_survivor_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let db = format!("sqlite://{}", path.display());
+    let instance = || {
+        let mut cmd = webcare(dir.path());
+        cmd.env("WEBCARE_DATABASE__URL", &db);
+        Serving::start(cmd)
+    };
+    let deciding = |s: &Serving| get(s.addr, "/metrics").1.contains("\nwebcare_bridge_deciding 1\n");
+    // A customer of the web chat, by the conversation id their browser keeps.
+    let ask = |s: &Serving, who: char, text: &str| {
+        let conversation = who.to_string().repeat(64);
+        let body = serde_json::json!({"conversation": conversation, "id": "1", "name": "Klant", "text": text});
+        let (status, answer) = post_json(s.addr, "/chat/api/messages", &body);
+        assert_eq!(status, 202, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        (conversation, answer["action"].as_str().unwrap_or_default().to_owned())
+    };
+    let held = |s: &Serving, conversation: &str| {
+        let (_, lines) = get(s.addr, &format!("/chat/api/transcript?conversation={conversation}"));
+        lines.matches("Bedankt voor je melding").count()
+    };
+
+    let mut first = instance();
+    assert!(deciding(&first), "the first instance on a database decides");
+    let mut second = instance();
+    assert!(!deciding(&second), "one instance decides at a time");
+
+    // A question to the instance that does not decide is stored there and decided by the other; both questions end
+    // up in one cluster, and each asker gets one holding answer.
+    let (a, action) = ask(&second, 'a', "Storing in Zwolle? Geen internet meer");
+    assert_eq!(action, "stored");
+    let (b, action) = ask(&first, 'b', "internet ligt eruit in Zwolle");
+    assert_eq!(action, "hold_and_subscribe");
+    assert!(poll_until(Duration::from_secs(30), || held(&second, &a) == 1 && held(&first, &b) == 1), "no answers");
+
+    // The deciding instance dies without a word: the other takes over within a lease and decides what waits.
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5));
+    let (c, action) = ask(&second, 'c', "Zwolle: internet werkt niet, storing?");
+    assert_eq!(action, "stored", "the lease of the dead instance has not run out yet");
+    assert!(poll_until(Duration::from_secs(40), || held(&second, &c) == 1), "nobody took over deciding");
+    assert!(deciding(&second));
+    assert_eq!((held(&second, &a), held(&second, &b)), (1, 1), "nothing was answered twice");
+    second.signal("TERM");
+    let (status, log) = second.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("this instance takes over deciding")), "{log:#?}");
+
+    // One outage, one cluster of three: the new decider went on with the dead one's state.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clusters = rt.block_on(async {
+        let db = webcare_storage::Db::open(&db, &webcare_storage::OpenOptions::default()).await.unwrap();
+        let clusters = db.open_clusters().await.unwrap();
+        db.close().await;
+        clusters
+    });
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert_eq!(clusters[0].members, 3, "{clusters:?}");
+}
+
 /// A fake Telegram whose clock runs `scale` times faster (limits included), with `n` customers in private chats.
 fn fake_telegram_with(
     scale: f64,
