@@ -1021,8 +1021,11 @@ mod tests {
                 let passed = Instant::now();
                 tokio::time::sleep(Duration::from_millis(i * 5 % 9)).await;
                 let seq = paced.seq;
+                // The answer's time is read before the pass is given back: read after, a task descheduled in
+                // between would record it later than the pacer saw it, and the test would fail on a correct pacer.
+                let answered = Instant::now();
                 drop(paced);
-                log.lock().unwrap().push((seq, passed, Instant::now()));
+                log.lock().unwrap().push((seq, passed, answered));
             })
         });
         for send in sends.collect::<Vec<_>>() {
