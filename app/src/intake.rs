@@ -485,13 +485,19 @@ impl Pipeline {
 /// Keeps the decider's lease (or waits for it) and, while this instance decides, decides what other instances
 /// stored.
 async fn lead(core: Weak<Core>) {
-    let (renew_every, catch_up_every) = match core.upgrade() {
-        Some(core) => (core.config.decider_lease / 3, core.config.catch_up_every),
+    let (renew_every, catch_up_every, mut wait) = match core.upgrade() {
+        Some(core) => {
+            (core.config.decider_lease / 3, core.config.catch_up_every, core.holds_lease().then(|| core.store.clone()))
+        }
         None => return,
     };
     let mut renewed = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(catch_up_every.min(renew_every)).await;
+        // The decider wakes early when another instance announces a message it stored (PostgreSQL's NOTIFY).
+        match wait.take() {
+            Some(store) => store.await_undecided(catch_up_every.min(renew_every)).await,
+            None => tokio::time::sleep(catch_up_every.min(renew_every)).await,
+        }
         let Some(core) = core.upgrade() else { return };
         if core.stepped_down.load(Ordering::Acquire) {
             return;
@@ -515,10 +521,11 @@ async fn lead(core: Weak<Core>) {
                 Err(e) => tracing::warn!(error = %e, "could not renew the decider's lease"),
             }
         }
-        if core.holds_lease()
-            && let Err(e) = core.catch_up().await
-        {
-            tracing::warn!(error = %e, "could not decide the messages other instances stored");
+        if core.holds_lease() {
+            if let Err(e) = core.catch_up().await {
+                tracing::warn!(error = %e, "could not decide the messages other instances stored");
+            }
+            wait = Some(core.store.clone());
         }
     }
 }
@@ -1224,7 +1231,11 @@ impl Core {
         let stored = async {
             let unit = self.store.begin().await?;
             match store_all(&*unit, events).await {
-                Ok(stored) => unit.commit().await.map(|()| stored),
+                Ok(stored) => {
+                    unit.commit().await?;
+                    announce(self.store.as_ref()).await;
+                    Ok(stored)
+                }
                 Err(e) => {
                     let _ = unit.rollback().await;
                     Err(e)
@@ -1401,6 +1412,7 @@ impl Core {
             "ignore".to_owned()
         } else if !self.holds_lease() {
             // Another instance decides it.
+            announce(self.store.as_ref()).await;
             "stored".to_owned()
         } else {
             let action = self
@@ -1410,6 +1422,13 @@ impl Core {
             action.as_str().to_owned()
         };
         Ok(IntakeOutcome { new: true, action })
+    }
+}
+
+/// Tells the deciding instance that messages wait for it; without that, it finds them at its next catch-up.
+async fn announce(store: &dyn Store) {
+    if let Err(e) = store.announce_undecided().await {
+        tracing::debug!(error = %e, "could not announce stored messages; the decider finds them at its next look");
     }
 }
 

@@ -155,6 +155,11 @@ pub trait Store: Send + Sync {
     /// Messages stored without a decision yet, after `after`, oldest first: what an instance that does not decide
     /// left to the one that does.
     async fn inbound_undecided(&self, after: InboundId, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
+    /// Tells every instance on the database that a message was stored undecided (PostgreSQL's `NOTIFY`; nothing on
+    /// SQLite).
+    async fn announce_undecided(&self) -> StoreResult<()>;
+    /// Waits until some instance announces an undecided message, or for `timeout`; returns early on PostgreSQL only.
+    async fn await_undecided(&self, timeout: std::time::Duration);
     /// Saves the bridge's state as of the message `last`, replacing the previous snapshot.
     async fn save_engine_snapshot(&self, state: &str, last: InboundId, at: Timestamp) -> StoreResult<()>;
     /// The latest snapshot of the bridge's state and the message it ends with.

@@ -56,6 +56,46 @@ pub struct Db {
     /// Shared by every clone (and unit) of one opened database: background tasks over it (SQLite's checkpoints) end
     /// when the last is dropped, even without [`Db::close`].
     opened: std::sync::Arc<()>,
+    /// Wakes [`Store::await_undecided`]: on PostgreSQL a task that listens for the announcements, started on the first
+    /// wait, fires it.
+    undecided: std::sync::Arc<Undecided>,
+}
+
+/// The PostgreSQL channel on which instances announce undecided messages.
+const UNDECIDED_CHANNEL: &str = "webcare_undecided";
+
+#[derive(Default)]
+pub(crate) struct Undecided {
+    notify: tokio::sync::Notify,
+    listening: tokio::sync::OnceCell<()>,
+}
+
+/// Listens on [`UNDECIDED_CHANNEL`] and fires `undecided.notify`, until every handle of the database is dropped or its
+/// pool closes. `recv` reconnects by itself after a lost connection; a notification sent meanwhile is lost, which
+/// costs only the wait until the next timeout.
+async fn listen_for_undecided(pool: sqlx::PgPool, undecided: std::sync::Weak<Undecided>, opened: std::sync::Weak<()>) {
+    let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+        Ok(l) => l,
+        Err(e) => return tracing::warn!(error = %e, "cannot listen for undecided messages; the decider polls"),
+    };
+    if let Err(e) = listener.listen(UNDECIDED_CHANNEL).await {
+        return tracing::warn!(error = %e, "cannot listen for undecided messages; the decider polls");
+    }
+    loop {
+        let received = tokio::time::timeout(std::time::Duration::from_secs(1), listener.recv()).await;
+        if opened.strong_count() == 0 || pool.is_closed() {
+            return;
+        }
+        match (received, undecided.upgrade()) {
+            (_, None) => return,
+            (Ok(Ok(_)), Some(u)) => u.notify.notify_one(),
+            (Ok(Err(e)), Some(_)) => {
+                tracing::debug!(error = %e, "listening for undecided messages failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            (Err(_), Some(_)) => {}
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -200,7 +240,13 @@ impl Db {
                 return Err(StoreError::Other("a unit of work cannot start another".into()));
             }
         };
-        Ok(Db { pool, backend: self.backend, url: self.url.clone(), opened: self.opened.clone() })
+        Ok(Db {
+            pool,
+            backend: self.backend,
+            url: self.url.clone(),
+            opened: self.opened.clone(),
+            undecided: self.undecided.clone(),
+        })
     }
 
     /// Commits a unit of work; every clone of it is then spent.
@@ -930,6 +976,32 @@ impl Store for Db {
         .await
         .map_err(err)?);
         rows::all(rows)
+    }
+
+    async fn announce_undecided(&self) -> StoreResult<()> {
+        match self.backend {
+            Backend::Sqlite => Ok(()),
+            Backend::Postgres => on_pool!(self, |pool| sqlx::query("SELECT pg_notify($1, '')")
+                .bind(UNDECIDED_CHANNEL)
+                .execute(&mut *pool)
+                .await
+                .map(|_| ())
+                .map_err(err)),
+        }
+    }
+
+    async fn await_undecided(&self, timeout: std::time::Duration) {
+        if let Pool::Postgres(pool) = &self.pool {
+            let (pool, undecided, opened) =
+                (pool.clone(), std::sync::Arc::downgrade(&self.undecided), std::sync::Arc::downgrade(&self.opened));
+            self.undecided
+                .listening
+                .get_or_init(|| async move {
+                    tokio::spawn(listen_for_undecided(pool, undecided, opened));
+                })
+                .await;
+        }
+        let _ = tokio::time::timeout(timeout, self.undecided.notify.notified()).await;
     }
 
     async fn save_engine_snapshot(&self, state: &str, last: InboundId, at: Timestamp) -> StoreResult<()> {

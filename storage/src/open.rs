@@ -129,7 +129,7 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
     if !in_memory {
         tokio::spawn(checkpoint_beside_the_writer(pool.clone(), std::sync::Arc::downgrade(&opened)));
     }
-    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, opened })
+    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, opened, undecided: Default::default() })
 }
 
 /// Copies the write-ahead log into the database file every 100 ms on a connection of its own (a passive checkpoint:
@@ -219,7 +219,13 @@ async fn open_postgres(url: &str, options: &OpenOptions) -> Result<Db, OpenError
                     .await
                     .map_err(|e| OpenError::Failed { url: masked.clone(), reason: e.to_string() })?;
                 let opened = std::sync::Arc::new(());
-                return Ok(Db { pool: Pool::Postgres(pool), backend: Backend::Postgres, url: masked, opened });
+                return Ok(Db {
+                    pool: Pool::Postgres(pool),
+                    backend: Backend::Postgres,
+                    url: masked,
+                    opened,
+                    undecided: Default::default(),
+                });
             }
             Err(e) if is_unreachable(&e) => {
                 let waited = started.elapsed();

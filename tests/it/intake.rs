@@ -739,6 +739,37 @@ async fn a_message_decided_out_of_order_survives_a_restart() {
     assert_eq!(store.tickets(&[]).await.unwrap().len(), 2, "nobody is left waiting");
 }
 
+/// On PostgreSQL the deciding instance does not wait for its next look: the instance that stored a message announces
+/// it (`NOTIFY`), and the decider wakes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_decider_is_woken_by_the_instance_that_stored() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let start = |name: &str| {
+        let store: Arc<dyn Store> = Arc::new(db.db().clone());
+        let config = IntakeConfig {
+            instance: name.into(),
+            decider_lease: std::time::Duration::from_secs(120),
+            catch_up_every: std::time::Duration::from_secs(60),
+            ..IntakeConfig::default()
+        };
+        let ticketing = webcare_ticketing::Ticketing::new(store.clone(), Default::default());
+        let classifier = Arc::new(webcare_bridge::Classifier::default());
+        Pipeline::start(store, ticketing, classifier, config, Arc::new(Notify::new()))
+    };
+    let a = start("a").await.unwrap();
+    let b = start("b").await.unwrap();
+    assert!(a.deciding() && !b.deciding());
+    // The decider's first wait starts its listener; give it a moment to be listening.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap().action,
+        "stored"
+    );
+    all_decided(db.db()).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "decided after {:?}", started.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_decides_and_another_takes_over_when_it_dies_sqlite() {
     one_instance_decides_and_another_takes_over_when_it_dies(TestDb::sqlite().await).await;
