@@ -282,10 +282,12 @@ async fn two_engines_on_one_database_keep_to_one_budget(t: &TestDb) {
     // 60 sends at 100/s together take at least 59 intervals of 10 ms; two separate budgets would take half.
     let span = all.last().unwrap().0 - all.first().unwrap().0;
     assert!(span >= Duration::from_millis(540), "60 sends took {span:?}: the engines did not share the budget");
-    // And in no second-long window... here, no 100 ms window holds more than 10 (+1 for timer jitter).
+    // And no 100 ms window holds more than 10, where two budgets would allow 20. The recorder stamps a send when its
+    // task runs, which on a loaded 2-core machine can be more than a 10 ms interval after its slot (CI saw a window
+    // of 12 that began at a late send): two sends of slack for that.
     for (i, (start, _, _)) in all.iter().enumerate() {
         let within = all[i..].iter().take_while(|(at, _, _)| *at - *start < Duration::from_millis(100)).count();
-        assert!(within <= 11, "{within} sends within 100 ms from send {i}");
+        assert!(within <= 12, "{within} sends within 100 ms from send {i}");
     }
 }
 
