@@ -609,24 +609,23 @@ async fn a_batch_whose_commit_fails_is_decided_once() {
 }
 
 /// An instance of the pipeline on `db` under its own name, with a short decider's lease so that a take-over happens
-/// within a test.
+/// within a test, and a decider that looks for others' messages often.
 async fn instance(db: &TestDb, name: &str) -> Pipeline {
+    let (lease, catch_up) = (std::time::Duration::from_millis(900), std::time::Duration::from_millis(20));
+    instance_with(db, name, lease, catch_up).await
+}
+
+async fn instance_with(
+    db: &TestDb,
+    name: &str,
+    decider_lease: std::time::Duration,
+    catch_up_every: std::time::Duration,
+) -> Pipeline {
     let store: Arc<dyn Store> = Arc::new(db.db().clone());
-    let config = IntakeConfig {
-        instance: name.into(),
-        decider_lease: std::time::Duration::from_millis(900),
-        catch_up_every: std::time::Duration::from_millis(20),
-        ..IntakeConfig::default()
-    };
-    Pipeline::start(
-        store.clone(),
-        webcare_ticketing::Ticketing::new(store, Default::default()),
-        Arc::new(webcare_bridge::Classifier::default()),
-        config,
-        Arc::new(Notify::new()),
-    )
-    .await
-    .unwrap()
+    let config = IntakeConfig { instance: name.into(), decider_lease, catch_up_every, ..IntakeConfig::default() };
+    let ticketing = webcare_ticketing::Ticketing::new(store.clone(), Default::default());
+    let classifier = Arc::new(webcare_bridge::Classifier::default());
+    Pipeline::start(store, ticketing, classifier, config, Arc::new(Notify::new())).await.unwrap()
 }
 
 /// Waits (at most 10 s) until every stored message has a decision.
@@ -702,20 +701,9 @@ async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
 async fn a_message_decided_out_of_order_survives_a_restart() {
     let db = TestDb::sqlite().await;
     let store = db.db();
-    let slow = |name: &str| {
-        let db = &db;
-        let name = name.to_owned();
-        async move {
-            let store: Arc<dyn Store> = Arc::new(db.db().clone());
-            let config = IntakeConfig {
-                instance: name,
-                catch_up_every: std::time::Duration::from_secs(3600),
-                ..IntakeConfig::default()
-            };
-            let ticketing = webcare_ticketing::Ticketing::new(store.clone(), Default::default());
-            let classifier = Arc::new(webcare_bridge::Classifier::default());
-            Pipeline::start(store, ticketing, classifier, config, Arc::new(Notify::new())).await.unwrap()
-        }
+    // Never looks by itself within the test: only `catch_up` decides what another instance stored.
+    let slow = |name: &'static str| {
+        instance_with(&db, name, IntakeConfig::default().decider_lease, std::time::Duration::from_secs(3600))
     };
     let a = slow("a").await;
     let b = slow("b").await;
@@ -744,20 +732,12 @@ async fn a_message_decided_out_of_order_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_the_decider_is_woken_by_the_instance_that_stored() {
     let Some(db) = TestDb::postgres().await else { return };
-    let start = |name: &str| {
-        let store: Arc<dyn Store> = Arc::new(db.db().clone());
-        let config = IntakeConfig {
-            instance: name.into(),
-            decider_lease: std::time::Duration::from_secs(120),
-            catch_up_every: std::time::Duration::from_secs(60),
-            ..IntakeConfig::default()
-        };
-        let ticketing = webcare_ticketing::Ticketing::new(store.clone(), Default::default());
-        let classifier = Arc::new(webcare_bridge::Classifier::default());
-        Pipeline::start(store, ticketing, classifier, config, Arc::new(Notify::new()))
+    // Lease and looks far apart: only the NOTIFY can wake the decider within the test.
+    let start = |name: &'static str| {
+        instance_with(&db, name, std::time::Duration::from_secs(120), std::time::Duration::from_secs(60))
     };
-    let a = start("a").await.unwrap();
-    let b = start("b").await.unwrap();
+    let a = start("a").await;
+    let b = start("b").await;
     assert!(a.deciding() && !b.deciding());
     // The decider's first wait starts its listener; give it a moment to be listening.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -93,9 +93,14 @@ impl Drop for Serving {
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"))
+}
+
+/// Sends one raw HTTP/1.1 request and gives the status and the body of the answer.
+fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to webcare");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
@@ -555,20 +560,14 @@ fn one_instance_polls_telegram_and_another_takes_over_when_it_dies() {
 
 fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> (u16, String) {
     let body = body.to_string();
-    let mut s = TcpStream::connect(addr).expect("connect to webcare");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
+    request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        ),
     )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
 }
 
 #[test]
