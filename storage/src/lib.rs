@@ -53,8 +53,8 @@ pub struct Db {
     backend: Backend,
     /// The URL with credentials masked, for messages.
     url: String,
-    /// Shared by every clone (and unit) of one opened database: background tasks over it (SQLite's checkpoints) end
-    /// when the last is dropped, even without [`Db::close`].
+    /// Shared by every clone (and unit) of one opened database: PostgreSQL's listener for undecided messages ends
+    /// when the last is dropped.
     opened: std::sync::Arc<()>,
     /// Wakes [`Store::await_undecided`]: on PostgreSQL a task that listens for the announcements, started on the first
     /// wait, fires it.

@@ -127,19 +127,19 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
         })?;
     let opened = std::sync::Arc::new(());
     if !in_memory {
-        tokio::spawn(checkpoint_beside_the_writer(pool.clone(), std::sync::Arc::downgrade(&opened)));
+        tokio::spawn(checkpoint_beside_the_writer(pool.clone()));
     }
     Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, opened, undecided: Default::default() })
 }
 
 /// Copies the write-ahead log into the database file every 100 ms on a connection of its own (a passive checkpoint:
 /// it neither waits for the writer nor holds it up). Otherwise the commit that crosses SQLite's threshold does it,
-/// on the writer's time; here it runs on another core while the writer goes on. Ends when the pool is closed or
-/// every `Db` of it is dropped (`opened`), and with it the pool.
-async fn checkpoint_beside_the_writer(pool: sqlx::SqlitePool, opened: std::sync::Weak<()>) {
+/// on the writer's time; here it runs on another core while the writer goes on. Ends when the pool is closed
+/// ([`Db::close`]).
+async fn checkpoint_beside_the_writer(pool: sqlx::SqlitePool) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if pool.is_closed() || opened.strong_count() == 0 {
+        if pool.is_closed() {
             return;
         }
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
