@@ -28,7 +28,7 @@
 //! one state machine. The lease's holder name is the instance's own (`IntakeConfig::instance`), so an instance
 //! restarted after a crash holds its lease again at once.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -134,10 +134,23 @@ struct Core {
     lease_until: AtomicI64,
     /// Set by [`Pipeline::step_down`]: this instance neither decides nor tries for the lease again.
     stepped_down: AtomicBool,
-    /// Undecided messages whose deciding failed in a catch-up: tried again after the next take-over or restart,
-    /// not every `catch_up_every`.
-    skipped: std::sync::Mutex<HashSet<InboundId>>,
+    /// Messages whose deciding failed, with when to try each again: the catch-up retries them with a growing pause
+    /// ([`RETRY_FIRST`] doubling up to [`RETRY_MOST`]), so a passing failure heals by itself and one that stays
+    /// costs a try now and then instead of every `catch_up_every`.
+    retries: std::sync::Mutex<HashMap<InboundId, Retry>>,
 }
+
+/// A message whose deciding failed: how often, and when the catch-up tries it again.
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    failures: u32,
+    next: std::time::Instant,
+}
+
+/// The pause before a failed message is first tried again.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest pause between two tries of a message that keeps failing.
+const RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Where a decision's effects are written: the store itself, or a unit of work on it.
 struct Ctx {
@@ -430,10 +443,15 @@ impl Pipeline {
             deciding: AtomicBool::new(false),
             lease_until: AtomicI64::new(0),
             stepped_down: AtomicBool::new(false),
-            skipped: Default::default(),
+            retries: Default::default(),
         });
         if core.renew_lease().await? {
-            core.take_over().await?;
+            if let Err(e) = core.take_over().await {
+                // A message that cannot be decided must not keep webcare from starting: it is put off, and the lease
+                // loop takes over again without it.
+                tracing::warn!(error = %e, "could not restore the bridge; trying again");
+                core.deciding.store(false, Ordering::Release);
+            }
         } else {
             tracing::info!("another instance decides; this one stores what reaches it and leaves the deciding to it");
         }
@@ -610,8 +628,9 @@ impl Core {
         Ok(())
     }
 
-    /// Rebuilds the engine from what the database holds: the last snapshot and the messages stored after it.
-    async fn restore(&self, d: &mut Decider) -> StoreResult<()> {
+    /// Rebuilds the engine from what the database holds: the last snapshot and the messages stored after it. Returns
+    /// the snapshot's position (the last message it counts).
+    async fn restore(&self, d: &mut Decider) -> StoreResult<InboundId> {
         let (state, last) = match self.store.engine_snapshot().await? {
             Some((json, last)) => match serde_json::from_str::<EngineState>(&json) {
                 Ok(state) => (state, last),
@@ -625,8 +644,55 @@ impl Core {
         };
         let engine = Engine::with_state(self.config.engine.clone(), self.classifier.clone(), state);
         *d = Decider::new(engine, last);
-        self.skipped.lock().expect("not poisoned").clear();
-        self.replay_after(d, last).await
+        self.replay_after(d, last).await?;
+        Ok(last)
+    }
+
+    /// After deciding `failed` went wrong: the engine has counted the messages, but their decisions are not stored.
+    /// They are put off for the catch-up to try again, and the engine is rebuilt from the database without them, so
+    /// that a retried question is not a repost of itself (and gets its holding answer). Until it is rebuilt, this
+    /// instance only stores; the lease loop rebuilds it as a take-over.
+    /// Returns the rebuilt engine's snapshot position, or `None` when the rebuild failed.
+    async fn recover(
+        &self,
+        d: &mut Decider,
+        failed: &[InboundId],
+        error: &(dyn std::fmt::Display + Sync),
+    ) -> Option<InboundId> {
+        for &id in failed {
+            let pause = self.put_off(id);
+            tracing::warn!(%error, message = %id, ?pause, "could not decide a message; it is tried again later");
+        }
+        match self.restore(d).await {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not rebuild the bridge after a failed decision");
+                self.deciding.store(false, Ordering::Release);
+                None
+            }
+        }
+    }
+
+    /// Puts a message whose deciding failed off: the pause before its next try, doubled with every failure.
+    fn put_off(&self, id: InboundId) -> std::time::Duration {
+        let mut retries = self.retries.lock().expect("not poisoned");
+        let failures = retries.get(&id).map_or(0, |r| r.failures).saturating_add(1);
+        let pause = RETRY_FIRST.saturating_mul(1 << (failures - 1).min(16)).min(RETRY_MOST);
+        retries.insert(id, Retry { failures, next: std::time::Instant::now() + pause });
+        pause
+    }
+
+    /// Whether a message was put off ([`Core::put_off`]) and its next try is not due.
+    fn put_off_now(&self, id: InboundId) -> bool {
+        self.retries.lock().expect("not poisoned").get(&id).is_some_and(|r| r.next > std::time::Instant::now())
+    }
+
+    /// A message was decided: a pause it had is forgotten.
+    fn decided(&self, id: InboundId) {
+        let mut retries = self.retries.lock().expect("not poisoned");
+        if !retries.is_empty() {
+            retries.remove(&id);
+        }
     }
 
     /// Decides the messages stored without a decision: by other instances, or by this one when deciding failed.
@@ -643,32 +709,51 @@ impl Core {
             after = last.id;
             // A message stored by another instance may be older than what this one decided last: the snapshot's "the
             // messages after it" would leave it out on a restart, so a snapshot follows at once.
-            let mut behind = false;
+            let mut behind = Vec::new();
             for message in page {
-                // A message whose deciding failed here waits for the next start or take-over.
-                if left_to_its_instance(&message) || self.skipped.lock().expect("not poisoned").contains(&message.id) {
+                // A message whose deciding failed waits for its next try.
+                if left_to_its_instance(&message) || self.put_off_now(message.id) {
                     continue;
                 }
-                behind |= message.id < d.last;
-                let outcome = async {
-                    if message.text.trim().is_empty() && message.attachments.is_empty() {
-                        let record = Record::Other(json!({"action": "ignore", "reasons": ["empty"]}));
-                        return self.plain().set_decision(message.id, record, None).await;
-                    }
+                let outcome: StoreResult<_> = async {
                     let conversation = self.store.conversation(message.conversation).await?;
                     let customer = self.store.customer(message.customer).await?;
-                    self.decide(&self.plain(), &mut d, &message, &conversation, &customer, "").await.map(|_| ())
+                    if message.text.trim().is_empty() && message.attachments.is_empty() {
+                        let record = Record::Other(json!({"action": "ignore", "reasons": ["empty"]}));
+                        self.plain().set_decision(message.id, record, None).await?;
+                    } else {
+                        self.decide(&self.plain(), &mut d, &message, &conversation, &customer, "").await?;
+                    }
+                    Ok((conversation, customer))
                 }
                 .await;
                 match outcome {
-                    Ok(()) => decided += 1,
+                    Ok((conversation, customer)) => {
+                        self.decided(message.id);
+                        decided += 1;
+                        if message.id < d.last {
+                            behind.push((message, conversation, customer));
+                        }
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, message = %message.id, "could not decide a stored message; it waits for the next start");
-                        self.skipped.lock().expect("not poisoned").insert(message.id);
+                        if let Some(snapshot) = self.recover(&mut d, &[message.id], &e).await {
+                            // The rebuild starts from the snapshot, which does not count the messages this page
+                            // decided out of order: they are counted again, and saved in the snapshot below.
+                            let notices = self.store.notices(true).await?;
+                            for (m, conversation, customer) in behind.iter().filter(|(m, ..)| m.id <= snapshot) {
+                                if !m.text.trim().is_empty() || !m.attachments.is_empty() {
+                                    d.engine.process(&incoming(m, conversation, customer, ""), &notices);
+                                }
+                            }
+                        }
+                        // The rebuild may have decided later messages of this page (those after the snapshot): the
+                        // next page starts after the failed message, from what is still undecided.
+                        after = message.id;
+                        break;
                     }
                 }
             }
-            if behind {
+            if !behind.is_empty() && self.holds_lease() {
                 self.snapshot_locked(self.store.as_ref(), &mut d).await?;
             }
             drop(d);
@@ -688,7 +773,9 @@ impl Core {
             // Notices change rarely; one read serves a whole batch of replayed messages.
             let notices = self.store.notices(true).await?;
             for message in batch {
-                if message.decision.is_none() && left_to_its_instance(&message) {
+                // A message whose deciding failed is tried by the catch-up, when its pause is over.
+                let put_off = || self.retries.lock().expect("not poisoned").contains_key(&message.id);
+                if message.decision.is_none() && (left_to_its_instance(&message) || put_off()) {
                     continue;
                 }
                 let conversation = self.store.conversation(message.conversation).await?;
@@ -700,7 +787,11 @@ impl Core {
                     d.last = message.id;
                     replayed += 1;
                 } else {
-                    self.decide(&self.plain(), d, &message, &conversation, &customer, "").await?;
+                    if let Err(e) = self.decide(&self.plain(), d, &message, &conversation, &customer, "").await {
+                        // Left out of the next rebuild, which the caller's retry makes.
+                        self.put_off(message.id);
+                        return Err(e);
+                    }
                     decided += 1;
                 }
             }
@@ -1157,7 +1248,7 @@ impl Core {
         let notices = match unit.notices(true).await {
             Ok(notices) => notices,
             Err(e) => {
-                // Stored but undecided: decided on redelivery, or on the next start's replay.
+                // Stored but undecided: decided on redelivery, or by the decider's next catch-up.
                 let why = match keep_stored(&*unit).await {
                     Ok(()) => e.to_string(),
                     Err(lost) => format!("{e}; the batch was not stored either: {lost}"),
@@ -1214,8 +1305,17 @@ impl Core {
             return self.one_by_one(events).await;
         }
         let ctx = self.plain();
+        let mut failed = Vec::new();
         for item in &decided {
-            outcomes[item.index] = self.carry_out_one(&ctx, &mut d, item).await.map_err(unavailable);
+            let outcome = self.carry_out_one(&ctx, &mut d, item).await;
+            if let Err(e) = &outcome {
+                failed.push((item.message.id, e.to_string()));
+            }
+            outcomes[item.index] = outcome.map_err(unavailable);
+        }
+        if let Some((_, error)) = failed.first() {
+            let ids: Vec<_> = failed.iter().map(|(id, _)| *id).collect();
+            self.recover(&mut d, &ids, error).await;
         }
         if self.snapshot_due(&d)
             && let Err(e) = self.snapshot_locked(self.store.as_ref(), &mut d).await
@@ -1415,11 +1515,16 @@ impl Core {
             announce(self.store.as_ref()).await;
             "stored".to_owned()
         } else {
-            let action = self
-                .decide(&ctx, &mut d, &message, &conversation, &customer, &event.account)
-                .await
-                .map_err(unavailable)?;
-            action.as_str().to_owned()
+            match self.decide(&ctx, &mut d, &message, &conversation, &customer, &event.account).await {
+                Ok(action) => {
+                    self.decided(message.id);
+                    action.as_str().to_owned()
+                }
+                Err(e) => {
+                    self.recover(&mut d, &[message.id], &e).await;
+                    return Err(unavailable(e));
+                }
+            }
         };
         Ok(IntakeOutcome { new: true, action })
     }

@@ -572,8 +572,8 @@ async fn a_batch_that_fails_costs_only_the_message_that_fails() {
     assert_eq!(tickets.len(), 2, "the neighbours' tickets stand: {tickets:?}");
     let messages = store.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap();
     let decided: Vec<_> = messages.iter().map(|m| (m.platform_message_id.as_str(), m.decision.is_some())).collect();
-    // The refused message is stored, undecided: it is decided when it is delivered again, or on the next start (the
-    // decider's catch-up tries it once more, and the trigger refuses it again).
+    // The refused message is stored, undecided: it is decided when it is delivered again, or by the decider's
+    // catch-up once the failure has passed (it tries again after a growing pause; here the trigger refuses it again).
     assert_eq!(decided, [("u1/1", true), ("u2/2", false), ("u3/3", true), ("u4/4", true)]);
     let chat = store.conversation_by_chat(Platform::Telegram, "u3").await.unwrap().unwrap();
     assert_eq!(store.subscriptions_of(chat.id).await.unwrap().len(), 1, "the outage question follows its cluster");
@@ -606,6 +606,79 @@ async fn a_batch_whose_commit_fails_is_decided_once() {
     assert!(bodies[0].starts_with("Bedankt voor je melding"), "{bodies:?}");
     let clusters = db.db().open_clusters().await.unwrap();
     assert_eq!((clusters.len(), clusters[0].members), (1, 1), "{clusters:?}");
+}
+
+/// A message whose deciding failed is tried again once the failure has passed, without a restart, and the bridge
+/// has not counted it twice: a question seen twice would be a repost of itself and get no holding answer. Meanwhile
+/// the failure costs the messages after it nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_deciding_failed_is_decided_once_the_failure_passes() {
+    let db = TestDb::sqlite().await;
+    let p = instance(&db, "a").await;
+    assert!(p.deciding());
+    // While `refuse` has a row, no subscription can be stored: an outage question's deciding fails before its
+    // holding answer is queued.
+    let raw = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+    for statement in [
+        "CREATE TABLE refuse (n INTEGER)",
+        "INSERT INTO refuse VALUES (1)",
+        "CREATE TRIGGER refuse_subscriptions BEFORE INSERT ON subscriptions WHEN EXISTS (SELECT 1 FROM refuse)
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    ] {
+        sqlx::query(statement).execute(&raw).await.unwrap();
+    }
+    let first = p.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await;
+    assert!(matches!(&first, Err(e) if e.to_string().contains("refused by the test")), "{first:?}");
+    // The catch-up tries it again within the test's time, but not at its every look: it still fails here.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(outbox_bodies(db.db()).await.is_empty());
+    sqlx::query("DELETE FROM refuse").execute(&raw).await.unwrap();
+
+    let second = p.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
+    assert_eq!(second.action, "hold_and_subscribe");
+    all_decided(db.db()).await;
+    let store = db.db();
+    let messages = store.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap();
+    let actions: Vec<_> = messages.iter().map(|m| m.decision.as_ref().map(|d| d["action"].clone())).collect();
+    assert_eq!(actions, [Some("hold_and_subscribe".into()), Some("hold_and_subscribe".into())], "{messages:?}");
+    let bodies = outbox_bodies(store).await;
+    assert_eq!(bodies.len(), 2, "one holding answer each: {bodies:?}");
+    assert!(bodies.iter().all(|b| b.starts_with("Bedankt voor je melding")), "{bodies:?}");
+    let clusters = store.open_clusters().await.unwrap();
+    assert_eq!((clusters.len(), clusters[0].members), (1, 2), "{clusters:?}");
+    assert_eq!(store.subscribers(SubscriptionTarget::Cluster(clusters[0].id)).await.unwrap().len(), 2);
+}
+
+/// A message that cannot be decided does not keep the bridge from starting: it is put off, and the instance decides
+/// what comes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_cannot_be_decided_does_not_keep_the_bridge_from_starting() {
+    let db = TestDb::sqlite().await;
+    let raw = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+    for statement in [
+        "CREATE TABLE refuse (n INTEGER)",
+        "INSERT INTO refuse VALUES (1)",
+        "CREATE TRIGGER refuse_subscriptions BEFORE INSERT ON subscriptions WHEN EXISTS (SELECT 1 FROM refuse)
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    ] {
+        sqlx::query(statement).execute(&raw).await.unwrap();
+    }
+    let p = instance(&db, "a").await;
+    assert!(p.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.is_err());
+    drop(p);
+    // The restart replays the undecided question, which fails again; the bridge starts all the same.
+    let p = instance(&db, "a").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !p.deciding() {
+        assert!(std::time::Instant::now() < deadline, "the restarted instance never decided");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = p.receive(private("u2", "1", "Mijn factuur klopt niet, ik betaal dubbel", t(60))).await.unwrap();
+    assert_eq!(second.action, "ticket");
+    sqlx::query("DELETE FROM refuse").execute(&raw).await.unwrap();
+    all_decided(db.db()).await;
+    let bodies = outbox_bodies(db.db()).await;
+    assert_eq!(bodies.iter().filter(|b| b.starts_with("Bedankt voor je melding")).count(), 1, "{bodies:?}");
 }
 
 /// An instance of the pipeline on `db` under its own name, with a short decider's lease so that a take-over happens
