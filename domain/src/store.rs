@@ -269,7 +269,8 @@ pub trait Store: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<TicketEvent>;
     async fn ticket_events(&self, ticket: TicketId) -> StoreResult<Vec<TicketEvent>>;
-    /// Changes the state and records a `state_changed` event in the same transaction.
+    /// Changes the state (a new version, like every change to a ticket) and records a `state_changed` event in the
+    /// same transaction.
     async fn set_ticket_state(
         &self,
         ticket: TicketId,

@@ -1851,15 +1851,16 @@ impl Store for Db {
     ) -> StoreResult<Ticket> {
         let row: rows::TicketRow = on_pool!(self, |pool| {
             let mut tx = pool.begin().await.map_err(err)?;
-            let row: rows::TicketRow =
-                sqlx::query_as("UPDATE tickets SET state = $1, updated_at = $2 WHERE id = $3 RETURNING *")
-                    .bind(state.as_str())
-                    .bind(ms(at))
-                    .bind(ticket.0)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(err)
-                    .map_err(not_found("ticket", ticket))?;
+            let row: rows::TicketRow = sqlx::query_as(
+                "UPDATE tickets SET state = $1, updated_at = $2, version = version + 1 WHERE id = $3 RETURNING *",
+            )
+            .bind(state.as_str())
+            .bind(ms(at))
+            .bind(ticket.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)
+            .map_err(not_found("ticket", ticket))?;
             insert_event!(tx, ticket, TicketEventKind::StateChanged, actor, state.as_str(), at)?;
             tx.commit().await.map_err(err)?;
             row

@@ -520,6 +520,7 @@ async fn tickets_keep_their_history(t_db: &TestDb) {
     db.add_ticket_event(soon.id, TicketEventKind::Note, Some(agent.id), "called the customer", t(5)).await.unwrap();
     let solved = db.set_ticket_state(soon.id, TicketState::Solved, Some(agent.id), t(6)).await.unwrap();
     assert_eq!((solved.state, solved.updated_at), (TicketState::Solved, t(6)));
+    assert_eq!(solved.version, soon.version + 1, "a change of state is a new version (the console's stale check)");
     let events = db.ticket_events(soon.id).await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, vec![TicketEventKind::Created, TicketEventKind::Note, TicketEventKind::StateChanged]);
