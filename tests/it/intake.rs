@@ -608,16 +608,9 @@ async fn a_batch_whose_commit_fails_is_decided_once() {
     assert_eq!((clusters.len(), clusters[0].members), (1, 1), "{clusters:?}");
 }
 
-/// A message whose deciding failed is tried again once the failure has passed, without a restart, and the bridge
-/// has not counted it twice: a question seen twice would be a repost of itself and get no holding answer. Meanwhile
-/// the failure costs the messages after it nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_whose_deciding_failed_is_decided_once_the_failure_passes() {
-    let db = TestDb::sqlite().await;
-    let p = instance(&db, "a").await;
-    assert!(p.deciding());
-    // While `refuse` has a row, no subscription can be stored: an outage question's deciding fails before its
-    // holding answer is queued.
+/// Makes the database refuse every new subscription until the `refuse` table is emptied (through the pool
+/// returned): an outage question's deciding then fails.
+async fn refuse_subscriptions(db: &TestDb) -> sqlx::SqlitePool {
     let raw = sqlx::SqlitePool::connect(db.url()).await.unwrap();
     for statement in [
         "CREATE TABLE refuse (n INTEGER)",
@@ -627,6 +620,19 @@ async fn a_message_whose_deciding_failed_is_decided_once_the_failure_passes() {
     ] {
         sqlx::query(statement).execute(&raw).await.unwrap();
     }
+    raw
+}
+
+/// A message whose deciding failed is tried again once the failure has passed, without a restart, and the bridge
+/// has not counted it twice: a question seen twice would be a repost of itself and get no holding answer. Meanwhile
+/// the failure costs the messages after it nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_deciding_failed_is_decided_once_the_failure_passes() {
+    let db = TestDb::sqlite().await;
+    let p = instance(&db, "a").await;
+    assert!(p.deciding());
+    // An outage question's deciding fails before its holding answer is queued.
+    let raw = refuse_subscriptions(&db).await;
     let first = p.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await;
     assert!(matches!(&first, Err(e) if e.to_string().contains("refused by the test")), "{first:?}");
     // The catch-up tries it again within the test's time, but not at its every look: it still fails here.
@@ -654,15 +660,7 @@ async fn a_message_whose_deciding_failed_is_decided_once_the_failure_passes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_cannot_be_decided_does_not_keep_the_bridge_from_starting() {
     let db = TestDb::sqlite().await;
-    let raw = sqlx::SqlitePool::connect(db.url()).await.unwrap();
-    for statement in [
-        "CREATE TABLE refuse (n INTEGER)",
-        "INSERT INTO refuse VALUES (1)",
-        "CREATE TRIGGER refuse_subscriptions BEFORE INSERT ON subscriptions WHEN EXISTS (SELECT 1 FROM refuse)
-         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-    ] {
-        sqlx::query(statement).execute(&raw).await.unwrap();
-    }
+    let raw = refuse_subscriptions(&db).await;
     let p = instance(&db, "a").await;
     assert!(p.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.is_err());
     drop(p);
