@@ -803,6 +803,52 @@ async fn a_message_decided_out_of_order_survives_a_restart() {
     assert_eq!(store.tickets(&[]).await.unwrap().len(), 2, "nobody is left waiting");
 }
 
+/// A catch-up that fails halfway rebuilds the engine from the snapshot, which does not count the older messages the
+/// same catch-up decided before the failure: they are counted again and saved, so their customers still get tickets
+/// when the cluster expires after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_that_fails_halfway_keeps_what_it_decided_out_of_order() {
+    let db = TestDb::sqlite().await;
+    let store = db.db();
+    let slow = |name: &'static str| {
+        instance_with(&db, name, IntakeConfig::default().decider_lease, std::time::Duration::from_secs(3600))
+    };
+    let a = slow("a").await;
+    let b = slow("b").await;
+    let stored = b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap();
+    assert_eq!(stored.action, "stored");
+    let second = a.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
+    assert_eq!(second.action, "hold_and_subscribe");
+    a.snapshot().await.unwrap();
+    // The third customer's subscription is refused: deciding their question fails after the first one's.
+    let stored = b.receive(private("u3", "1", "Zwolle: internet werkt niet, storing?", t(90))).await.unwrap();
+    assert_eq!(stored.action, "stored");
+    let third = store.conversation_by_chat(Platform::Telegram, "u3").await.unwrap().unwrap();
+    let raw = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+    sqlx::query("CREATE TABLE refuse (conversation INTEGER)").execute(&raw).await.unwrap();
+    sqlx::query("INSERT INTO refuse VALUES (?)").bind(third.id.0).execute(&raw).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_third BEFORE INSERT ON subscriptions WHEN NEW.conversation_id IN (SELECT conversation
+         FROM refuse) BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    a.catch_up().await.unwrap();
+    let chat = store.conversation_by_chat(Platform::Telegram, "u1").await.unwrap().unwrap();
+    assert_eq!(store.subscriptions_of(chat.id).await.unwrap().len(), 1, "the first question was decided");
+
+    // The refusal ends and the decider restarts: it decides the third question, and when the cluster expires
+    // unanswered all three askers become tickets.
+    sqlx::query("DELETE FROM refuse").execute(&raw).await.unwrap();
+    drop(a);
+    let a = slow("a").await;
+    assert!(a.deciding());
+    all_decided(store).await;
+    assert_eq!(a.tick(t(90) + chrono::Duration::hours(3)).await.unwrap(), 3, "every asker's question expires");
+    assert_eq!(store.tickets(&[]).await.unwrap().len(), 3, "nobody is left waiting");
+}
+
 /// On PostgreSQL the deciding instance does not wait for its next look: the instance that stored a message announces
 /// it (`NOTIFY`), and the decider wakes at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
