@@ -771,25 +771,31 @@ async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
     assert_eq!(outbox_bodies(store).await.len(), 1);
 }
 
+/// An instance that never looks for others' messages by itself within a test: only `catch_up` decides them.
+async fn slow_instance(db: &TestDb, name: &str) -> Pipeline {
+    instance_with(db, name, IntakeConfig::default().decider_lease, std::time::Duration::from_secs(3600)).await
+}
+
+/// Two slow instances, `a` deciding: `b` has stored an outage question that `a` has not decided, and `a` has decided
+/// and saved in its snapshot a later question on the same outage.
+async fn one_stored_behind_the_snapshot(db: &TestDb) -> (Pipeline, Pipeline) {
+    let a = slow_instance(db, "a").await;
+    let b = slow_instance(db, "b").await;
+    let stored = b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap();
+    assert_eq!(stored.action, "stored");
+    let second = a.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
+    assert_eq!(second.action, "hold_and_subscribe");
+    a.snapshot().await.unwrap();
+    (a, b)
+}
+
 /// A message another instance stored can be older than what the decider decided and saved last: deciding it must
 /// not be lost on the decider's restart (its customer would get no ticket when the cluster expires).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_decided_out_of_order_survives_a_restart() {
     let db = TestDb::sqlite().await;
     let store = db.db();
-    // Never looks by itself within the test: only `catch_up` decides what another instance stored.
-    let slow = |name: &'static str| {
-        instance_with(&db, name, IntakeConfig::default().decider_lease, std::time::Duration::from_secs(3600))
-    };
-    let a = slow("a").await;
-    let b = slow("b").await;
-    assert_eq!(
-        b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap().action,
-        "stored"
-    );
-    let second = a.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
-    assert_eq!(second.action, "hold_and_subscribe");
-    a.snapshot().await.unwrap();
+    let (a, _b) = one_stored_behind_the_snapshot(&db).await;
     assert_eq!(a.catch_up().await.unwrap(), 1, "the first question, older than the second");
     let clusters = store.open_clusters().await.unwrap();
     assert_eq!((clusters.len(), clusters[0].members), (1, 2), "{clusters:?}");
@@ -797,7 +803,7 @@ async fn a_message_decided_out_of_order_survives_a_restart() {
     // The decider restarts (under its own name: it decides again at once) and the cluster expires unanswered:
     // both askers become tickets.
     drop(a);
-    let a = slow("a").await;
+    let a = slow_instance(&db, "a").await;
     assert!(a.deciding());
     assert_eq!(a.tick(t(60) + chrono::Duration::hours(3)).await.unwrap(), 2, "both askers' questions expire");
     assert_eq!(store.tickets(&[]).await.unwrap().len(), 2, "nobody is left waiting");
@@ -810,16 +816,7 @@ async fn a_message_decided_out_of_order_survives_a_restart() {
 async fn a_catch_up_that_fails_halfway_keeps_what_it_decided_out_of_order() {
     let db = TestDb::sqlite().await;
     let store = db.db();
-    let slow = |name: &'static str| {
-        instance_with(&db, name, IntakeConfig::default().decider_lease, std::time::Duration::from_secs(3600))
-    };
-    let a = slow("a").await;
-    let b = slow("b").await;
-    let stored = b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap();
-    assert_eq!(stored.action, "stored");
-    let second = a.receive(private("u2", "1", "internet ligt eruit in Zwolle", t(60))).await.unwrap();
-    assert_eq!(second.action, "hold_and_subscribe");
-    a.snapshot().await.unwrap();
+    let (a, b) = one_stored_behind_the_snapshot(&db).await;
     // The third customer's subscription is refused: deciding their question fails after the first one's.
     let stored = b.receive(private("u3", "1", "Zwolle: internet werkt niet, storing?", t(90))).await.unwrap();
     assert_eq!(stored.action, "stored");
@@ -842,7 +839,7 @@ async fn a_catch_up_that_fails_halfway_keeps_what_it_decided_out_of_order() {
     // unanswered all three askers become tickets.
     sqlx::query("DELETE FROM refuse").execute(&raw).await.unwrap();
     drop(a);
-    let a = slow("a").await;
+    let a = slow_instance(&db, "a").await;
     assert!(a.deciding());
     all_decided(store).await;
     assert_eq!(a.tick(t(90) + chrono::Duration::hours(3)).await.unwrap(), 3, "every asker's question expires");
