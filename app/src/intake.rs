@@ -652,6 +652,7 @@ impl Core {
     /// They are put off for the catch-up to try again, and the engine is rebuilt from the database without them, so
     /// that a retried question is not a repost of itself (and gets its holding answer). Until it is rebuilt, this
     /// instance only stores; the lease loop rebuilds it as a take-over.
+    ///
     /// Returns the rebuilt engine's snapshot position, or `None` when the rebuild failed.
     async fn recover(
         &self,
@@ -1305,17 +1306,17 @@ impl Core {
             return self.one_by_one(events).await;
         }
         let ctx = self.plain();
-        let mut failed = Vec::new();
+        let (mut failed, mut error) = (Vec::new(), None);
         for item in &decided {
             let outcome = self.carry_out_one(&ctx, &mut d, item).await;
             if let Err(e) = &outcome {
-                failed.push((item.message.id, e.to_string()));
+                failed.push(item.message.id);
+                error.get_or_insert_with(|| e.to_string());
             }
             outcomes[item.index] = outcome.map_err(unavailable);
         }
-        if let Some((_, error)) = failed.first() {
-            let ids: Vec<_> = failed.iter().map(|(id, _)| *id).collect();
-            self.recover(&mut d, &ids, error).await;
+        if let Some(error) = error {
+            self.recover(&mut d, &failed, &error).await;
         }
         if self.snapshot_due(&d)
             && let Err(e) = self.snapshot_locked(self.store.as_ref(), &mut d).await
