@@ -28,7 +28,7 @@
 //! one state machine. The lease's holder name is the instance's own (`IntakeConfig::instance`), so an instance
 //! restarted after a crash holds its lease again at once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -700,20 +700,31 @@ impl Core {
     async fn catch_up(&self) -> StoreResult<usize> {
         let mut decided = 0;
         let mut after = InboundId(0);
+        // The put-off messages this pass saw still undecided.
+        let mut waiting = HashSet::new();
         loop {
             let mut d = self.decider.lock().await;
             if !self.holds_lease() {
                 return Ok(decided);
             }
             let page = self.store.inbound_undecided(after, 500).await?;
-            let Some(last) = page.last() else { return Ok(decided) };
+            let Some(last) = page.last() else {
+                // The pass saw every undecided message: a pause kept for one decided otherwise (a redelivery's
+                // batch) is dropped.
+                self.retries.lock().expect("not poisoned").retain(|id, _| waiting.contains(id));
+                return Ok(decided);
+            };
             after = last.id;
             // A message stored by another instance may be older than what this one decided last: the snapshot's "the
             // messages after it" would leave it out on a restart, so a snapshot follows at once.
             let mut behind = Vec::new();
             for message in page {
                 // A message whose deciding failed waits for its next try.
-                if left_to_its_instance(&message) || self.put_off_now(message.id) {
+                if left_to_its_instance(&message) {
+                    continue;
+                }
+                if self.put_off_now(message.id) {
+                    waiting.insert(message.id);
                     continue;
                 }
                 let outcome: StoreResult<_> = async {
@@ -737,6 +748,7 @@ impl Core {
                         }
                     }
                     Err(e) => {
+                        waiting.insert(message.id);
                         if let Some(snapshot) = self.recover(&mut d, &[message.id], &e).await {
                             // The rebuild starts from the snapshot, which does not count the messages this page
                             // decided out of order: they are counted again, and saved in the snapshot below.
