@@ -53,11 +53,9 @@ pub struct Db {
     backend: Backend,
     /// The URL with credentials masked, for messages.
     url: String,
-    /// Shared by every clone (and unit) of one opened database: PostgreSQL's listener for undecided messages ends
-    /// when the last is dropped.
-    opened: std::sync::Arc<()>,
     /// Wakes [`Store::await_undecided`]: on PostgreSQL a task that listens for the announcements, started on the first
-    /// wait, fires it.
+    /// wait, fires it. Shared by every clone (and unit) of one opened database: the listener ends when the last is
+    /// dropped.
     undecided: std::sync::Arc<Undecided>,
 }
 
@@ -73,7 +71,7 @@ pub(crate) struct Undecided {
 /// Listens on [`UNDECIDED_CHANNEL`] and fires `undecided.notify`, until every handle of the database is dropped or its
 /// pool closes. `recv` reconnects by itself after a lost connection; a notification sent meanwhile is lost, which
 /// costs only the wait until the next timeout.
-async fn listen_for_undecided(pool: sqlx::PgPool, undecided: std::sync::Weak<Undecided>, opened: std::sync::Weak<()>) {
+async fn listen_for_undecided(pool: sqlx::PgPool, undecided: std::sync::Weak<Undecided>) {
     let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
         Ok(l) => l,
         Err(e) => return tracing::warn!(error = %e, "cannot listen for undecided messages; the decider polls"),
@@ -83,11 +81,10 @@ async fn listen_for_undecided(pool: sqlx::PgPool, undecided: std::sync::Weak<Und
     }
     loop {
         let received = tokio::time::timeout(std::time::Duration::from_secs(1), listener.recv()).await;
-        if opened.strong_count() == 0 || pool.is_closed() {
-            return;
-        }
         match (received, undecided.upgrade()) {
+            // Every handle of the database is gone, or it was closed.
             (_, None) => return,
+            _ if pool.is_closed() => return,
             (Ok(Ok(_)), Some(u)) => u.notify.notify_one(),
             (Ok(Err(e)), Some(_)) => {
                 tracing::debug!(error = %e, "listening for undecided messages failed; trying again");
@@ -240,13 +237,7 @@ impl Db {
                 return Err(StoreError::Other("a unit of work cannot start another".into()));
             }
         };
-        Ok(Db {
-            pool,
-            backend: self.backend,
-            url: self.url.clone(),
-            opened: self.opened.clone(),
-            undecided: self.undecided.clone(),
-        })
+        Ok(Db { pool, backend: self.backend, url: self.url.clone(), undecided: self.undecided.clone() })
     }
 
     /// Commits a unit of work; every clone of it is then spent.
@@ -992,12 +983,11 @@ impl Store for Db {
 
     async fn await_undecided(&self, timeout: std::time::Duration) {
         if let Pool::Postgres(pool) = &self.pool {
-            let (pool, undecided, opened) =
-                (pool.clone(), std::sync::Arc::downgrade(&self.undecided), std::sync::Arc::downgrade(&self.opened));
+            let (pool, undecided) = (pool.clone(), std::sync::Arc::downgrade(&self.undecided));
             self.undecided
                 .listening
                 .get_or_init(|| async move {
-                    tokio::spawn(listen_for_undecided(pool, undecided, opened));
+                    tokio::spawn(listen_for_undecided(pool, undecided));
                 })
                 .await;
         }

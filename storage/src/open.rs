@@ -125,11 +125,10 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
                 OpenError::NotWritable { path: path.clone(), reason: e.to_string() }
             }
         })?;
-    let opened = std::sync::Arc::new(());
     if !in_memory {
         tokio::spawn(checkpoint_beside_the_writer(pool.clone()));
     }
-    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, opened, undecided: Default::default() })
+    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, undecided: Default::default() })
 }
 
 /// Copies the write-ahead log into the database file every 100 ms on a connection of its own (a passive checkpoint:
@@ -218,12 +217,10 @@ async fn open_postgres(url: &str, options: &OpenOptions) -> Result<Db, OpenError
                     .connect_with(connect.clone())
                     .await
                     .map_err(|e| OpenError::Failed { url: masked.clone(), reason: e.to_string() })?;
-                let opened = std::sync::Arc::new(());
                 return Ok(Db {
                     pool: Pool::Postgres(pool),
                     backend: Backend::Postgres,
                     url: masked,
-                    opened,
                     undecided: Default::default(),
                 });
             }

@@ -666,11 +666,7 @@ async fn a_message_that_cannot_be_decided_does_not_keep_the_bridge_from_starting
     drop(p);
     // The restart replays the undecided question, which fails again; the bridge starts all the same.
     let p = instance(&db, "a").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !p.deciding() {
-        assert!(std::time::Instant::now() < deadline, "the restarted instance never decided");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_deciding(&p, "the restarted instance never decided").await;
     let second = p.receive(private("u2", "1", "Mijn factuur klopt niet, ik betaal dubbel", t(60))).await.unwrap();
     assert_eq!(second.action, "ticket");
     sqlx::query("DELETE FROM refuse").execute(&raw).await.unwrap();
@@ -697,6 +693,15 @@ async fn instance_with(
     let ticketing = webcare_ticketing::Ticketing::new(store.clone(), Default::default());
     let classifier = Arc::new(webcare_bridge::Classifier::default());
     Pipeline::start(store, ticketing, classifier, config, Arc::new(Notify::new())).await.unwrap()
+}
+
+/// Waits (at most 10 s) until `p` decides; `what` names the failure.
+async fn until_deciding(p: &Pipeline, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !p.deciding() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits (at most 10 s) until every stored message has a decision.
@@ -732,11 +737,7 @@ async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
 
     // The deciding instance dies (no step-down): the other takes over once its lease ran out.
     drop(a);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !b.deciding() {
-        assert!(std::time::Instant::now() < deadline, "nobody took over deciding");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_deciding(&b, "nobody took over deciding").await;
     let third = b.receive(private("u3", "1", "Zwolle: internet werkt niet, storing?", t(120))).await.unwrap();
     assert_eq!(third.action, "hold_and_subscribe");
     let clusters = store.open_clusters().await.unwrap();
@@ -759,11 +760,7 @@ async fn one_instance_decides_and_another_takes_over_when_it_dies(db: TestDb) {
     let now = Utc::now();
     let until = now + chrono::Duration::seconds(10);
     assert!(store.acquire_lease(webcare_app::intake::DECIDER_LEASE, "c", now, until).await.unwrap(), "b gave it up");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !c.deciding() {
-        assert!(std::time::Instant::now() < deadline, "c took over deciding");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_deciding(&c, "c took over deciding").await;
     all_decided(store).await;
     let clusters = store.open_clusters().await.unwrap();
     assert_eq!((clusters.len(), clusters[0].members), (1, 4), "{clusters:?}");
