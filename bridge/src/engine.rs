@@ -72,7 +72,8 @@ pub struct EngineConfig {
     /// Whether outage questions that name no region are grouped with each other. On for an operator whose
     /// customers ask "storing?" without a place during a national outage; off where region-less complaints are
     /// mostly unrelated (large providers with many local networks), each then waits in a cluster of its own.
-    /// Even when on, only messages that say the outage is shared and name the same service are grouped this way.
+    /// Even when on, only messages that say the outage is shared are grouped this way, in a cluster that names a
+    /// service: of the same service, or naming none ("anyone else?").
     pub cluster_without_region: bool,
     /// Sample messages (private data masked) kept per cluster for alerts.
     pub samples: usize,
@@ -574,8 +575,10 @@ impl Engine {
     }
 
     /// Whether a message's region fits a cluster's. Two messages that name no place are grouped only when both say
-    /// the outage is shared ("anyone else?", "storing") and name the same service: a large provider receives many
-    /// unrelated complaints without a place at any time, and a vague one ("fix it!") says too little to group.
+    /// the outage is shared ("anyone else?", "storing") and the cluster names a service: a large provider receives
+    /// many unrelated complaints without a place at any time, and a vague one ("fix it!") says too little to group.
+    /// A shared report that names no service ("is er een storing?") joins such a cluster (see `same_service`); two
+    /// of them do not start one.
     fn compatible(&self, cluster: &Cluster, class: &Classification) -> bool {
         match (&cluster.region, &class.region) {
             (Some(a), Some(b)) => a.compatible(b),
@@ -583,18 +586,20 @@ impl Engine {
                 self.config.cluster_without_region
                     && cluster.widespread
                     && class.widespread
-                    && class.service != Service::Unknown
-                    && cluster.service == class.service
+                    && cluster.service != Service::Unknown
             }
             _ => self.config.unknown_region_joins,
         }
     }
 
     /// The same service; or a question that names no service but a place where a cluster is open ("storing in
-    /// Utrecht?" while Utrecht's internet cluster grows), which is most likely about that outage.
+    /// Utrecht?" while Utrecht's internet cluster grows), which is most likely about that outage; or, where neither
+    /// names a place, a question that names no service while others report a shared outage ("anyone else?" while
+    /// the provider's internet cluster grows), which `compatible` allows only when both say the outage is shared.
     fn same_service(&self, cluster: &Cluster, class: &Classification) -> bool {
         cluster.service == class.service
             || (class.service == Service::Unknown && cluster.region.is_some() && class.region.is_some())
+            || (class.service == Service::Unknown && cluster.region.is_none() && class.region.is_none())
     }
 
     /// Joins the best open cluster or starts one; returns the cluster and whether the asker is new in it.

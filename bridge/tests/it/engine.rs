@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta};
-use webcare_bridge::{Action, Classifier, Engine, EngineConfig, EngineState, Incoming};
+use webcare_bridge::{Action, Classifier, Engine, EngineConfig, EngineState, Incoming, Intent};
 use webcare_domain::{Notice, NoticeId, NoticeState, Service, SubscriptionTarget, Timestamp};
 
 fn classifier() -> Arc<Classifier> {
@@ -296,6 +296,47 @@ fn messages_without_a_place_group_only_when_both_say_the_outage_is_shared() {
     // A vague complaint does not join the shared cluster either.
     let f = e.process(&msg("6", "f", 10, "mijn internet werkt niet"), &[]).decision;
     assert_ne!(f.cluster, c.cluster);
+}
+
+#[test]
+fn a_shared_report_that_names_no_service_joins_the_shared_cluster_without_a_place() {
+    // During a burst many write only "anyone else?": the outage they mean is the one the others report.
+    for (internet, first, second, shared, vague) in [
+        (
+            "Storing? Geen internet, de buren ook niet",
+            "Is er een storing? Bij meer mensen internet weg",
+            "Hebben meer mensen een storing?",
+            "Is er een storing?",
+            "Het werkt weer niet",
+        ),
+        (
+            "anyone else with no internet?",
+            "is the internet down for anyone else?",
+            "is anyone else having an outage?",
+            "outage?",
+            "it doesn't work again",
+        ),
+    ] {
+        let mut e = engine();
+        let a = e.process(&msg("1", "a", 0, internet), &[]).decision;
+        let b = e.process(&msg("2", "b", 2, first), &[]).decision;
+        assert_eq!(a.cluster, b.cluster, "{first}");
+        let c = e.process(&msg("3", "c", 4, second), &[]).decision;
+        assert_eq!(c.intent, Intent::Outage, "{second}");
+        assert_eq!(c.cluster, a.cluster, "{second:?} names no service and joins the internet cluster");
+        let d = e.process(&msg("4", "d", 5, shared), &[]).decision;
+        assert_eq!(d.cluster, a.cluster, "{shared}");
+        assert_eq!(e.cluster_customers(a.cluster.unwrap()), Some(4));
+        // A complaint that says neither which service nor that others have it stays on its own.
+        let v = e.process(&msg("5", "e", 6, vague), &[]).decision;
+        assert_ne!(v.cluster, a.cluster, "{vague}");
+        // Two shared reports that both name no service do not start a cluster between them: they say too little
+        // of what is down.
+        let mut e = engine();
+        let x = e.process(&msg("6", "f", 0, second), &[]).decision;
+        let y = e.process(&msg("7", "g", 1, shared), &[]).decision;
+        assert_ne!(x.cluster, y.cluster, "{second} / {shared}");
+    }
 }
 
 #[test]
