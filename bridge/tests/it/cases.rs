@@ -21,6 +21,8 @@ struct Case {
     region: Option<String>,
     language: Option<String>,
     pii: Option<Vec<String>>,
+    /// Whether the message says the outage is shared or names it outright (it may join a cluster without a place).
+    widespread: Option<bool>,
 }
 
 /// Compares the fields a case names with what the classifier says; returns the differences.
@@ -39,6 +41,7 @@ fn check(classifier: &Classifier, case: &Case) -> Vec<String> {
     cmp("service", &case.service, got.service.as_str().to_owned());
     cmp("region", &case.region, got.region.as_ref().map_or("-".to_owned(), |r| r.name.clone()));
     cmp("language", &case.language, got.language.code().to_owned());
+    cmp("widespread", &case.widespread.map(|w| w.to_string()), got.widespread.to_string());
     if let Some(pii) = &case.pii {
         let kinds = got.pii_kinds();
         if *pii != kinds {

@@ -296,6 +296,10 @@ fn messages_without_a_place_group_only_when_both_say_the_outage_is_shared() {
     // A vague complaint does not join the shared cluster either.
     let f = e.process(&msg("6", "f", 10, "mijn internet werkt niet"), &[]).decision;
     assert_ne!(f.cluster, c.cluster);
+    // Nor does a complaint about how often it fails: it names outages, but no current one that others share.
+    let g = e.process(&msg("7", "g", 11, "Weer zoveel storingen, internet valt steeds weg"), &[]).decision;
+    assert_eq!(g.action, Action::HoldAndSubscribe);
+    assert_ne!(g.cluster, c.cluster);
 }
 
 #[test]
