@@ -126,6 +126,23 @@ async fn bad_input_gets_a_clear_answer() {
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A body that is not JSON, or not JSON of this shape, is answered in the same error shape as the rest.
+    for (content_type, body, expected) in [
+        ("application/json", "not json", (StatusCode::BAD_REQUEST, "bad_json")),
+        ("application/json", r#"{"conversation": 7}"#, (StatusCode::UNPROCESSABLE_ENTITY, "invalid")),
+        ("text/plain", "{}", (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")),
+    ] {
+        let (status, answer) = c
+            .call(
+                Request::post("/chat/api/messages")
+                    .header("content-type", content_type)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (expected.0, Some(expected.1)), "{body}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    }
 
     // Markup is stored and returned as text; the page renders it with textContent.
     let (status, _) = c

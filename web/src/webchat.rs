@@ -125,7 +125,9 @@ pub struct Post {
     button: Option<String>,
 }
 
-pub async fn post(State(state): State<AppState>, Json(post): Json<Post>) -> Response {
+/// A body that is not JSON, or not this shape, gets the API's error shape (`bad_json`, `invalid`, ...), which the page
+/// shows as it shows every other error.
+pub async fn post(State(state): State<AppState>, crate::api::Body(post): crate::api::Body<Post>) -> Response {
     if !valid_id(&post.conversation) {
         return error(StatusCode::BAD_REQUEST, "invalid_conversation", "unknown conversation id");
     }

@@ -108,7 +108,7 @@ impl From<NoticeError> for ApiError {
 }
 
 /// A JSON body whose rejection is an API error (422/400/413/415 with our error shape).
-pub struct Body<T>(T);
+pub struct Body<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
     type Rejection = ApiError;
