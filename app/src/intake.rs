@@ -498,6 +498,11 @@ impl Pipeline {
     ) -> StoreResult<()> {
         self.core.publish_from_cluster(cluster, notice).await
     }
+
+    /// The open clusters an active notice covers close into it; see `Core::adopt_clusters`.
+    pub async fn adopt_clusters(&self, notice: &webcare_domain::Notice, now: Timestamp) -> StoreResult<usize> {
+        self.core.adopt_clusters(notice, now).await
+    }
 }
 
 /// Keeps the decider's lease (or waits for it) and, while this instance decides, decides what other instances
@@ -853,14 +858,41 @@ impl Core {
     }
 
     /// A notice was published from a cluster: the cluster closes and its members are the notice's subscribers.
+    /// The store first: when closing fails, the bridge still has the cluster, which then expires into tickets as
+    /// usual rather than leaving its members waiting.
     pub async fn publish_from_cluster(
         &self,
         cluster: webcare_domain::ClusterId,
         notice: webcare_domain::NoticeId,
     ) -> StoreResult<()> {
         let mut d = self.decider.lock().await;
-        d.engine.publish_notice(cluster, notice);
-        self.store.close_cluster(cluster, Some(notice), Utc::now()).await
+        let closed = self.store.close_cluster(cluster, Some(notice), Utc::now()).await;
+        if matches!(closed, Ok(()) | Err(StoreError::NotFound { .. })) {
+            d.engine.publish_notice(cluster, notice);
+        }
+        closed
+    }
+
+    /// A notice became active (created, approved, or its scope changed): the open clusters it covers close into
+    /// it, and their members become its subscribers, as when it is published from a cluster. Only the decider
+    /// knows the open clusters; on another instance this does nothing, and the decider's clock does it (see
+    /// `Notices::adopt_waiting`). Returns how many clusters closed into the notice.
+    pub async fn adopt_clusters(&self, notice: &webcare_domain::Notice, now: Timestamp) -> StoreResult<usize> {
+        let mut d = self.decider.lock().await;
+        if !self.holds_lease() {
+            return Ok(0);
+        }
+        let mut adopted = 0;
+        for cluster in d.engine.clusters_covered_by(notice) {
+            match self.store.close_cluster(cluster, Some(notice.id), now).await {
+                Ok(()) => adopted += 1,
+                // Closed already (into another notice, or expired after a restart from an older snapshot).
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            d.engine.publish_notice(cluster, notice.id);
+        }
+        Ok(adopted)
     }
 
     /// Decides one message and carries the decision out through `ctx`, saving a snapshot when one is due.

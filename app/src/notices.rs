@@ -169,7 +169,7 @@ impl Notices {
                 at: now,
             })
             .await?;
-        self.broadcast(&notice, now).await?;
+        self.adopt_and_broadcast(&notice, now).await?;
         Ok(notice)
     }
 
@@ -205,7 +205,8 @@ impl Notices {
         }
         change.author = Some(author.id);
         let notice = self.store.update_notice(id, change, now).await.map_err(|e| not_found(e, id))?;
-        self.broadcast(&notice, now).await?;
+        // A wider scope covers more of the customers waiting in clusters.
+        self.adopt_and_broadcast(&notice, now).await?;
         Ok(notice)
     }
 
@@ -220,7 +221,7 @@ impl Notices {
         }
         let change = NoticeChange { draft: Some(false), approved_by: Some(approver.id), ..Default::default() };
         let notice = self.store.update_notice(id, change, now).await.map_err(|e| not_found(e, id))?;
-        self.broadcast(&notice, now).await?;
+        self.adopt_and_broadcast(&notice, now).await?;
         Ok(notice)
     }
 
@@ -278,6 +279,37 @@ impl Notices {
         }
         self.broadcast(&notice, now).await?;
         Ok(notice)
+    }
+
+    /// The customers waiting in open clusters that an active notice covers become its subscribers (see
+    /// `Pipeline::adopt_clusters`); then the notice's current version goes to every subscriber. The notice is
+    /// stored already: when adopting fails, the clock tries again (`adopt_waiting`) rather than the admin, who
+    /// would publish it twice.
+    async fn adopt_and_broadcast(&self, notice: &Notice, now: Timestamp) -> Result<usize, NoticeError> {
+        if notice.is_active()
+            && let Err(e) = self.pipeline.adopt_clusters(notice, now).await
+        {
+            tracing::warn!(notice = %notice.id, error = %e, "adopting the clusters the notice covers failed; the clock tries again");
+        }
+        self.broadcast(notice, now).await
+    }
+
+    /// Run by the clock on every instance: on the decider, the open clusters that an active notice covers close into
+    /// it, and their members get the notice's current version. This covers a notice published on an instance that
+    /// does not decide, and a question decided while its notice was being published. Returns the clusters adopted.
+    pub async fn adopt_waiting(&self, now: Timestamp) -> Result<usize, NoticeError> {
+        let mut notices = self.store.notices(true).await?;
+        // A regional notice first: it is the more specific answer, as it is for a question (`Engine`).
+        notices.sort_by_key(|n| n.regions.is_empty());
+        let mut adopted = 0;
+        for notice in notices {
+            let n = self.pipeline.adopt_clusters(&notice, now).await?;
+            if n > 0 {
+                self.broadcast(&notice, now).await?;
+                adopted += n;
+            }
+        }
+        Ok(adopted)
     }
 
     /// Queues the notice's current version for every subscriber, once each, and cancels older versions that have

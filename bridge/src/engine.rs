@@ -550,28 +550,49 @@ impl Engine {
     }
 
     fn matching_notice<'n>(&self, class: &Classification, notices: &'n [Notice]) -> Option<&'n Notice> {
-        let covers_service = |n: &Notice| {
-            n.services.is_empty() || class.service == Service::Unknown || n.services.contains(&class.service)
-        };
-        let active = notices.iter().filter(|n| n.is_active() && covers_service(n));
+        let active = notices.iter().filter(|n| n.is_active() && covers_service(n, class.service));
         // A regional notice that covers the message is more specific than a nationwide one.
         let mut nationwide = None;
         for n in active {
             if n.regions.is_empty() {
                 nationwide = nationwide.or(Some(n));
-                continue;
-            }
-            let Some(region) = &class.region else { continue };
-            let covered = n.regions.iter().any(|r| {
-                self.classifier
-                    .resolve_region(r)
-                    .is_some_and(|scope| region.within(&scope) || region.compatible(&scope))
-            });
-            if covered {
+            } else if self.covers_region(n, class.region.as_ref()) {
                 return Some(n);
             }
         }
         nationwide
+    }
+
+    /// Whether a notice's regions cover a region: one of them holds it or is compatible with it, or the notice names
+    /// none (nationwide). A regional notice does not cover a question or cluster that names no place.
+    fn covers_region(&self, n: &Notice, region: Option<&Region>) -> bool {
+        if n.regions.is_empty() {
+            return true;
+        }
+        let Some(region) = region else { return false };
+        n.regions.iter().any(|r| {
+            self.classifier.resolve_region(r).is_some_and(|scope| region.within(&scope) || region.compatible(&scope))
+        })
+    }
+
+    /// The open clusters an active notice covers, as it would cover a question with the cluster's service and
+    /// region. When an admin publishes a notice, the customers already waiting in these clusters (who got the
+    /// holding answer before the notice existed) are its subscribers too: nobody who asked is left out, and no
+    /// ticket is opened for them when the grace period ends. See `publish_notice`.
+    pub fn clusters_covered_by(&self, notice: &Notice) -> Vec<ClusterId> {
+        if !notice.is_active() {
+            return Vec::new();
+        }
+        self.state
+            .clusters
+            .iter()
+            .filter(|c| {
+                c.state == ClusterState::Open
+                    && covers_service(notice, c.service)
+                    && self.covers_region(notice, c.region.as_ref())
+            })
+            .map(|c| c.id)
+            .collect()
     }
 
     /// Whether a message's region fits a cluster's. Two messages that name no place are grouped only when both say
@@ -762,6 +783,12 @@ pub fn copy_key(text: &str) -> String {
     }
     let end = norm.tokens.get(COPY_WORDS - 1).map_or(norm.folded.len(), |&(_, e)| e);
     norm.folded[..end].to_owned()
+}
+
+/// Whether a notice is about a service: it names it, or names none; a question that names no service ("storing?") is
+/// covered by any notice whose region fits.
+fn covers_service(n: &Notice, service: Service) -> bool {
+    n.services.is_empty() || service == Service::Unknown || n.services.contains(&service)
 }
 
 fn rule(decision: &mut Decision, rule: &str) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use webcare_domain::{Notice, NoticeId, NoticeState, Service, Timestamp};
+use webcare_domain::{ClusterId, Notice, NoticeId, NoticeState, Service, Timestamp};
 
 use crate::classify::{Classification, Classifier};
 use crate::engine::{Action, Decision, Engine, EngineConfig, Incoming, SpikeAlert};
@@ -335,6 +335,43 @@ pub enum Event {
     Message(Box<Processed>),
     Alert(SpikeAlert),
     Expired(Decision),
+    /// A notice became active and took in an open cluster it covers: its customers get the notice.
+    Broadcast {
+        notice: NoticeId,
+        cluster: ClusterId,
+        at: Timestamp,
+        customers: Vec<String>,
+    },
+}
+
+/// Notices that become active during the replay take in the open clusters they cover, as a notice published live
+/// does (`Engine::clusters_covered_by`): clusters due to expire by then expire first. Handles every start up to
+/// `until`; `next` is the first start not handled yet.
+#[allow(clippy::too_many_arguments)]
+fn activate(
+    engine: &mut Engine,
+    notices: &[ReplayNotice],
+    starts: &[(Timestamp, usize)],
+    next: &mut usize,
+    until: Timestamp,
+    summary: &mut ReplaySummary,
+    emit: &mut dyn FnMut(&Event) -> Result<(), ReplayError>,
+) -> Result<(), ReplayError> {
+    while let Some(&(from, i)) = starts.get(*next).filter(|(from, _)| *from <= until) {
+        *next += 1;
+        for d in engine.tick(from) {
+            summary.expired_tickets += 1;
+            emit(&Event::Expired(d))?;
+        }
+        let n = &notices[i];
+        for cluster in engine.clusters_covered_by(&n.to_notice(from)) {
+            if engine.cluster(cluster).is_some_and(|c| n.account.as_deref().is_none_or(|a| a == c.account)) {
+                let customers = engine.publish_notice(cluster, NoticeId(n.id)).into_iter().map(|(c, _)| c).collect();
+                emit(&Event::Broadcast { notice: NoticeId(n.id), cluster, at: from, customers })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs the bridge over records and calls `emit` for each event in time order; `progress(done, total)` after each
@@ -360,7 +397,12 @@ pub fn run(
     let mut engine = Engine::new(options.engine.clone(), classifier.clone());
     let mut summary = ReplaySummary::default();
     let mut clusters = std::collections::BTreeSet::new();
+    let mut starts: Vec<(Timestamp, usize)> =
+        options.notices.iter().enumerate().filter_map(|(i, n)| n.active_from.map(|f| (f, i))).collect();
+    starts.sort();
+    let mut next_start = 0;
     for (n, (at, record)) in timed.into_iter().enumerate() {
+        activate(&mut engine, &options.notices, &starts, &mut next_start, at, &mut summary, emit)?;
         let account = if record.account.is_empty() { "default".to_owned() } else { record.account.clone() };
         let customer =
             if record.author_id.is_empty() { format!("message:{}", record.id) } else { record.author_id.clone() };
@@ -404,7 +446,9 @@ pub fn run(
     }
     // Clusters still waiting at the end expire when their grace period would have ended.
     if let Some(last) = summary.last_at {
-        for d in engine.tick(last + chrono::TimeDelta::seconds(options.engine.grace_secs)) {
+        let end = last + chrono::TimeDelta::seconds(options.engine.grace_secs);
+        activate(&mut engine, &options.notices, &starts, &mut next_start, end, &mut summary, emit)?;
+        for d in engine.tick(end) {
             summary.expired_tickets += 1;
             emit(&Event::Expired(d))?;
         }
@@ -442,6 +486,12 @@ pub fn event_line(event: &Event) -> serde_json::Value {
             "at": d.at,
             "action": Action::Ticket,
             "reasons": d.reasons,
+        }}),
+        Event::Broadcast { notice, cluster, at, customers } => json!({ "broadcast": {
+            "notice": notice.to_string(),
+            "cluster": cluster.to_string(),
+            "at": at,
+            "customers": customers,
         }}),
     }
 }

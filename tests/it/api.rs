@@ -14,6 +14,9 @@ use webcare_tests::TestDb;
 struct Api {
     router: axum::Router,
     delivery: Delivery,
+    pipeline: Arc<webcare_app::intake::Pipeline>,
+    notices: Arc<webcare_app::notices::Notices>,
+    store: Arc<dyn Store>,
     admin: String,
     agent: String,
     other: String,
@@ -29,8 +32,9 @@ async fn token(store: &dyn Store, name: &str, role: Role) -> String {
 }
 
 async fn api_on(db: TestDb) -> Api {
-    let state = webcare_tests::app_state(db.db()).await;
-    let store = state.store.clone();
+    let app = webcare_tests::app(db.db()).await;
+    let (pipeline, notices, store) = (app.pipeline.clone(), app.notices.clone(), app.store.clone());
+    let state = webcare_tests::state_of(app);
     let delivery = Delivery::new(
         store.clone(),
         vec![Arc::new(webcare_web::webchat::WebchatSender { hub: state.webchat.clone() })],
@@ -39,7 +43,7 @@ async fn api_on(db: TestDb) -> Api {
     let admin = token(store.as_ref(), "ria", Role::Admin).await;
     let agent = token(store.as_ref(), "sam", Role::Agent).await;
     let other = token(store.as_ref(), "kim", Role::Agent).await;
-    Api { router: webcare_web::router(state), delivery, admin, agent, other, _db: db }
+    Api { router: webcare_web::router(state), delivery, pipeline, notices, store, admin, agent, other, _db: db }
 }
 
 async fn api() -> Api {
@@ -393,6 +397,103 @@ async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
     let late = a.customer_says(None, "late", "Storing in Eindhoven?? geen internet").await;
     a.delivery.step().await.unwrap();
     assert!(a.transcript(&late).await.last().unwrap().contains("we werken eraan"));
+}
+
+#[tokio::test]
+async fn a_notice_published_by_hand_answers_the_customers_already_waiting() {
+    let a = api().await;
+    // Three customers ask before anyone knows; too few for a spike alert, so nobody publishes from one.
+    let utrecht_nl = a.customer_says(None, "u1", "Storing in Utrecht? Geen internet").await;
+    let utrecht_en = a.customer_says(None, "u2", "Is the internet down in Utrecht? No connection").await;
+    let leiden = a.customer_says(None, "l1", "Geen internet in Leiden sinds vanochtend").await;
+    let amsterdam = a.customer_says(None, "a1", "Storing in Amsterdam? Geen internet").await;
+    while a.delivery.step().await.unwrap().claimed > 0 {}
+    for c in [&utrecht_nl, &utrecht_en, &leiden, &amsterdam] {
+        assert!(a.transcript(c).await.last().unwrap().starts_with("out: "), "a holding answer first");
+    }
+    // The network team knows of Utrecht and publishes a notice by hand.
+    let (status, notice) = a
+        .call(
+            Method::POST,
+            "/api/v1/notices",
+            Some(&a.admin),
+            Some(json!({"title": "Storing Utrecht", "text": "We verhelpen een internetstoring in Utrecht.",
+                "texts": {"en": "We are fixing an internet outage in Utrecht."},
+                "services": ["internet"], "regions": ["Utrecht"], "state": "investigating"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{notice}");
+    let id = notice["id"].as_i64().unwrap();
+    let (_, progress) = a.call(Method::GET, &format!("/api/v1/notices/{id}/delivery"), Some(&a.agent), None).await;
+    assert_eq!(progress["subscribers"].as_i64(), Some(2), "the two who asked about Utrecht: {progress}");
+    while a.delivery.step().await.unwrap().claimed > 0 {}
+    // A broadcast is the notice's title and text, in the language each asked in.
+    assert_eq!(
+        a.transcript(&utrecht_nl).await.last().unwrap(),
+        "out: Storing Utrecht\n\nWe verhelpen een internetstoring in Utrecht."
+    );
+    assert_eq!(
+        a.transcript(&utrecht_en).await.last().unwrap(),
+        "out: Storing Utrecht\n\nWe are fixing an internet outage in Utrecht."
+    );
+    assert!(!a.transcript(&leiden).await.iter().any(|l| l.contains("Utrecht.")), "Leiden is outside the scope");
+
+    // The outage turns out larger: the new scope reaches Leiden's customer too, and Utrecht's get the update once.
+    let (status, v2) = a
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/notices/{id}"),
+            Some(&a.admin),
+            Some(json!({"regions": ["Utrecht", "Leiden"], "text": "We verhelpen een internetstoring in Utrecht en Leiden."})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    while a.delivery.step().await.unwrap().claimed > 0 {}
+    for c in [&utrecht_nl, &utrecht_en, &leiden] {
+        let t = a.transcript(c).await;
+        assert_eq!(t.iter().filter(|l| l.contains("Utrecht en Leiden")).count(), 1, "{t:?}");
+    }
+    assert!(!a.transcript(&amsterdam).await.iter().any(|l| l.contains("storing in Utrecht")));
+
+    // After the grace period only the customer nobody's notice covers becomes a ticket.
+    a.pipeline.tick(Utc::now() + chrono::TimeDelta::hours(2)).await.unwrap();
+    let (_, tickets) = a.call(Method::GET, "/api/v1/tickets", Some(&a.agent), None).await;
+    let subjects: Vec<&str> = tickets.as_array().unwrap().iter().map(|t| t["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, vec!["Storing in Amsterdam? Geen internet"], "{tickets}");
+}
+
+#[tokio::test]
+async fn a_notice_published_on_another_instance_reaches_the_waiting_customers_at_the_next_tick() {
+    let a = api().await;
+    let waiting = a.customer_says(None, "g1", "Storing in Groningen? Geen tv, zwart beeld").await;
+    // Another instance stored the notice: this one, the decider, learns of it only from the store.
+    let store = a.store.clone();
+    let notice = store
+        .create_notice(webcare_domain::NewNotice {
+            title: "Storing Groningen".into(),
+            text: "Tv-storing in Groningen; we werken eraan.".into(),
+            texts: Default::default(),
+            services: vec![webcare_domain::Service::Tv],
+            regions: vec!["Groningen".into()],
+            state: webcare_domain::NoticeState::Investigating,
+            draft: false,
+            paid_broadcast: false,
+            cluster: None,
+            author: None,
+            approved_by: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    while a.delivery.step().await.unwrap().claimed > 0 {}
+    assert!(!a.transcript(&waiting).await.iter().any(|l| l.contains("werken eraan")));
+    assert_eq!(a.notices.adopt_waiting(Utc::now()).await.unwrap(), 1);
+    assert_eq!(a.notices.adopt_waiting(Utc::now()).await.unwrap(), 0, "once");
+    while a.delivery.step().await.unwrap().claimed > 0 {}
+    let t = a.transcript(&waiting).await;
+    assert_eq!(t.last().unwrap(), "out: Storing Groningen\n\nTv-storing in Groningen; we werken eraan.", "{t:?}");
+    let cluster = store.cluster(webcare_domain::ClusterId(1)).await.unwrap();
+    assert_eq!(cluster.notice, Some(notice.id));
 }
 
 async fn concurrent_claims(a: Api) {

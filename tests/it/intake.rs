@@ -866,6 +866,64 @@ async fn on_postgres_the_decider_is_woken_by_the_instance_that_stored() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "decided after {:?}", started.elapsed());
 }
 
+/// A notice an admin publishes on an instance that does not decide reaches the customers waiting in the clusters it
+/// covers: the publishing instance cannot see them, so the decider's clock adopts them (once).
+async fn a_notice_published_where_nobody_decides_reaches_those_waiting(db: TestDb) {
+    let store: Arc<dyn Store> = Arc::new(db.db().clone());
+    let a = Arc::new(instance(&db, "a").await);
+    let b = Arc::new(instance(&db, "b").await);
+    assert!(a.deciding() && !b.deciding());
+    let waiting = b.receive(private("u1", "1", "Storing in Zwolle? Geen internet meer", t(0))).await.unwrap();
+    assert_eq!(waiting.action, "stored");
+    all_decided(store.as_ref()).await;
+    let admin = store
+        .create_agent(webcare_domain::NewAgent {
+            name: "ria".into(),
+            role: webcare_domain::Role::Admin,
+            password_hash: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let notices = |p: &Arc<Pipeline>| {
+        webcare_app::notices::Notices::new(store.clone(), p.clone(), Arc::new(Notify::new()), false)
+    };
+    let input = webcare_app::notices::NoticeInput {
+        title: "Storing Zwolle".into(),
+        text: "We werken aan een internetstoring in Zwolle.".into(),
+        texts: BTreeMap::new(),
+        services: vec![Service::Internet],
+        regions: vec!["Zwolle".into()],
+        state: NoticeState::Investigating,
+        draft: false,
+        paid_broadcast: false,
+    };
+    let notice = notices(&b).create(input, &admin, Utc::now()).await.unwrap();
+    let subscribers = || store.subscribers(SubscriptionTarget::Notice(notice.id));
+    assert!(subscribers().await.unwrap().is_empty(), "b does not know the cluster");
+    assert_eq!(notices(&b).adopt_waiting(Utc::now()).await.unwrap(), 0, "nor does b's clock");
+    assert_eq!(notices(&a).adopt_waiting(Utc::now()).await.unwrap(), 1, "the decider's clock does");
+    assert_eq!(notices(&a).adopt_waiting(Utc::now()).await.unwrap(), 0, "once");
+    assert_eq!(subscribers().await.unwrap().len(), 1);
+    assert!(store.open_clusters().await.unwrap().is_empty());
+    let bodies = outbox_bodies(store.as_ref()).await;
+    assert_eq!(bodies.iter().filter(|b| b.contains("internetstoring in Zwolle")).count(), 1, "{bodies:?}");
+    // Covered by the notice, the customer gets no ticket when the grace period ends.
+    assert_eq!(a.tick(Utc::now() + chrono::Duration::hours(2)).await.unwrap(), 0);
+    assert!(store.tickets(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_published_where_nobody_decides_reaches_those_waiting_sqlite() {
+    a_notice_published_where_nobody_decides_reaches_those_waiting(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_published_where_nobody_decides_reaches_those_waiting_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    a_notice_published_where_nobody_decides_reaches_those_waiting(db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_decides_and_another_takes_over_when_it_dies_sqlite() {
     one_instance_decides_and_another_takes_over_when_it_dies(TestDb::sqlite().await).await;

@@ -160,7 +160,11 @@ pub async fn app(db: &Db) -> App {
 
 /// The web side's state over a test database, with the real intake pipeline behind it.
 pub async fn app_state(db: &Db) -> webcare_web::AppState {
-    let app = app(db).await;
+    state_of(app(db).await)
+}
+
+/// The web side's state over these services.
+pub fn state_of(app: App) -> webcare_web::AppState {
     webcare_web::AppState {
         store: app.store,
         intake: app.pipeline,

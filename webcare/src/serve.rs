@@ -147,10 +147,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracker.spawn(async move { notifier.run(shutdown).await });
     }
     {
-        // The clocks: clusters whose grace period ended become tickets even when nobody writes, and solved
-        // tickets close after their time.
+        // The clocks: customers waiting in a cluster that an active notice covers get the notice (for a notice
+        // published on another instance), clusters whose grace period ended become tickets even when nobody
+        // writes, and solved tickets close after their time.
         let pipeline = pipeline.clone();
         let ticketing = ticketing.clone();
+        let notices = notices.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(30));
@@ -158,6 +160,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = every.tick() => {
+                        if let Err(e) = notices.adopt_waiting(chrono::Utc::now()).await {
+                            tracing::warn!(error = %e, "adopting clusters into notices failed");
+                        }
                         if let Err(e) = pipeline.tick(chrono::Utc::now()).await {
                             tracing::warn!(error = %e, "bridge tick failed");
                         }

@@ -92,6 +92,41 @@ fn a_province_notice_covers_its_towns() {
 }
 
 #[test]
+fn a_notice_covers_the_open_clusters_in_its_scope() {
+    let mut e = engine();
+    let mut cluster = |id: &str, minutes: i64, text: &str| {
+        let d = e.process(&msg(id, id, minutes, text), &[]).decision;
+        assert_eq!(d.action, Action::HoldAndSubscribe, "{text}");
+        d.cluster.unwrap()
+    };
+    let utrecht = cluster("1", 0, "Storing in Utrecht? Geen internet");
+    let leiden = cluster("2", 1, "Geen internet in Leiden sinds vanochtend");
+    let tv = cluster("3", 2, "Storing in Utrecht? Geen tv, zwart beeld");
+    let nowhere = cluster("4", 3, "Storing? Geen internet, de buren ook niet");
+    let den_bosch = cluster("5", 4, "Storing in Den Bosch?");
+    let covered = |n: &Notice| {
+        let mut ids = e.clusters_covered_by(n);
+        ids.sort();
+        ids
+    };
+    // The scope a question would be answered in: service and region; a notice with regions covers no cluster that
+    // names none; a question that names no service is covered by any service's notice for its region.
+    assert_eq!(covered(&notice(1, vec![Service::Internet], &["Utrecht"])), vec![utrecht]);
+    assert_eq!(covered(&notice(2, vec![Service::Internet], &[])), vec![utrecht, leiden, nowhere, den_bosch]);
+    assert_eq!(covered(&notice(3, vec![], &["Utrecht"])), vec![utrecht, tv]);
+    assert_eq!(covered(&notice(4, vec![Service::Mobile], &["Noord-Brabant"])), vec![den_bosch]);
+    let mut resolved = notice(5, vec![], &[]);
+    resolved.state = NoticeState::Resolved;
+    assert_eq!(covered(&resolved), Vec::new());
+    let mut draft = notice(6, vec![], &[]);
+    draft.draft = true;
+    assert_eq!(covered(&draft), Vec::new());
+    // A cluster that became a notice is covered no more.
+    e.publish_notice(utrecht, NoticeId(1));
+    assert_eq!(e.clusters_covered_by(&notice(1, vec![Service::Internet], &["Utrecht"])), Vec::new());
+}
+
+#[test]
 fn clusters_group_by_account_service_region_and_window() {
     let mut e = engine();
     let a = e.process(&msg("1", "a", 0, "geen internet in Utrecht"), &[]).decision;

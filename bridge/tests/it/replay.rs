@@ -72,6 +72,20 @@ active_from = "2026-03-02T08:02:00Z"
     assert_eq!(by_id("m2")["action"], "auto_answer");
     assert_eq!(by_id("m2")["notice"], "42");
     assert_eq!(by_id("m4")["action"], "hold_and_subscribe", "the notice belongs to another account");
+    // When the notice became active, the customer already waiting in Utrecht's cluster got it, as live; so only
+    // the other account's Utrecht cluster and Amsterdam's end as tickets.
+    let broadcasts: Vec<&serde_json::Value> = lines.iter().filter_map(|l| l.get("broadcast")).collect();
+    assert_eq!(broadcasts.len(), 1, "{broadcasts:?}");
+    assert_eq!(broadcasts[0]["notice"], "42");
+    assert_eq!(broadcasts[0]["cluster"], by_id("m1")["cluster"]);
+    assert_eq!(broadcasts[0]["at"], "2026-03-02T08:02:00Z");
+    assert_eq!(broadcasts[0]["customers"], serde_json::json!(["u1"]));
+    let broadcast_line = lines.iter().position(|l| l.get("broadcast").is_some());
+    assert!(broadcast_line < lines.iter().position(|l| l["id"] == "m2"), "in time order, before m2 (08:03)");
+    let mut ticketed: Vec<&str> =
+        lines.iter().filter_map(|l| l.get("ticket")).map(|t| t["customer"].as_str().unwrap()).collect();
+    ticketed.sort();
+    assert_eq!(ticketed, ["u4", "u7"]);
     let json = read_notices(r#"[{"id": 1, "text": "x", "regions": []}]"#).unwrap();
     assert_eq!(json.len(), 1);
     assert!(read_notices("[[notice]]\nid = 1\n").is_err(), "a notice needs a text");
