@@ -24,7 +24,7 @@ use webcare_domain::{
     TicketEventKind, TicketId, TicketState, Timestamp,
 };
 
-pub use open::{OpenError, OpenOptions, mask_url};
+pub use open::{OpenError, OpenOptions, mask_url, with_database};
 use rows::{ms, services_json, to_json};
 
 /// Which database a [`Db`] talks to.

@@ -63,6 +63,24 @@ pub fn mask_url(url: &str) -> String {
     }
 }
 
+/// A PostgreSQL URL with its database name replaced (the query string kept): how a test or a benchmark reaches the
+/// database it created on the same server.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 impl Db {
     /// Opens the database `url` names, creating an SQLite file on first use, and applies migrations when asked.
     pub async fn open(url: &str, options: &OpenOptions) -> Result<Db, OpenError> {

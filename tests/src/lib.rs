@@ -73,7 +73,7 @@ impl TestDb {
         );
         admin_db.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
         admin_db.close().await;
-        let url = replace_database(&admin, &name);
+        let url = webcare_storage::with_database(&admin, &name);
         let db = Db::open(&url, &options()).await.expect("open the new PostgreSQL database");
         Some(TestDb { db, url, _dir: None, postgres_name: Some(name) })
     }
@@ -109,23 +109,6 @@ impl Drop for TestDb {
             });
         })
         .join();
-    }
-}
-
-/// The URL with its database name replaced.
-pub fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 

@@ -20,7 +20,18 @@ pub async fn ingest(
     }
     let dir = tempfile::tempdir().context("create a temporary directory")?;
     let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let db = Db::open(&url, &OpenOptions { max_connections: 16, ..OpenOptions::default() }).await?;
+    // Every run starts empty, as the SQLite file in a new directory does: on PostgreSQL the bench creates a database
+    // of its own on the server `url` names, and drops it at the end.
+    let fresh = FreshPostgres::create(&url).await?;
+    let result = measure(config, messages, fresh.as_ref().map_or(&url, |f| &f.url), concurrency).await;
+    if let Some(fresh) = fresh {
+        fresh.drop_database().await?;
+    }
+    result
+}
+
+async fn measure(config: &Config, messages: usize, url: &str, concurrency: usize) -> anyhow::Result<()> {
+    let db = Db::open(url, &OpenOptions { max_connections: 16, ..OpenOptions::default() }).await?;
     let store: Arc<dyn Store> = Arc::new(db.clone());
     let ticketing = webcare_ticketing::Ticketing::new(store.clone(), crate::cli::ticket_policy(config)?);
     let pipeline = Arc::new(
@@ -34,7 +45,7 @@ pub async fn ingest(
         .await?,
     );
     let texts = webcare_bridge::sample_corpus(messages.min(10_000));
-    // A run id keeps message ids unique when a PostgreSQL database is measured more than once.
+    // A run id keeps message ids apart from any the database holds already (an SQLite file given with --database).
     let run: u32 = rand::random();
     let customers = (messages / 3).max(1);
     let started = Instant::now();
@@ -94,6 +105,41 @@ pub async fn ingest(
     println!("{json}");
     db.close().await;
     Ok(())
+}
+
+/// A PostgreSQL database created for one run of a benchmark.
+struct FreshPostgres {
+    /// The URL the bench was given: its database (`postgres`, say) is where the new one is created and dropped.
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl FreshPostgres {
+    /// For a PostgreSQL URL, a new database on that server; `None` for SQLite.
+    async fn create(url: &str) -> anyhow::Result<Option<FreshPostgres>> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Ok(None);
+        }
+        let name = format!("webcare_bench_{}_{}", std::process::id(), rand::random::<u32>());
+        let admin =
+            Db::open(url, &OpenOptions { max_connections: 1, migrate: false, ..OpenOptions::default() }).await?;
+        let created = admin.execute_admin(&format!("CREATE DATABASE {name}")).await;
+        admin.close().await;
+        created.with_context(|| format!("create the bench's database {name} on {}", webcare_storage::mask_url(url)))?;
+        println!("ingest on postgres: in a database of its own, {name}, dropped at the end");
+        let fresh = webcare_storage::with_database(url, &name);
+        Ok(Some(FreshPostgres { admin: url.to_owned(), name, url: fresh }))
+    }
+
+    async fn drop_database(self) -> anyhow::Result<()> {
+        let admin =
+            Db::open(&self.admin, &OpenOptions { max_connections: 1, migrate: false, ..OpenOptions::default() })
+                .await?;
+        let dropped = admin.execute_admin(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await;
+        admin.close().await;
+        dropped.with_context(|| format!("drop the bench's database {}", self.name))
+    }
 }
 
 /// A word of letters only, different for every customer (no digits: they would read as numbers, postcodes or

@@ -120,8 +120,8 @@ enum BenchCommand {
         /// Messages to push through.
         #[arg(long, default_value_t = 5000)]
         messages: usize,
-        /// The database to measure: a new SQLite file in a temporary directory when not given, or a
-        /// `postgres://` URL of a database that may be filled with test data.
+        /// The database to measure: a new SQLite file in a temporary directory when not given; with a
+        /// `postgres://` URL, a new database on that server, created for the run and dropped at the end.
         #[arg(long, value_name = "URL")]
         database: Option<String>,
         /// Messages in flight at once, as several platform adapters would deliver them.
