@@ -32,6 +32,8 @@ pub enum NoticeError {
     SameApprover,
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error("alert {alert}'s customers already follow notice {notice}: update that notice instead")]
+    AlreadyAnswered { alert: AlertId, notice: NoticeId },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -244,6 +246,13 @@ impl Notices {
             StoreError::NotFound { .. } => NoticeError::AlertNotFound(alert),
             e => e.into(),
         })?;
+        // One outage, one notice: a second admin publishing from the same alert (or after a notice published by
+        // hand took the cluster in) would reach nobody and leave two notices for one outage.
+        if let Ok(cluster) = self.store.cluster(a.cluster).await
+            && let Some(notice) = cluster.notice
+        {
+            return Err(NoticeError::AlreadyAnswered { alert, notice });
+        }
         let input = NoticeInput {
             title,
             text,

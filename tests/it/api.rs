@@ -357,6 +357,7 @@ async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
     assert!(!alert["samples"].as_array().unwrap().is_empty());
     assert_eq!(alert["webhook"]["state"], "pending", "no notifier ran: {alert}");
     assert_eq!(alert["webhook"]["attempts"], 0, "{alert}");
+    assert_eq!((alert["cluster_state"].as_str(), alert["notice"].as_i64()), (Some("open"), None), "{alert}");
     let id = alert["id"].as_i64().unwrap();
     let (status, _) = a
         .call(
@@ -384,6 +385,25 @@ async fn a_spike_alert_becomes_a_notice_that_answers_the_whole_cluster() {
     let (_, progress) =
         a.call(Method::GET, &format!("/api/v1/notices/{}/delivery", notice["id"]), Some(&a.agent), None).await;
     assert_eq!(progress["subscribers"].as_i64(), Some(6), "{progress}");
+    // The alert now says that a notice answers its cluster.
+    let (_, alerts) = a.call(Method::GET, "/api/v1/alerts", Some(&a.agent), None).await;
+    assert_eq!(
+        (alerts[0]["cluster_state"].as_str(), &alerts[0]["notice"]),
+        (Some("noticed"), &notice["id"]),
+        "{alerts}"
+    );
+    // A second admin publishing from the same alert is told, rather than making a second notice for one outage.
+    let (status, again) = a
+        .call(
+            Method::POST,
+            &format!("/api/v1/alerts/{id}/notice"),
+            Some(&a.admin),
+            Some(json!({"title": "Storing Eindhoven", "text": "Nog een keer.", "state": "investigating"})),
+        )
+        .await;
+    assert_eq!((status, again["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_answered")), "{again}");
+    let (_, all) = a.call(Method::GET, "/api/v1/notices", Some(&a.agent), None).await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
     while a.delivery.step().await.unwrap().claimed > 0 {}
     // Each customer gets the broadcast once, in the language they asked in: four in Dutch, two in English.
     for (i, c) in chats.iter().enumerate() {

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use webcare_app::delivery::{Delivery, DeliveryConfig};
-use webcare_domain::{NewAgent, Role, Service, TicketState};
+use webcare_domain::{NewAgent, NoticeState, Role, Service, TicketState};
 use webcare_tests::TestDb;
 use webcare_web::console::ConsoleConfig;
 use webcare_web::webchat::WebchatSender;
@@ -787,6 +787,67 @@ async fn reports_alerts_and_live_updates() {
     })
     .await;
     assert_eq!(changed, Ok(true), "a change reaches the open queue");
+}
+
+#[tokio::test]
+async fn an_alert_shows_what_became_of_its_cluster() {
+    let s = setup().await;
+    let store = s.state.store.clone();
+    let now = chrono::Utc::now();
+    let mut alerts = Vec::new();
+    for region in ["Utrecht", "Leiden", "Gent"] {
+        let cluster = store
+            .create_cluster(webcare_domain::NewCluster {
+                account: String::new(),
+                service: Service::Internet,
+                region: Some(region.into()),
+                at: now,
+            })
+            .await
+            .unwrap();
+        let alert = webcare_domain::SpikeAlert {
+            id: webcare_domain::AlertId(0),
+            cluster: cluster.id,
+            account: String::new(),
+            service: Service::Internet,
+            region: Some(region.into()),
+            count: 5,
+            samples: vec![format!("geen internet in {region}")],
+            draft: Default::default(),
+            first_at: now,
+            last_at: now,
+            created_at: now,
+        };
+        alerts.push((store.insert_alert(&alert).await.unwrap().id, cluster.id));
+    }
+    // Utrecht's cluster was answered by a notice published by hand; Leiden's expired; Gent's is still open.
+    let notice = store
+        .create_notice(webcare_domain::NewNotice {
+            title: "Storing Utrecht".into(),
+            text: "We werken eraan.".into(),
+            texts: Default::default(),
+            services: vec![Service::Internet],
+            regions: vec!["Utrecht".into()],
+            state: NoticeState::Investigating,
+            draft: false,
+            paid_broadcast: false,
+            cluster: None,
+            author: None,
+            approved_by: None,
+            at: now,
+        })
+        .await
+        .unwrap();
+    store.close_cluster(alerts[0].1, Some(notice.id), now).await.unwrap();
+    store.close_cluster(alerts[1].1, None, now).await.unwrap();
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    let page = ada.get("/alerts").await.body;
+    let form = |alert: webcare_domain::AlertId| format!("action=\"/alerts/{alert}/notice\"");
+    assert!(page.contains(&format!("its customers follow <a href=\"/notices/{}\">", notice.id)), "{page}");
+    assert!(!page.contains(&form(alerts[0].0)), "an answered cluster needs no second notice: {page}");
+    assert!(page.contains("Expired without a notice: its customers got tickets."), "{page}");
+    assert!(page.contains(&form(alerts[1].0)) && page.contains(&form(alerts[2].0)), "{page}");
 }
 
 #[tokio::test]

@@ -102,6 +102,9 @@ impl From<NoticeError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }
             e @ NoticeError::Invalid { .. } => Self::invalid(e.to_string()),
+            e @ NoticeError::AlreadyAnswered { .. } => {
+                Self::new(StatusCode::CONFLICT, "already_answered", e.to_string())
+            }
             NoticeError::Store(e) => e.into(),
         }
     }
@@ -481,10 +484,14 @@ async fn list_alerts(State(state): State<AppState>, _agent: Authed) -> Result<Js
     let alerts = state.store.alerts().await?;
     let mut webhooks: std::collections::HashMap<AlertId, webcare_domain::AlertWebhook> =
         state.store.alert_webhooks().await?.into_iter().map(|w| (w.alert, w)).collect();
+    let clusters = crate::alert_clusters(state.store.as_ref(), &alerts).await?;
     Ok(Json(
         alerts
             .into_iter()
             .map(|a| {
+                // What became of its cluster: still open, answered by a notice (published from the alert or by
+                // hand), or expired into tickets.
+                let cluster = clusters.get(&a.cluster);
                 // Where its post to the service's webhook stands: pending, sending, posted, failed (with why), or
                 // skipped (no webhook for the service).
                 let webhook = webhooks.remove(&a.id).map(|w| {
@@ -498,6 +505,7 @@ async fn list_alerts(State(state): State<AppState>, _agent: Authed) -> Result<Js
                     "id": a.id, "service": a.service, "region": a.region, "count": a.count, "first_at": a.first_at,
                     "last_at": a.last_at, "samples": a.samples, "cluster": a.cluster, "draft": a.draft,
                     "webhook": webhook,
+                    "cluster_state": cluster.map(|c| c.state), "notice": cluster.and_then(|c| c.notice),
                 })
             })
             .collect(),

@@ -13,7 +13,8 @@ use axum::response::Response;
 use chrono::Utc;
 use webcare_app::notices::{NoticeError, NoticeInput};
 use webcare_domain::{
-    AgentId, AlertId, AlertWebhook, Notice, NoticeChange, NoticeId, NoticeState, Service, StoreError, WebhookState,
+    AgentId, AlertId, AlertWebhook, ClusterState, Notice, NoticeChange, NoticeId, NoticeState, Service, StoreError,
+    WebhookState,
 };
 
 use super::html::{self, E, Live, csrf_field, options, when};
@@ -25,7 +26,7 @@ fn notice_error(e: NoticeError, staff: &Staff) -> Response {
     let status = match &e {
         NoticeError::NotFound(_) | NoticeError::AlertNotFound(_) => return not_found(staff),
         NoticeError::NotAdmin => StatusCode::FORBIDDEN,
-        NoticeError::SameApprover => StatusCode::CONFLICT,
+        NoticeError::SameApprover | NoticeError::AlreadyAnswered { .. } => StatusCode::CONFLICT,
         NoticeError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         NoticeError::Store(_) => return unavailable(e, Some(staff)),
     };
@@ -335,12 +336,17 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         Ok(w) => w.into_iter().map(|w| (w.alert, w)).collect(),
         Err(e) => return unavailable(e, Some(&staff)),
     };
+    let clusters = match crate::alert_clusters(state.store.as_ref(), &alerts).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e, Some(&staff)),
+    };
     let csrf = csrf_field(&staff);
     let mut body = String::from("<div id=\"live\">");
     if alerts.is_empty() {
         body.push_str("<p class=\"empty\">No spike alerts.</p>");
     }
     for a in &alerts {
+        let cluster = clusters.get(&a.cluster);
         let region = a.region.clone().unwrap_or_else(|| "unknown region".to_owned());
         let draft = a.draft.get("nl").or_else(|| a.draft.values().next()).cloned().unwrap_or_default();
         let title = format!("Storing {} {}", a.service, a.region.as_deref().unwrap_or("")).trim().to_owned();
@@ -361,9 +367,25 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         for s in &a.samples {
             let _ = write!(body, "<li>{}</li>", E(s));
         }
+        body.push_str("</ul>");
+        // What became of the cluster: a cluster a notice answers needs no second one.
+        match cluster.map(|c| (c.state, c.notice)) {
+            Some((ClusterState::Noticed, Some(notice))) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"outcome\">Answered: its customers follow <a href=\"/notices/{notice}\">notice {notice}</a>.</p></section>"
+                );
+                continue;
+            }
+            Some((ClusterState::Expired, _)) => body.push_str(
+                "<p class=\"outcome\">Expired without a notice: its customers got tickets. A notice published now \
+                 answers later questions.</p>",
+            ),
+            _ => {}
+        }
         let _ = write!(
             body,
-            "</ul><form method=\"post\" action=\"/alerts/{id}/notice\" class=\"notice-form\">{csrf}\
+            "<form method=\"post\" action=\"/alerts/{id}/notice\" class=\"notice-form\">{csrf}\
              <label>Title <input name=\"title\" required maxlength=\"200\" value=\"{title}\"></label>\
              <label>Text <textarea name=\"text\" rows=\"3\" required maxlength=\"4000\">{draft}</textarea></label>\
              {english}<label>State <select name=\"state\">{states}</select></label>\
