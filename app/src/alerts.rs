@@ -1,5 +1,5 @@
 //! Spike alerts to a webhook per service: the network team hears of an internet spike, the TV team of a TV one,
-//! where the configuration names their webhooks.
+//! where the configuration names their webhooks. [`StaffAlerts`] also posts them in the webcare team's own chats.
 //!
 //! The bridge stores every alert (`Store::insert_alert`); this notifier reads them back from the database, so it
 //! needs nothing from the intake and loses nothing in a crash: an alert is marked posted only after its webhook
@@ -20,11 +20,15 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use futures_util::StreamExt as _;
 use serde_json::json;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use webcare_domain::{AlertSink, AlertWebhook, PostError, Service, SpikeAlert, Store, StoreResult, Timestamp};
+use webcare_domain::{
+    AlertSink, AlertWebhook, ConversationId, NewOutbox, PostError, Priority, Service, SpikeAlert, Store, StoreResult,
+    Timestamp,
+};
 
 /// Which webhook serves which service; `default` serves the services without one of their own.
 #[derive(Clone, Default)]
@@ -241,6 +245,68 @@ enum Outcome {
 }
 
 /// The key a receiver can drop a repeated post by: the alert's id.
+/// Spike alerts in the webcare team's own chats (a Telegram group, a Discord channel), through the outbox, so at the
+/// platforms' limits and after a crash like every other message: each alert once per chat, under the key
+/// `alert:<id>:staff:<conversation>`. Every instance may run it; the keys keep it to one message per alert and chat.
+/// Alerts raised more than [`StaffAlerts::RECENT`] ago are left alone, so a chat added to the configuration does
+/// not get the history.
+pub struct StaffAlerts {
+    store: Arc<dyn Store>,
+    chats: Vec<ConversationId>,
+    wake: Arc<Notify>,
+}
+
+impl StaffAlerts {
+    pub const RECENT: TimeDelta = TimeDelta::hours(1);
+    const EVERY: Duration = Duration::from_secs(5);
+
+    /// `chats` are the staff chats' conversations; `wake` wakes the delivery engine when something was queued.
+    pub fn new(store: Arc<dyn Store>, chats: Vec<ConversationId>, wake: Arc<Notify>) -> Self {
+        StaffAlerts { store, chats, wake }
+    }
+
+    /// Queues the recent alerts a staff chat has not had yet; returns how many messages were new.
+    pub async fn step(&self, now: Timestamp) -> StoreResult<u64> {
+        if self.chats.is_empty() {
+            return Ok(0);
+        }
+        // Newest first.
+        let alerts = self.store.alerts().await?;
+        let rows: Vec<NewOutbox> = alerts
+            .iter()
+            .take_while(|a| a.created_at >= now - Self::RECENT)
+            .flat_map(|a| {
+                self.chats.iter().map(move |&chat| {
+                    let text = format!("{}\nPublish a notice from it in the console, under Alerts.", summary(a));
+                    NewOutbox::message(chat, text, format!("alert:{}:staff:{chat}", a.id), Priority::AUTOMATIC, now)
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let queued = self.store.enqueue_many(&rows, now).await?;
+        if queued > 0 {
+            tracing::info!(queued, "spike alerts queued for the staff chats");
+            self.wake.notify_one();
+        }
+        Ok(queued)
+    }
+
+    /// Looks for new alerts every few seconds until `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(e) = self.step(Utc::now()).await {
+                tracing::warn!(error = %e, "could not queue spike alerts for the staff chats; trying again");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Self::EVERY) => {}
+            }
+        }
+    }
+}
+
 pub fn idempotency_key(alert: &SpikeAlert) -> String {
     format!("alert:{}", alert.id)
 }

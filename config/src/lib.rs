@@ -218,6 +218,9 @@ pub struct Telegram {
     /// Delete a group message that holds private data (an IBAN, a phone number) after answering it with a link to
     /// a private chat; takes effect where the bot is an administrator allowed to delete messages.
     pub delete_private_data: bool,
+    /// Group chat ids (negative numbers) of the webcare team: spike alerts are posted there, and what is written
+    /// there is never taken for a customer's message.
+    pub staff_chats: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +236,8 @@ pub struct Discord {
     pub support_channels: Vec<u64>,
     /// Channel ids where notices are posted once.
     pub announcement_channels: Vec<u64>,
+    /// Channel ids of the webcare team: spike alerts are posted there (messages there are never customers').
+    pub staff_channels: Vec<u64>,
     /// Delete a support-channel message that holds private data (an IBAN, a phone number) once the case continues
     /// in a DM or private thread; takes effect where the bot has Manage Messages.
     pub delete_private_data: bool,
@@ -245,6 +250,7 @@ impl Default for Discord {
             api_url: None,
             support_channels: Vec::new(),
             announcement_channels: Vec::new(),
+            staff_channels: Vec::new(),
             delete_private_data: true,
         }
     }
@@ -286,6 +292,7 @@ impl Default for Telegram {
             api_url: "https://api.telegram.org".into(),
             webhook_url: None,
             delete_private_data: true,
+            staff_chats: Vec::new(),
         }
     }
 }
@@ -519,6 +526,21 @@ impl Config {
             "discord.announcement_channels",
             "expected channel ids (snowflakes), not 0",
         );
+        check(
+            !self.discord.staff_channels.contains(&0),
+            "discord.staff_channels",
+            "expected channel ids (snowflakes), not 0",
+        );
+        check(
+            !self.telegram.staff_chats.contains(&0),
+            "telegram.staff_chats",
+            "expected chat ids (a group's id is a negative number), not 0",
+        );
+        check(
+            !self.discord.staff_channels.iter().any(|c| self.discord.support_channels.contains(c)),
+            "discord.staff_channels",
+            "a channel is either for customers (support_channels) or for the staff, not both",
+        );
         p
     }
 
@@ -566,6 +588,8 @@ fn schema() -> toml::Table {
         Webhooks { internet: url(), tv: url(), mobile: url(), landline: url(), unknown: url(), default: url() };
     full.discord.support_channels = vec![1];
     full.discord.announcement_channels = vec![1];
+    full.discord.staff_channels = vec![2];
+    full.telegram.staff_chats = vec![-1];
     toml::Table::try_from(&full).expect("the configuration serialises to a TOML table")
 }
 

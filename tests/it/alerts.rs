@@ -627,3 +627,47 @@ async fn a_spike_from_customer_messages_reaches_the_network_teams_webhook() {
     assert!(!raw.contains("0612345678"), "private data never leaves masked: {raw}");
     assert!(post.body["samples"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().contains("[phone")), "{raw}");
 }
+
+/// Staff chats get each recent alert once, whatever the number of instances or rounds; old alerts stay out.
+#[tokio::test]
+async fn staff_chats_get_each_recent_alert_once() {
+    let db = TestDb::sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(db.db().clone());
+    let mut chats = Vec::new();
+    for (platform, chat) in [(Platform::Telegram, "-100777"), (Platform::Discord, "555")] {
+        let c = store
+            .upsert_conversation(
+                webcare_domain::NewConversation {
+                    platform,
+                    platform_chat_id: chat.into(),
+                    kind: ConversationKind::Public,
+                    title: Some("staff".into()),
+                },
+                t(0),
+            )
+            .await
+            .unwrap();
+        chats.push(c.id);
+    }
+    let now = t(7200);
+    let old = raise(store.as_ref(), Service::Tv, Some("Gent"), now - chrono::TimeDelta::hours(2)).await;
+    let recent = raise(store.as_ref(), Service::Internet, Some("Utrecht"), now - chrono::TimeDelta::minutes(5)).await;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let staff = |chats: Vec<webcare_domain::ConversationId>| {
+        webcare_app::alerts::StaffAlerts::new(store.clone(), chats, wake.clone())
+    };
+    // Two instances, each with its own poster: one message per alert and chat.
+    assert_eq!(staff(chats.clone()).step(now).await.unwrap(), 2);
+    assert_eq!(staff(chats.clone()).step(now).await.unwrap(), 0, "once");
+    assert_eq!(staff(Vec::new()).step(now).await.unwrap(), 0, "no staff chats, nothing to do");
+    let rows = store.claim_outbox("w", now, Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert!(row.body.starts_with("Spike alert: 6 customers report internet trouble in Utrecht"), "{}", row.body);
+        assert_eq!(row.idempotency_key, format!("alert:{}:staff:{}", recent.id, row.conversation));
+        assert!(!row.body.contains("Gent"), "alert {} is too old to post: {}", old.id, row.body);
+    }
+    let mut to: Vec<_> = rows.iter().map(|r| r.conversation).collect();
+    to.sort();
+    assert_eq!(to, chats);
+}

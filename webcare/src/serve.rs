@@ -65,6 +65,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let mut settings = webcare_telegram::TelegramSettings::new(token.expose(), &config.telegram.api_url);
             settings.webhook_url = config.telegram.webhook_url.clone();
             settings.delete_private_data = config.telegram.delete_private_data;
+            settings.staff_chats = config.telegram.staff_chats.clone();
             match webcare_telegram::Telegram::connect(settings).await {
                 Ok(t) => {
                     senders.push(Arc::new(t.sender()));
@@ -121,6 +122,40 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .context("register the Discord announcement channels")?;
             announcements.push(conversation.id);
         }
+    }
+    // The webcare team's own chats, where spike alerts are posted.
+    let mut staff = Vec::new();
+    let staff_chats = config
+        .telegram
+        .staff_chats
+        .iter()
+        .filter(|_| telegram.is_some())
+        .map(|c| (webcare_domain::Platform::Telegram, c.to_string()));
+    let staff_channels = config
+        .discord
+        .staff_channels
+        .iter()
+        .filter(|_| config.discord.token.is_some())
+        .map(|c| (webcare_domain::Platform::Discord, c.to_string()));
+    for (platform, chat) in staff_chats.chain(staff_channels) {
+        let conversation = store
+            .upsert_conversation(
+                webcare_domain::NewConversation {
+                    platform,
+                    platform_chat_id: chat,
+                    kind: webcare_domain::ConversationKind::Public,
+                    title: Some("staff".into()),
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .context("register the staff chats (telegram.staff_chats, discord.staff_channels)")?;
+        staff.push(conversation.id);
+    }
+    if !staff.is_empty() {
+        let staff_alerts = webcare_app::alerts::StaffAlerts::new(store.clone(), staff, wake.clone());
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { staff_alerts.run(shutdown).await });
     }
     let notices = Arc::new(
         webcare_app::notices::Notices::new(store.clone(), pipeline.clone(), wake.clone(), config.notices.four_eyes)

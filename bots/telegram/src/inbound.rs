@@ -246,17 +246,25 @@ pub(crate) struct Handler {
     bot: Bot,
     me: BotIdentity,
     intake: Arc<dyn Intake>,
+    /// The webcare team's groups, as chat ids in events: nothing from them is a customer's.
+    staff: std::collections::HashSet<String>,
 }
 
 impl Handler {
-    pub(crate) fn new(bot: Bot, me: BotIdentity, intake: Arc<dyn Intake>) -> Self {
-        Handler { bot, me, intake }
+    pub(crate) fn new(bot: Bot, me: BotIdentity, intake: Arc<dyn Intake>, staff_chats: &[i64]) -> Self {
+        Handler { bot, me, intake, staff: staff_chats.iter().map(i64::to_string).collect() }
     }
 
     /// Ok once the update is stored (or needs nothing); `Err` only when the intake could not store it, so that the
     /// caller does not confirm it and Telegram delivers it again.
     pub(crate) async fn handle(&self, update: &Update) -> Result<(), IntakeError> {
-        let (event, callback_id) = match translate(update, &self.me) {
+        let translated = match translate(update, &self.me) {
+            Translated::Event(e) | Translated::Button { event: e, .. } if self.staff.contains(&e.chat_id) => {
+                Translated::Ignore("a staff chat")
+            }
+            t => t,
+        };
+        let (event, callback_id) = match translated {
             Translated::Event(event) => (Some(event), None),
             Translated::Button { event, callback_id } => (Some(event), Some(callback_id)),
             Translated::AnswerOnly { callback_id } => (None, Some(callback_id)),

@@ -48,6 +48,9 @@ pub struct TelegramSettings {
     pub delete_private_data: bool,
     /// How long one `getUpdates` call waits for updates (Telegram allows up to 50 s).
     pub poll_timeout: Duration,
+    /// `telegram.staff_chats`: the webcare team's groups. Updates from them are confirmed and dropped: a staff
+    /// member answering a spike alert there is no customer.
+    pub staff_chats: Vec<i64>,
 }
 
 impl TelegramSettings {
@@ -59,6 +62,7 @@ impl TelegramSettings {
             webhook_url: None,
             delete_private_data: true,
             poll_timeout: Duration::from_secs(25),
+            staff_chats: Vec::new(),
         }
     }
 }
@@ -71,6 +75,7 @@ impl fmt::Debug for TelegramSettings {
             .field("webhook_url", &self.webhook_url)
             .field("delete_private_data", &self.delete_private_data)
             .field("poll_timeout", &self.poll_timeout)
+            .field("staff_chats", &self.staff_chats)
             .finish()
     }
 }
@@ -184,7 +189,8 @@ impl Telegram {
 
     /// Starts taking updates into `intake`: long polling, or the webhook when `webhook_url` is set.
     pub async fn start(self, intake: Arc<dyn Intake>, shutdown: CancellationToken) -> Result<Running, StartError> {
-        let handler = Arc::new(inbound::Handler::new(self.bot.clone(), self.me.clone(), intake));
+        let handler =
+            Arc::new(inbound::Handler::new(self.bot.clone(), self.me.clone(), intake, &self.settings.staff_chats));
         match self.settings.webhook_url.clone() {
             None => {
                 // getUpdates refuses to work while a webhook is set (409), e.g. one left from an earlier deployment.

@@ -496,6 +496,72 @@ fn a_spike_alert_reaches_its_services_webhook_and_the_log_keeps_the_url_secret()
     assert!(posts.recv_timeout(Duration::from_millis(100)).is_err(), "posted once");
 }
 
+/// Spike alerts reach the webcare team's Telegram group (`telegram.staff_chats`) once, through the real bot; what
+/// the team writes there, even to the bot, is never taken for a customer's message.
+#[test]
+fn a_spike_alert_reaches_the_staff_group_and_the_staff_are_no_customers() {
+    let (rt, fake) = fake_telegram();
+    let staff = fake.create_group("webcare team", webcare_fake_telegram::BotMembership::Member);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = webcare(dir.path());
+    cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token())
+        .env("WEBCARE_TELEGRAM__API_URL", fake.url())
+        .env("WEBCARE_TELEGRAM__STAFF_CHATS", staff.0.to_string());
+    let mut running = Serving::start(cmd);
+    for (i, text) in [
+        "Storing in Eindhoven? Geen internet",
+        "Eindhoven internet ligt eruit",
+        "Geen internet in Eindhoven sinds vanochtend",
+        "Is er een internetstoring in Eindhoven?",
+        "Eindhoven: internet werkt niet, storing?",
+        "Ook geen internet hier in Eindhoven",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let user = fake.create_user(webcare_fake_telegram::NewUser::named(&format!("klant {i}")));
+        fake.send_text(user, fake.private_chat(user), text);
+    }
+    let alerted = rt.block_on(fake.wait_until(Duration::from_secs(60), || !fake.bot_messages(staff).is_empty()));
+    assert!(alerted, "the staff group got the spike alert");
+    let alert = &fake.bot_messages(staff)[0].text;
+    assert!(alert.starts_with("Spike alert:") && alert.contains("internet trouble in Eindhoven"), "{alert}");
+    assert!(alert.contains("Draft notice:"), "{alert}");
+
+    // A team member answers the bot in the group; then a customer asks. The customer is answered, the team member
+    // is not, and gets no ticket.
+    let ria = fake.create_user(webcare_fake_telegram::NewUser::named("Ria"));
+    fake.send_text(
+        ria,
+        staff,
+        &format!("@{} ik pak deze storing op, mijn factuur klopt ook niet", fake.bot_username()),
+    );
+    let later = fake.create_user(webcare_fake_telegram::NewUser::named("klant 7"));
+    let chat = fake.private_chat(later);
+    fake.send_text(later, chat, "Storing in Utrecht? Geen tv sinds vanmiddag");
+    assert!(rt.block_on(fake.wait_until(Duration::from_secs(30), || !fake.bot_messages(chat).is_empty())));
+    std::thread::sleep(Duration::from_secs(6)); // one more round of the staff poster
+    assert_eq!(
+        fake.bot_messages(staff).len(),
+        1,
+        "one alert, once, and no answer to the team: {:?}",
+        fake.bot_messages(staff)
+    );
+    running.signal("TERM");
+    let (status, log) = running.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+    // No ticket: the team member's message, which reads like a billing case, was never taken for a customer's.
+    let db = rt
+        .block_on(webcare_storage::Db::open(
+            &format!("sqlite://{}", dir.path().join("webcare.db").display()),
+            &webcare_storage::OpenOptions { migrate: false, ..webcare_storage::OpenOptions::default() },
+        ))
+        .unwrap();
+    let tickets = rt.block_on(webcare_domain::Store::tickets(&db, &[])).unwrap();
+    assert!(tickets.is_empty(), "{tickets:?}");
+    rt.block_on(db.close());
+}
+
 #[test]
 fn a_bad_telegram_token_stops_the_start_without_printing_it() {
     let (_rt, fake) = fake_telegram();

@@ -480,6 +480,69 @@ async fn a_notice_is_posted_once_per_announcement_channel_and_crossposted_where_
     env.stop().await;
 }
 
+/// A spike alert reaches the webcare team's channel (`discord.staff_channels`) once, through the outbox, and its
+/// customers' words ping nobody; the team's own messages there are not customers' (see
+/// `messages_outside_support_channels_and_from_bots_are_ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_alert_is_posted_once_in_the_staff_channel_and_pings_nobody() {
+    let env = Env::start(NewGuild::named("Ziggo")).await;
+    let dc = &env.dc;
+    let team = dc.create_text_channel(env.guild, "webcare-team");
+    let now = Utc::now();
+    let staff = env
+        .store
+        .upsert_conversation(
+            webcare_domain::NewConversation {
+                platform: Platform::Discord,
+                platform_chat_id: team.to_string(),
+                kind: ConversationKind::Public,
+                title: Some("staff".into()),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let cluster = env
+        .store
+        .create_cluster(webcare_domain::NewCluster {
+            account: String::new(),
+            service: Service::Internet,
+            region: Some("Utrecht".into()),
+            at: now,
+        })
+        .await
+        .unwrap();
+    env.store
+        .insert_alert(&webcare_domain::SpikeAlert {
+            id: webcare_domain::AlertId(0),
+            cluster: cluster.id,
+            account: String::new(),
+            service: Service::Internet,
+            region: Some("Utrecht".into()),
+            count: 6,
+            samples: vec!["@everyone geen internet in Utrecht!".into()],
+            draft: BTreeMap::from([("nl".into(), "We onderzoeken een storing in Utrecht.".into())]),
+            first_at: now,
+            last_at: now,
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let staff_alerts = webcare_app::alerts::StaffAlerts::new(env.store.clone(), vec![staff.id], env.wake.clone());
+    assert_eq!(staff_alerts.step(now).await.unwrap(), 1);
+    assert_eq!(staff_alerts.step(now).await.unwrap(), 0, "once");
+    assert!(dc.wait_until(WAIT, || dc.visible_bot_messages(team).len() == 1).await, "the team got the alert");
+    let posted = &dc.visible_bot_messages(team)[0];
+    assert!(
+        posted.content.starts_with("Spike alert: 6 customers report internet trouble in Utrecht"),
+        "{}",
+        posted.content
+    );
+    assert!(posted.content.contains("We onderzoeken een storing in Utrecht."), "{}", posted.content);
+    no_mentions_allowed(posted);
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_is_a_clear_error_that_does_not_print_it() {
     let dc = FakeDiscord::start().await;
