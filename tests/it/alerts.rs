@@ -25,7 +25,7 @@ fn t(secs: i64) -> Timestamp {
 }
 
 /// Stores an alert as the bridge does, on a cluster of its own.
-async fn raise(db: &dyn Store, service: Service, region: Option<&str>, at: Timestamp) -> SpikeAlert {
+pub(crate) async fn raise(db: &dyn Store, service: Service, region: Option<&str>, at: Timestamp) -> SpikeAlert {
     let cluster = db
         .create_cluster(NewCluster { account: String::new(), service, region: region.map(Into::into), at })
         .await

@@ -796,29 +796,8 @@ async fn an_alert_shows_what_became_of_its_cluster() {
     let now = chrono::Utc::now();
     let mut alerts = Vec::new();
     for region in ["Utrecht", "Leiden", "Gent"] {
-        let cluster = store
-            .create_cluster(webcare_domain::NewCluster {
-                account: String::new(),
-                service: Service::Internet,
-                region: Some(region.into()),
-                at: now,
-            })
-            .await
-            .unwrap();
-        let alert = webcare_domain::SpikeAlert {
-            id: webcare_domain::AlertId(0),
-            cluster: cluster.id,
-            account: String::new(),
-            service: Service::Internet,
-            region: Some(region.into()),
-            count: 5,
-            samples: vec![format!("geen internet in {region}")],
-            draft: Default::default(),
-            first_at: now,
-            last_at: now,
-            created_at: now,
-        };
-        alerts.push((store.insert_alert(&alert).await.unwrap().id, cluster.id));
+        let alert = crate::alerts::raise(store.as_ref(), Service::Internet, Some(region), now).await;
+        alerts.push((alert.id, alert.cluster));
     }
     // Utrecht's cluster was answered by a notice published by hand; Leiden's expired; Gent's is still open.
     let notice = store
