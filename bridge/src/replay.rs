@@ -364,6 +364,9 @@ fn activate(
             emit(&Event::Expired(d))?;
         }
         let n = &notices[i];
+        if n.active_to.is_some_and(|to| to <= from) {
+            continue;
+        }
         for cluster in engine.clusters_covered_by(&n.to_notice(from)) {
             if engine.cluster(cluster).is_some_and(|c| n.account.as_deref().is_none_or(|a| a == c.account)) {
                 let customers = engine.publish_notice(cluster, NoticeId(n.id)).into_iter().map(|(c, _)| c).collect();
