@@ -240,8 +240,18 @@ impl Record {
 /// Where a message was filed: a ticket, or (in a batch) a ticket whose id is known once the batch is written.
 #[derive(Debug, Clone, Copy)]
 enum Filed {
-    Ticket(TicketId),
+    Ticket { id: TicketId, opened: bool },
     Pending(PendingTicket),
+}
+
+impl Filed {
+    /// Whether the message opened the ticket, rather than joining the customer's open one.
+    fn opened(self) -> bool {
+        match self {
+            Filed::Ticket { opened, .. } => opened,
+            Filed::Pending(handle) => handle.opened(),
+        }
+    }
 }
 
 impl Ctx {
@@ -323,14 +333,17 @@ impl Ctx {
             Some(p) => {
                 Ok(Filed::Pending(p.lock().await.tickets.customer_message(msg, at).await.map_err(ticket_error)?))
             }
-            None => Ok(Filed::Ticket(self.ticketing.open_or_append(msg, at).await.map_err(ticket_error)?.ticket.id)),
+            None => {
+                let filed = self.ticketing.open_or_append(msg, at).await.map_err(ticket_error)?;
+                Ok(Filed::Ticket { id: filed.ticket.id, opened: filed.created })
+            }
         }
     }
 
     /// The id of the ticket a message was filed to; in a batch, its tickets are written first.
     async fn ticket_id(&self, filed: Filed) -> StoreResult<TicketId> {
         match (filed, &self.batch) {
-            (Filed::Ticket(id), _) => Ok(id),
+            (Filed::Ticket { id, .. }, _) => Ok(id),
             (Filed::Pending(handle), Some(p)) => {
                 let mut p = p.lock().await;
                 p.tickets.write().await.map_err(ticket_error)?;
@@ -370,7 +383,7 @@ impl Ctx {
         let mut decisions = Vec::with_capacity(p.decisions.len());
         for (id, record, filed) in std::mem::take(&mut p.decisions) {
             let ticket = match filed {
-                Some(Filed::Ticket(ticket)) => Some(ticket),
+                Some(Filed::Ticket { id, .. }) => Some(id),
                 Some(Filed::Pending(handle)) => p.tickets.id(handle),
                 None => None,
             };
@@ -948,7 +961,23 @@ impl Core {
         }
         let mut ticket = None;
         if matches!(decision.action, Action::Ticket | Action::MovePrivate) {
-            ticket = Some(self.open_or_append(ctx, conversation, customer, message, decision.category.as_str()).await?);
+            let filed = self.open_or_append(ctx, conversation, customer, message, decision.category.as_str()).await?;
+            ticket = Some(filed);
+            // A new case is acknowledged, so the customer knows a person will answer here; a message that joins
+            // an open case is part of a conversation with an agent and gets no automatic answer.
+            if decision.action == Action::Ticket && decision.reply.is_none() && filed.opened() {
+                let ack = d.engine.case_opened(decision);
+                let extra = json!({"language": ack.language});
+                self.enqueue(
+                    ctx,
+                    conversation,
+                    &format!("reply:{}", message.id),
+                    &ack.text,
+                    extra,
+                    Priority::AUTOMATIC,
+                )
+                .await?;
+            }
         } else if decision.action == Action::Ignore && !message.attachments.is_empty() {
             // A photo, document or sticker on its own (a broken modem, an invoice) is for a person: it is referenced
             // in the customer's ticket and acknowledged.

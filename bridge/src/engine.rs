@@ -81,6 +81,8 @@ pub struct EngineConfig {
     pub holding: BTreeMap<String, String>,
     pub move_private: BTreeMap<String, String>,
     pub flood_notice: BTreeMap<String, String>,
+    /// The answer to a message that opens a new case (a ticket), so the customer knows a person will answer.
+    pub case_opened: BTreeMap<String, String>,
     /// The language of answers when a message shows none.
     pub default_language: String,
 }
@@ -113,6 +115,10 @@ impl Default for EngineConfig {
             flood_notice: texts(
                 "We hebben je berichten ontvangen en voegen ze samen; een medewerker leest ze allemaal.",
                 "We've received your messages and are combining them; a person will read them all.",
+            ),
+            case_opened: texts(
+                "Bedankt voor je bericht. We hebben er een zaak van gemaakt; een medewerker antwoordt je hier zo snel mogelijk.",
+                "Thanks for your message. We've opened a case for it; a person will answer you here as soon as possible.",
             ),
             default_language: "nl".to_owned(),
         }
@@ -513,6 +519,20 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// The acknowledgement for a message whose decision opened a new case, in the language the message was
+    /// written in (the default language for others).
+    pub fn case_opened(&self, decision: &Decision) -> Reply {
+        let language = decision
+            .reasons
+            .iter()
+            .find_map(|r| match r {
+                Reason::Language { language, .. } => Some(*language),
+                _ => None,
+            })
+            .unwrap_or(Language::Unknown);
+        self.reply(&self.config.case_opened, &self.language(language))
     }
 
     /// The open cluster with this id, if any.

@@ -151,6 +151,9 @@ async fn the_openapi_document_matches_the_routes() {
 async fn an_agent_claims_answers_and_the_customer_sees_it() {
     let a = api().await;
     let chat = a.customer_says(None, "m1", "Mijn factuur is veel te hoog deze maand").await;
+    // The customer hears at once that a person will answer.
+    assert_eq!(a.delivery.step().await.unwrap().sent, 1, "the new case's acknowledgement");
+    assert!(a.transcript(&chat).await.last().unwrap().contains("We hebben er een zaak van gemaakt"));
     let (status, list) = a.call(Method::GET, "/api/v1/tickets?state=new,open", Some(&a.agent), None).await;
     assert_eq!(status, StatusCode::OK);
     let list = list.as_array().unwrap();

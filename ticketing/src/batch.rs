@@ -20,7 +20,17 @@ use crate::{CustomerMessage, TicketError, Ticketing, check_priority};
 
 /// A handle to the ticket a message of the batch went to; its id is known once the batch is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PendingTicket(usize);
+pub struct PendingTicket {
+    index: usize,
+    opened: bool,
+}
+
+impl PendingTicket {
+    /// Whether this message opened the ticket (rather than joining one that was open, or opened earlier in the batch).
+    pub fn opened(self) -> bool {
+        self.opened
+    }
+}
 
 enum Entry {
     /// A stored open ticket, as read and as changed since.
@@ -87,6 +97,7 @@ impl TicketBatch {
         }
         let key = (msg.conversation, msg.customer);
         self.load(&[key]).await?;
+        let mut opened = false;
         let at = match self.open.get(&key).copied().flatten() {
             Some(i) => {
                 match &mut self.entries[i] {
@@ -112,10 +123,11 @@ impl TicketBatch {
                 let i = self.entries.len();
                 self.entries.push(Entry::Created { updated_at: new.at, new, events });
                 self.open.insert(key, Some(i));
+                opened = true;
                 i
             }
         };
-        Ok(PendingTicket(self.written.len() + at))
+        Ok(PendingTicket { index: self.written.len() + at, opened })
     }
 
     /// Writes everything filed since the last write. Afterwards [`TicketBatch::id`] knows every handle given so
@@ -155,6 +167,6 @@ impl TicketBatch {
 
     /// The id of the ticket behind `handle`, once written.
     pub fn id(&self, handle: PendingTicket) -> Option<TicketId> {
-        self.written.get(handle.0).copied()
+        self.written.get(handle.index).copied()
     }
 }

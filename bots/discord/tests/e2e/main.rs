@@ -431,6 +431,8 @@ async fn a_429_delays_the_reply_and_does_not_duplicate_it() {
     assert!(eventually(|| async { env.tickets().await.len() == 1 }).await);
     let ticket = env.tickets().await.remove(0);
     let dm = dc.existing_dm_channel(henk).unwrap();
+    // The new case's acknowledgement goes out first, before the fault is armed.
+    assert!(dc.wait_until(WAIT, || env.bot_texts(dm).iter().any(|t| t.contains("zaak van gemaakt"))).await);
     let retry_after = Duration::from_millis(1500);
     dc.inject(routes::CREATE_MESSAGE, 1, Fault::TooManyRequests { retry_after, scope: Scope::User });
     let before = dc.stats().requests_to(routes::CREATE_MESSAGE);
@@ -442,7 +444,10 @@ async fn a_429_delays_the_reply_and_does_not_duplicate_it() {
     assert_eq!(dc.stats().requests_to(routes::CREATE_MESSAGE) - before, 2, "one 429, one success");
     // The row is marked sent just after Discord accepted it.
     assert!(eventually(|| async { env.store.outbox_item(row).await.unwrap().state == OutboxState::Sent }).await);
-    assert_eq!(env.store.outbox_item(row).await.unwrap().attempts, 2);
+    // Attempts count claims: the refused one, the one that sent, and at most one given back unsent because it fell
+    // inside the chat's spacing after the case's acknowledgement. Discord saw two requests (above).
+    let attempts = env.store.outbox_item(row).await.unwrap().attempts;
+    assert!((2..=3).contains(&attempts), "{attempts}");
     env.stop().await;
 }
 

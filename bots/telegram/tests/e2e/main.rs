@@ -396,6 +396,8 @@ async fn a_blocked_bot_causes_no_retry_storm() {
     h.tg.send_text(ida, chat, BILLING_QUESTION);
     h.stored().await;
     let ticket = h.store.tickets(&[]).await.unwrap()[0].id;
+    // The new case's acknowledgement reaches Ida; then she blocks the bot.
+    assert!(h.bot_messages(chat, 1).await[0].text.contains("zaak van gemaakt"));
     h.tg.block_bot(ida);
     let before = h.tg.stats().calls.get("sendMessage").copied().unwrap_or(0);
     for text in ["Eerste antwoord", "Tweede antwoord", "Derde antwoord"] {
@@ -504,7 +506,8 @@ async fn markup_in_a_message_arrives_escaped() {
     let ticket = h.store.tickets(&[]).await.unwrap()[0].id;
     let text = "Zie <b>dit</b> & <script>alert(1)</script> <a href=\"x\">link</a>";
     h.agent_reply(ticket, text).await;
-    let reply = h.bot_messages(chat, 1).await.remove(0);
+    // After the new case's acknowledgement, the agent's reply.
+    let reply = h.bot_messages(chat, 2).await.remove(1);
     assert_eq!(reply.text, text, "shown exactly as typed");
     assert!(reply.entities.is_empty(), "no formatting: {:?}", reply.entities);
     h.stop().await;
