@@ -497,14 +497,7 @@ async fn a_notice_published_on_another_instance_reaches_the_waiting_customers_at
             text: "Tv-storing in Groningen; we werken eraan.".into(),
             texts: Default::default(),
             services: vec![webcare_domain::Service::Tv],
-            regions: vec!["Groningen".into()],
-            state: webcare_domain::NoticeState::Investigating,
-            draft: false,
-            paid_broadcast: false,
-            cluster: None,
-            author: None,
-            approved_by: None,
-            at: Utc::now(),
+            ..crate::storage::new_notice(&["Groningen"], Utc::now())
         })
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use webcare_app::delivery::{Delivery, DeliveryConfig};
-use webcare_domain::{NewAgent, NoticeState, Role, Service, TicketState};
+use webcare_domain::{NewAgent, Role, Service, TicketState};
 use webcare_tests::TestDb;
 use webcare_web::console::ConsoleConfig;
 use webcare_web::webchat::WebchatSender;
@@ -800,23 +800,7 @@ async fn an_alert_shows_what_became_of_its_cluster() {
         alerts.push((alert.id, alert.cluster));
     }
     // Utrecht's cluster was answered by a notice published by hand; Leiden's expired; Gent's is still open.
-    let notice = store
-        .create_notice(webcare_domain::NewNotice {
-            title: "Storing Utrecht".into(),
-            text: "We werken eraan.".into(),
-            texts: Default::default(),
-            services: vec![Service::Internet],
-            regions: vec!["Utrecht".into()],
-            state: NoticeState::Investigating,
-            draft: false,
-            paid_broadcast: false,
-            cluster: None,
-            author: None,
-            approved_by: None,
-            at: now,
-        })
-        .await
-        .unwrap();
+    let notice = store.create_notice(crate::storage::new_notice(&["Utrecht"], now)).await.unwrap();
     store.close_cluster(alerts[0].1, Some(notice.id), now).await.unwrap();
     store.close_cluster(alerts[1].1, None, now).await.unwrap();
     let mut ada = Client::new(&s);

@@ -289,7 +289,8 @@ async fn edits_deletions_and_decisions_are_kept(t_db: &TestDb) {
     assert_eq!(stored.deleted_at, Some(t(30)));
 }
 
-fn new_notice(regions: &[&str], at: Timestamp) -> NewNotice {
+/// An internet notice for `regions`, active, with a Dutch text: a base for other tests' notices.
+pub(crate) fn new_notice(regions: &[&str], at: Timestamp) -> NewNotice {
     NewNotice {
         title: "Storing internet Utrecht".into(),
         text: "We are investigating an internet outage in Utrecht.".into(),
