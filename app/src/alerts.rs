@@ -254,6 +254,9 @@ pub struct StaffAlerts {
     store: Arc<dyn Store>,
     chats: Vec<ConversationId>,
     wake: Arc<Notify>,
+    /// Alerts this poster queued already, so it does not write them again every round (the keys would skip them;
+    /// after a restart they do).
+    queued: std::sync::Mutex<std::collections::HashSet<webcare_domain::AlertId>>,
 }
 
 impl StaffAlerts {
@@ -262,7 +265,7 @@ impl StaffAlerts {
 
     /// `chats` are the staff chats' conversations; `wake` wakes the delivery engine when something was queued.
     pub fn new(store: Arc<dyn Store>, chats: Vec<ConversationId>, wake: Arc<Notify>) -> Self {
-        StaffAlerts { store, chats, wake }
+        StaffAlerts { store, chats, wake, queued: Default::default() }
     }
 
     /// Queues the recent alerts a staff chat has not had yet; returns how many messages were new.
@@ -272,9 +275,16 @@ impl StaffAlerts {
         }
         // Newest first.
         let alerts = self.store.alerts().await?;
-        let rows: Vec<NewOutbox> = alerts
+        let fresh: Vec<&SpikeAlert> = {
+            let queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            alerts
+                .iter()
+                .take_while(|a| a.created_at >= now - Self::RECENT)
+                .filter(|a| !queued.contains(&a.id))
+                .collect()
+        };
+        let rows: Vec<NewOutbox> = fresh
             .iter()
-            .take_while(|a| a.created_at >= now - Self::RECENT)
             .flat_map(|a| {
                 self.chats.iter().map(move |&chat| {
                     let text = format!("{}\nPublish a notice from it in the console, under Alerts.", summary(a));
@@ -286,6 +296,7 @@ impl StaffAlerts {
             return Ok(0);
         }
         let queued = self.store.enqueue_many(&rows, now).await?;
+        self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(fresh.iter().map(|a| a.id));
         if queued > 0 {
             tracing::info!(queued, "spike alerts queued for the staff chats");
             self.wake.notify_one();

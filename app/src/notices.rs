@@ -307,6 +307,9 @@ impl Notices {
     /// it, and their members get the notice's current version. This covers a notice published on an instance that
     /// does not decide, and a question decided while its notice was being published. Returns the clusters adopted.
     pub async fn adopt_waiting(&self, now: Timestamp) -> Result<usize, NoticeError> {
+        if !webcare_domain::Intake::deciding(self.pipeline.as_ref()) {
+            return Ok(0);
+        }
         let mut notices = self.store.notices(true).await?;
         // A regional notice first: it is the more specific answer, as it is for a question (`Engine`).
         notices.sort_by_key(|n| n.regions.is_empty());

@@ -108,19 +108,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = gateway.await;
         });
         for channel in &config.discord.announcement_channels {
-            let conversation = store
-                .upsert_conversation(
-                    webcare_domain::NewConversation {
-                        platform: webcare_domain::Platform::Discord,
-                        platform_chat_id: channel.to_string(),
-                        kind: webcare_domain::ConversationKind::Public,
-                        title: Some("announcements".into()),
-                    },
-                    chrono::Utc::now(),
-                )
-                .await
-                .context("register the Discord announcement channels")?;
-            announcements.push(conversation.id);
+            let conversation =
+                register_channel(store.as_ref(), webcare_domain::Platform::Discord, channel, "announcements")
+                    .await
+                    .context("register the Discord announcement channels")?;
+            announcements.push(conversation);
         }
     }
     // The webcare team's own chats, where spike alerts are posted.
@@ -138,19 +130,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .filter(|_| config.discord.token.is_some())
         .map(|c| (webcare_domain::Platform::Discord, c.to_string()));
     for (platform, chat) in staff_chats.chain(staff_channels) {
-        let conversation = store
-            .upsert_conversation(
-                webcare_domain::NewConversation {
-                    platform,
-                    platform_chat_id: chat,
-                    kind: webcare_domain::ConversationKind::Public,
-                    title: Some("staff".into()),
-                },
-                chrono::Utc::now(),
-            )
+        let conversation = register_channel(store.as_ref(), platform, &chat, "staff")
             .await
             .context("register the staff chats (telegram.staff_chats, discord.staff_channels)")?;
-        staff.push(conversation.id);
+        staff.push(conversation);
     }
     if !staff.is_empty() {
         let staff_alerts = webcare_app::alerts::StaffAlerts::new(store.clone(), staff, wake.clone());
@@ -438,4 +421,20 @@ pub fn notifier_config(c: &webcare_config::Alerts) -> NotifierConfig {
         give_up_after: Duration::from_secs(c.give_up_after_secs),
         ..NotifierConfig::default()
     }
+}
+
+/// A channel webcare posts to by configuration (an announcement channel, a staff chat), as a conversation of its own.
+async fn register_channel(
+    store: &dyn webcare_domain::Store,
+    platform: webcare_domain::Platform,
+    chat: &(impl ToString + ?Sized),
+    title: &str,
+) -> webcare_domain::StoreResult<webcare_domain::ConversationId> {
+    let new = webcare_domain::NewConversation {
+        platform,
+        platform_chat_id: chat.to_string(),
+        kind: webcare_domain::ConversationKind::Public,
+        title: Some(title.to_owned()),
+    };
+    Ok(store.upsert_conversation(new, chrono::Utc::now()).await?.id)
 }
