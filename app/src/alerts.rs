@@ -244,7 +244,6 @@ enum Outcome {
     Skipped,
 }
 
-/// The key a receiver can drop a repeated post by: the alert's id.
 /// Spike alerts in the webcare team's own chats (a Telegram group, a Discord channel), through the outbox, so at the
 /// platforms' limits and after a crash like every other message: each alert once per chat, under the key
 /// `alert:<id>:staff:<conversation>`. Every instance may run it; the keys keep it to one message per alert and chat.
@@ -318,6 +317,7 @@ impl StaffAlerts {
     }
 }
 
+/// The key a receiver can drop a repeated post by: the alert's id.
 pub fn idempotency_key(alert: &SpikeAlert) -> String {
     format!("alert:{}", alert.id)
 }
