@@ -286,7 +286,11 @@ impl StaffAlerts {
             .iter()
             .flat_map(|a| {
                 self.chats.iter().map(move |&chat| {
-                    let text = format!("{}\nPublish a notice from it in the console, under Alerts.", summary(a));
+                    let text = format!(
+                        "{}\nPublish a notice from it here with /publish {}, or in the console under Alerts.",
+                        summary(a),
+                        a.id
+                    );
                     NewOutbox::message(chat, text, format!("alert:{}:staff:{chat}", a.id), Priority::AUTOMATIC, now)
                 })
             })

@@ -10,3 +10,4 @@ pub mod alerts;
 pub mod delivery;
 pub mod intake;
 pub mod notices;
+pub mod staff;

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use webcare_domain::{
     Agent, AlertId, NewNotice, NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, OutboxState, Priority, Role,
-    Service, Store, StoreError, SubscriptionTarget, Timestamp,
+    Service, Store, StoreError, SubscriptionTarget, Ticket, Timestamp,
 };
 
 use crate::intake::{Pipeline, TALK_TO_PERSON};
@@ -441,4 +441,44 @@ fn not_found(e: StoreError, id: NoticeId) -> NoticeError {
         StoreError::NotFound { .. } => NoticeError::NotFound(id),
         e => e.into(),
     }
+}
+
+/// A service and region the conversation's latest classified message named, if any.
+pub fn scope_of(messages: &[webcare_domain::InboundMessage]) -> (Option<Service>, Option<String>) {
+    for m in messages.iter().rev() {
+        let Some(d) = &m.decision else { continue };
+        let service = d.get("service").and_then(|s| s.as_str()).and_then(|s| s.parse::<Service>().ok());
+        let region = d.get("region").and_then(|r| r.as_str()).map(str::to_owned);
+        if service.is_some_and(|s| s != Service::Unknown) || region.is_some() {
+            return (service, region);
+        }
+    }
+    (None, None)
+}
+
+/// Whether an active notice speaks for this ticket: same service (or a nationwide, any-service notice) and, where
+/// both name one, the same region. Outage tickets with nothing known see every active notice.
+pub fn covers(notice: &Notice, ticket: &Ticket, service: Option<Service>, region: Option<&str>) -> bool {
+    if !notice.is_active() {
+        return false;
+    }
+    let region_ok = match region {
+        Some(r) => notice.regions.is_empty() || notice.regions.iter().any(|n| n.eq_ignore_ascii_case(r)),
+        None => true,
+    };
+    match service {
+        Some(s) if s != Service::Unknown => {
+            (notice.services.is_empty() || notice.services.contains(&s) || notice.services.contains(&Service::Unknown))
+                && region_ok
+        }
+        _ => ticket.category == "outage" && region_ok,
+    }
+}
+
+/// The active notices that cover a ticket, judged by what its conversation's messages named (see [`covers`]).
+pub async fn covering(store: &dyn Store, ticket: &Ticket) -> Result<Vec<Notice>, StoreError> {
+    let (inbound, _) = store.transcript(ticket.conversation).await?;
+    let (service, region) = scope_of(&inbound);
+    let notices = store.notices(true).await?;
+    Ok(notices.into_iter().filter(|n| covers(n, ticket, service, region.as_deref())).collect())
 }

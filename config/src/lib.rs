@@ -218,8 +218,8 @@ pub struct Telegram {
     /// Delete a group message that holds private data (an IBAN, a phone number) after answering it with a link to
     /// a private chat; takes effect where the bot is an administrator allowed to delete messages.
     pub delete_private_data: bool,
-    /// Group chat ids (negative numbers) of the webcare team: spike alerts are posted there, and what is written
-    /// there is never taken for a customer's message.
+    /// Group chat ids (negative numbers) of the webcare team: spike alerts are posted there, linked agents work
+    /// there with commands, and what is written there is never taken for a customer's message.
     pub staff_chats: Vec<i64>,
 }
 
@@ -236,7 +236,8 @@ pub struct Discord {
     pub support_channels: Vec<u64>,
     /// Channel ids where notices are posted once.
     pub announcement_channels: Vec<u64>,
-    /// Channel ids of the webcare team: spike alerts are posted there (messages there are never customers').
+    /// Channel ids of the webcare team: spike alerts are posted there, linked agents work there with commands, and
+    /// messages there are never customers'.
     pub staff_channels: Vec<u64>,
     /// Delete a support-channel message that holds private data (an IBAN, a phone number) once the case continues
     /// in a DM or private thread; takes effect where the bot has Manage Messages.

@@ -32,7 +32,7 @@ pub use notice::{NewNotice, Notice, NoticeChange, NoticeId, NoticeState, NoticeV
 pub use outbox::{NewOutbox, OutboxId, OutboxItem, OutboxState, Priority};
 pub use port::{
     AlertSink, InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, PostError, SendError, Sender,
-    Sent,
+    Sent, StaffDesk,
 };
 pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Unit};
 pub use ticket::{

@@ -86,6 +86,16 @@ pub trait Intake: Send + Sync {
     }
 }
 
+/// Where adapters deliver what the webcare team writes in its own chats (a Telegram staff group, a Discord staff
+/// channel): commands to webcare such as `/claim 12`, never customers' messages.
+#[async_trait]
+pub trait StaffDesk: Send + Sync {
+    /// Carries out a command and queues its answer in the staff chat; returns once both are stored, so an adapter
+    /// may then acknowledge the event. A redelivered event (the same message id) is carried out once. Anything
+    /// that is not a command is the team talking among themselves, and is left alone.
+    async fn command(&self, event: InboundEvent) -> Result<(), IntakeError>;
+}
+
 /// What the platform said when it accepted a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sent {

@@ -289,6 +289,29 @@ pub trait Store: Send + Sync {
     async fn add_api_token(&self, agent: AgentId, token_hash: &str, at: Timestamp) -> StoreResult<()>;
     /// The active agent a token hash belongs to.
     async fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Agent>>;
+    /// Stores the hash of a code with which `agent` may link a chat account (Telegram, Discord) until
+    /// `expires_at`. The code itself is never stored.
+    async fn add_chat_link_code(
+        &self,
+        agent: AgentId,
+        code_hash: &str,
+        expires_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Redeems a code that is still valid at `at`, at most once: deletes it and links the chat account (`platform`,
+    /// `user_id`) to its agent, in place of any agent the account was linked to. `None` when no valid code has that
+    /// hash.
+    async fn redeem_chat_link_code(
+        &self,
+        code_hash: &str,
+        platform: crate::Platform,
+        user_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<AgentId>>;
+    /// The active agent a chat account is linked to.
+    async fn agent_by_chat_account(&self, platform: crate::Platform, user_id: &str) -> StoreResult<Option<Agent>>;
+    /// The chat accounts linked to an agent, as (platform, user id), the first linked first.
+    async fn chat_accounts(&self, agent: AgentId) -> StoreResult<Vec<(crate::Platform, String)>>;
 
     // The outbox.
 
@@ -298,6 +321,8 @@ pub trait Store: Send + Sync {
     /// many rows were new.
     async fn enqueue_many(&self, rows: &[NewOutbox], at: Timestamp) -> StoreResult<u64>;
     async fn outbox_item(&self, id: OutboxId) -> StoreResult<OutboxItem>;
+    /// The row queued under an idempotency key, if any.
+    async fn outbox_by_key(&self, key: &str) -> StoreResult<Option<OutboxItem>>;
     /// Claims up to `limit` rows that are due (pending with `next_attempt_at <= now`, or sending with a lapsed
     /// lease), highest priority first, for `worker` until `now + lease`. Rows claimed by one caller are not
     /// returned to another until the lease lapses, on either backend and across processes.

@@ -1927,6 +1927,103 @@ impl Store for Db {
         row.map(TryInto::try_into).transpose()
     }
 
+    async fn add_chat_link_code(
+        &self,
+        agent: AgentId,
+        code_hash: &str,
+        expires_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            // Expired codes of anyone go as new ones come, so the table holds only what may still be redeemed.
+            sqlx::query("DELETE FROM chat_link_codes WHERE expires_at <= $1")
+                .bind(ms(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query(
+                "INSERT INTO chat_link_codes (code_hash, agent_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(code_hash)
+            .bind(agent.0)
+            .bind(ms(expires_at))
+            .bind(ms(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+    }
+
+    async fn redeem_chat_link_code(
+        &self,
+        code_hash: &str,
+        platform: Platform,
+        user_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<AgentId>> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let agent: Option<(i64,)> = optional(
+                sqlx::query_as(
+                    "DELETE FROM chat_link_codes WHERE code_hash = $1 AND expires_at > $2 RETURNING agent_id",
+                )
+                .bind(code_hash)
+                .bind(ms(at))
+                .fetch_one(&mut *tx)
+                .await,
+            )?;
+            if let Some((agent,)) = agent {
+                sqlx::query(
+                    "INSERT INTO agent_chat_accounts (platform, user_id, agent_id, linked_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (platform, user_id) DO UPDATE SET agent_id = excluded.agent_id,
+                                                                   linked_at = excluded.linked_at",
+                )
+                .bind(platform.as_str())
+                .bind(user_id)
+                .bind(agent)
+                .bind(ms(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(agent.map(|(a,)| AgentId(a)))
+        })
+    }
+
+    async fn agent_by_chat_account(&self, platform: Platform, user_id: &str) -> StoreResult<Option<Agent>> {
+        let row: Option<rows::AgentRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as(
+                "SELECT agents.* FROM agents JOIN agent_chat_accounts a ON a.agent_id = agents.id
+                 WHERE a.platform = $1 AND a.user_id = $2 AND agents.active = TRUE"
+            )
+            .bind(platform.as_str())
+            .bind(user_id)
+            .fetch_one(&mut *pool)
+            .await
+        )?);
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn chat_accounts(&self, agent: AgentId) -> StoreResult<Vec<(Platform, String)>> {
+        let rows: Vec<(String, String)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+            "SELECT platform, user_id FROM agent_chat_accounts WHERE agent_id = $1 ORDER BY linked_at, platform, user_id"
+        )
+        .bind(agent.0)
+        .fetch_all(&mut *pool)
+        .await
+        .map_err(err)
+        })?;
+        rows.into_iter()
+            .map(|(p, u)| {
+                Ok((p.parse().map_err(|e: webcare_domain::UnknownWord| StoreError::Invalid(e.to_string()))?, u))
+            })
+            .collect()
+    }
+
     async fn enqueue(&self, new: NewOutbox, at: Timestamp) -> StoreResult<Inserted<OutboxItem>> {
         let extra = to_json(&new.extra);
         let inserted: Option<rows::OutboxRow> = on_pool!(self, |pool| optional(
@@ -2004,6 +2101,13 @@ impl Store for Db {
             .map_err(err)
             .map_err(not_found("outbox row", id))?);
         row.try_into()
+    }
+
+    async fn outbox_by_key(&self, key: &str) -> StoreResult<Option<OutboxItem>> {
+        let row: Option<rows::OutboxRow> = on_pool!(self, |pool| optional(
+            sqlx::query_as("SELECT * FROM outbox WHERE idempotency_key = $1").bind(key).fetch_one(&mut *pool).await
+        )?);
+        row.map(TryInto::try_into).transpose()
     }
 
     async fn claim_outbox_from(

@@ -540,3 +540,24 @@ async fn two_agents_claiming_at_once_on_postgresql() {
         concurrent_claims(api_on(db).await).await;
     }
 }
+
+/// An agent gets a code for linking a staff chat account; it links once, to that agent, and is shown only once.
+#[tokio::test]
+async fn an_agent_gets_a_chat_link_code_that_links_once() {
+    let a = api().await;
+    let (status, body) = a.call(Method::POST, "/api/v1/me/chat-link", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let code = body["code"].as_str().unwrap();
+    assert_eq!(body["command"], format!("/link {code}"));
+    let expires: chrono::DateTime<Utc> = body["expires_at"].as_str().unwrap().parse().unwrap();
+    let left = expires - Utc::now();
+    assert!(left > chrono::TimeDelta::minutes(9) && left <= chrono::TimeDelta::minutes(10), "{left}");
+    let hash = webcare_app::staff::link_code_hash(code);
+    let sam = a.store.agent_by_name("sam").await.unwrap().unwrap();
+    let linked = a.store.redeem_chat_link_code(&hash, webcare_domain::Platform::Telegram, "42", Utc::now()).await;
+    assert_eq!(linked.unwrap(), Some(sam.id));
+    let again = a.store.redeem_chat_link_code(&hash, webcare_domain::Platform::Discord, "7", Utc::now()).await;
+    assert_eq!(again.unwrap(), None, "once");
+    let (_, other) = a.call(Method::POST, "/api/v1/me/chat-link", Some(&a.agent), None).await;
+    assert_ne!(other["code"], body["code"], "a new code each time");
+}

@@ -386,6 +386,34 @@ async fn agents_get_403_on_admin_pages_and_actions() {
     }
 }
 
+/// Every agent has an Account page: the chat accounts linked to them, and a link code shown once.
+#[tokio::test]
+async fn an_agent_gets_a_link_code_on_the_account_page() {
+    let s = setup().await;
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    assert!(bo.get("/").await.body.contains("href=\"/account\""), "the page is in everyone's navigation");
+    let page = bo.get("/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No chat account is linked to you."), "{}", page.body);
+    assert!(!page.body.contains("/link "), "no code until asked for");
+    let shown = bo.submit("/account", "/account", &[]).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let code = shown.body.split("<code id=\"link-command\">/link ").nth(1).and_then(|r| r.split('<').next()).unwrap();
+    let hash = webcare_app::staff::link_code_hash(code);
+    let bo_id = s.state.store.agent_by_name("bo").await.unwrap().unwrap().id;
+    let linked =
+        s.state.store.redeem_chat_link_code(&hash, webcare_domain::Platform::Discord, "81", chrono::Utc::now());
+    assert_eq!(linked.await.unwrap(), Some(bo_id));
+    let page = bo.get("/account").await;
+    assert!(page.body.contains("<li>discord user 81</li>"), "{}", page.body);
+    assert!(!page.body.contains(code), "the code is shown once");
+    // Another agent sees only their own links.
+    let mut cy = Client::new(&s);
+    cy.login("cy").await;
+    assert!(cy.get("/account").await.body.contains("No chat account is linked to you."));
+}
+
 #[tokio::test]
 async fn unknown_ids_are_404_and_big_bodies_413() {
     let s = setup().await;

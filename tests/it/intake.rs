@@ -29,7 +29,14 @@ async fn pipeline(db: &TestDb) -> Pipeline {
     .unwrap()
 }
 
-fn event(user: &str, chat: &str, kind: ConversationKind, id: &str, text: &str, at: Timestamp) -> InboundEvent {
+pub(crate) fn event(
+    user: &str,
+    chat: &str,
+    kind: ConversationKind,
+    id: &str,
+    text: &str,
+    at: Timestamp,
+) -> InboundEvent {
     InboundEvent {
         platform: Platform::Telegram,
         chat_id: chat.into(),
@@ -48,7 +55,7 @@ fn event(user: &str, chat: &str, kind: ConversationKind, id: &str, text: &str, a
     }
 }
 
-fn private(user: &str, id: &str, text: &str, at: Timestamp) -> InboundEvent {
+pub(crate) fn private(user: &str, id: &str, text: &str, at: Timestamp) -> InboundEvent {
     event(user, user, ConversationKind::Private, id, text, at)
 }
 

@@ -27,6 +27,7 @@ mod console;
 mod delivery;
 mod http;
 mod intake;
+mod staff;
 mod storage;
 mod storage_open;
 mod tickets;

@@ -44,7 +44,44 @@ contract!(
     batch_effects_store_like_one_call_after_another,
     a_ticket_batch_refuses_what_changed_since_it_was_read,
     login_failures_are_counted_per_key_within_the_window,
+    chat_link_codes_link_an_account_once_until_they_expire,
 );
+
+async fn chat_link_codes_link_an_account_once_until_they_expire(t_db: &TestDb) {
+    let db = t_db.db();
+    let new = |name: &str| NewAgent { name: name.into(), role: Role::Agent, password_hash: None, at: t(0) };
+    let ann = db.create_agent(new("ann")).await.unwrap();
+    let bo = db.create_agent(new("bo")).await.unwrap();
+    assert!(db.agent_by_chat_account(Platform::Telegram, "42").await.unwrap().is_none());
+    db.add_chat_link_code(ann.id, "code-a", t(600), t(0)).await.unwrap();
+    assert_eq!(db.redeem_chat_link_code("code-x", Platform::Telegram, "42", t(1)).await.unwrap(), None, "unknown");
+    assert_eq!(db.redeem_chat_link_code("code-a", Platform::Telegram, "42", t(1)).await.unwrap(), Some(ann.id));
+    assert_eq!(db.redeem_chat_link_code("code-a", Platform::Discord, "7", t(2)).await.unwrap(), None, "used once");
+    assert_eq!(db.agent_by_chat_account(Platform::Telegram, "42").await.unwrap().unwrap().id, ann.id);
+    assert!(db.agent_by_chat_account(Platform::Discord, "42").await.unwrap().is_none(), "per platform");
+    // An expired code links nothing.
+    db.add_chat_link_code(bo.id, "code-b", t(600), t(0)).await.unwrap();
+    assert_eq!(db.redeem_chat_link_code("code-b", Platform::Telegram, "42", t(600)).await.unwrap(), None, "expired");
+    assert_eq!(db.agent_by_chat_account(Platform::Telegram, "42").await.unwrap().unwrap().id, ann.id);
+    // A valid code moves the account to its agent; each agent may have several accounts.
+    db.add_chat_link_code(bo.id, "code-c", t(1200), t(700)).await.unwrap();
+    assert_eq!(db.redeem_chat_link_code("code-c", Platform::Telegram, "42", t(701)).await.unwrap(), Some(bo.id));
+    db.add_chat_link_code(bo.id, "code-d", t(1200), t(702)).await.unwrap();
+    assert_eq!(db.redeem_chat_link_code("code-d", Platform::Discord, "7", t(703)).await.unwrap(), Some(bo.id));
+    assert_eq!(db.agent_by_chat_account(Platform::Telegram, "42").await.unwrap().unwrap().id, bo.id);
+    assert_eq!(
+        db.chat_accounts(bo.id).await.unwrap(),
+        vec![(Platform::Telegram, "42".to_owned()), (Platform::Discord, "7".to_owned())]
+    );
+    assert!(db.chat_accounts(ann.id).await.unwrap().is_empty());
+    assert!(
+        matches!(db.add_chat_link_code(ann.id, "code-d", t(2000), t(800)).await, Ok(())),
+        "a redeemed code is gone"
+    );
+    // A deactivated agent's accounts act for nobody.
+    db.set_agent_active(bo.id, false).await.unwrap();
+    assert!(db.agent_by_chat_account(Platform::Discord, "7").await.unwrap().is_none());
+}
 
 async fn login_failures_are_counted_per_key_within_the_window(t_db: &TestDb) {
     let db = t_db.db();
@@ -595,6 +632,8 @@ async fn outbox_keys_are_idempotent(t_db: &TestDb) {
     assert!(!second.is_new());
     assert_eq!(second.get(), item, "the second enqueue changes nothing");
     assert_eq!(db.outbox_counts().await.unwrap(), vec![(OutboxState::Pending, 1)]);
+    assert_eq!(db.outbox_by_key("notice:1:v1:conv:1").await.unwrap(), Some(item.clone()));
+    assert_eq!(db.outbox_by_key("notice:1:v2:conv:1").await.unwrap(), None);
 }
 
 async fn outbox_claims_by_priority_and_due_time(t_db: &TestDb) {

@@ -87,26 +87,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .context("restore the bridge's state")?,
     );
+    // Channels webcare posts to by configuration, registered before the bots start so that the notices and the
+    // staff desk know them: Discord announcement channels, and the webcare team's own chats (spike alerts, commands).
     let mut announcements = Vec::new();
-    if let Some(token) = &config.discord.token {
-        let settings = webcare_discord::DiscordSettings {
-            token: token.expose().to_owned(),
-            api_url: config.discord.api_url.clone(),
-            support_channels: config.discord.support_channels.clone(),
-            announcement_channels: config.discord.announcement_channels.clone(),
-            delete_private_data: config.discord.delete_private_data,
-        };
-        let (discord, gateway) = match webcare_discord::start(settings, pipeline.clone(), shutdown.clone()).await {
-            Ok(started) => started,
-            Err(e) => {
-                db.close().await;
-                return Err(e).context("start the Discord bot");
-            }
-        };
-        senders.push(Arc::new(discord));
-        tracker.spawn(async move {
-            let _ = gateway.await;
-        });
+    if config.discord.token.is_some() {
         for channel in &config.discord.announcement_channels {
             let conversation =
                 register_channel(store.as_ref(), webcare_domain::Platform::Discord, channel, "announcements")
@@ -115,7 +99,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             announcements.push(conversation);
         }
     }
-    // The webcare team's own chats, where spike alerts are posted.
     let mut staff = Vec::new();
     let staff_chats = config
         .telegram
@@ -133,18 +116,54 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let conversation = register_channel(store.as_ref(), platform, &chat, "staff")
             .await
             .context("register the staff chats (telegram.staff_chats, discord.staff_channels)")?;
-        staff.push(conversation);
-    }
-    if !staff.is_empty() {
-        let staff_alerts = webcare_app::alerts::StaffAlerts::new(store.clone(), staff, wake.clone());
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move { staff_alerts.run(shutdown).await });
+        staff.push((platform, chat, conversation));
     }
     let notices = Arc::new(
         webcare_app::notices::Notices::new(store.clone(), pipeline.clone(), wake.clone(), config.notices.four_eyes)
             .with_announcements(announcements)
             .with_paid_fee(config.delivery.telegram_paid_stars_per_message),
     );
+    let desk: Option<Arc<dyn webcare_domain::StaffDesk>> = if staff.is_empty() {
+        None
+    } else {
+        let chats = staff.iter().map(|(_, _, c)| *c).collect();
+        let staff_alerts = webcare_app::alerts::StaffAlerts::new(store.clone(), chats, wake.clone());
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { staff_alerts.run(shutdown).await });
+        Some(Arc::new(webcare_app::staff::Desk::new(
+            store.clone(),
+            ticketing.clone(),
+            notices.clone(),
+            wake.clone(),
+            staff,
+        )))
+    };
+    let telegram = telegram.map(|t| match &desk {
+        Some(desk) => t.with_staff_desk(desk.clone()),
+        None => t,
+    });
+    if let Some(token) = &config.discord.token {
+        let settings = webcare_discord::DiscordSettings {
+            token: token.expose().to_owned(),
+            api_url: config.discord.api_url.clone(),
+            support_channels: config.discord.support_channels.clone(),
+            announcement_channels: config.discord.announcement_channels.clone(),
+            delete_private_data: config.discord.delete_private_data,
+            staff_channels: config.discord.staff_channels.clone(),
+            staff_desk: desk.clone(),
+        };
+        let (discord, gateway) = match webcare_discord::start(settings, pipeline.clone(), shutdown.clone()).await {
+            Ok(started) => started,
+            Err(e) => {
+                db.close().await;
+                return Err(e).context("start the Discord bot");
+            }
+        };
+        senders.push(Arc::new(discord));
+        tracker.spawn(async move {
+            let _ = gateway.await;
+        });
+    }
     let delivery =
         Arc::new(Delivery::new(store.clone(), senders, delivery_config(&config.delivery)).with_waker(wake.clone()));
     {

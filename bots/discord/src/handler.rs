@@ -104,19 +104,12 @@ impl Shared {
     /// Hands an event to the intake. While the database is unavailable it tries again with backoff for up to ten
     /// minutes: the gateway will not deliver the event again, so giving up early would lose it.
     pub(crate) async fn deliver(&self, event: InboundEvent) -> Result<webcare_domain::IntakeOutcome, IntakeError> {
-        let mut wait = Duration::from_millis(250);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        loop {
-            match self.intake.receive(event.clone()).await {
-                Err(IntakeError::Unavailable(why)) if tokio::time::Instant::now() + wait < deadline => {
-                    tracing::warn!(platform = "discord", message = %event.message_id, %why,
-                        "could not store a Discord event; trying again");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
-                }
-                other => return other,
-            }
-        }
+        while_unavailable(&event.message_id, || self.intake.receive(event.clone())).await
+    }
+
+    /// Whether a message comes from a bot (webcare itself included) or a webhook.
+    fn is_bot_message(&self, msg: &Message) -> bool {
+        msg.author.bot || msg.webhook_id.is_some() || msg.author.id.get() == self.bot_id
     }
 
     fn remember_author(&self, message: u64, user: &User, kind: ConversationKind) {
@@ -124,6 +117,26 @@ impl Shared {
             .lock()
             .expect("the recent map is never poisoned")
             .insert(message, Author { user_id: user.id.to_string(), user_name: display_name(user), chat_kind: kind });
+    }
+}
+
+/// Runs `attempt` again with backoff while the database is unavailable, for up to ten minutes: the gateway will not
+/// deliver the event (`id`) again, so giving up early would lose it.
+async fn while_unavailable<T, Fut>(id: &str, mut attempt: impl FnMut() -> Fut) -> Result<T, IntakeError>
+where
+    Fut: std::future::Future<Output = Result<T, IntakeError>>,
+{
+    let mut wait = Duration::from_millis(250);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        match attempt().await {
+            Err(IntakeError::Unavailable(why)) if tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(platform = "discord", message = %id, %why, "could not store a Discord event; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -165,8 +178,11 @@ impl EventHandler for Handler {
             return;
         }
         let channel = msg.channel_id.get();
+        if msg.guild_id.is_some() && self.shared.staff.contains(&channel) {
+            return self.staff_message(channel, &msg).await;
+        }
         let Some(kind) = self.shared.chat_kind(channel, msg.guild_id).await else { return };
-        let from_bot = msg.author.bot || msg.webhook_id.is_some() || msg.author.id.get() == self.shared.bot_id;
+        let from_bot = self.shared.is_bot_message(&msg);
         let mut e = event(channel, kind, &msg.author, from_bot, msg.id.to_string());
         e.text = msg.content.clone();
         e.attachments = msg
@@ -249,6 +265,20 @@ impl EventHandler for Handler {
 }
 
 impl Handler {
+    /// A message in one of the team's channels: a command goes to the staff desk (which ignores the rest); it is
+    /// never a customer's message. Like `deliver`, it tries again while the database is unavailable.
+    async fn staff_message(&self, channel: u64, msg: &Message) {
+        let from_bot = self.shared.is_bot_message(msg);
+        let Some(desk) = self.shared.desk.as_ref().filter(|_| !from_bot) else { return };
+        let mut e = event(channel, ConversationKind::Public, &msg.author, false, msg.id.to_string());
+        e.text = msg.content.clone();
+        e.at = snowflake_time(msg.id.get());
+        if let Err(why) = while_unavailable(&e.message_id, || desk.command(e.clone())).await {
+            tracing::error!(platform = "discord", message = %e.message_id, error = %why,
+                "a staff command was not carried out");
+        }
+    }
+
     async fn command(&self, cmd: CommandInteraction) {
         let channel = cmd.channel_id.get();
         let http = &self.shared.http;

@@ -27,7 +27,7 @@ use serenity::all::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use webcare_domain::{ConversationKind, Intake};
+use webcare_domain::{ConversationKind, Intake, StaffDesk};
 
 pub use sender::{AnnounceError, DiscordSender};
 
@@ -46,6 +46,11 @@ pub struct DiscordSettings {
     /// `discord.delete_private_data`: delete a public message holding private data once the case moved to a DM,
     /// where the bot has Manage Messages.
     pub delete_private_data: bool,
+    /// `discord.staff_channels`: the webcare team's channels. What is written there is never a customer's;
+    /// commands (`/queue`, `!claim 12`, typed as messages) go to `staff_desk`.
+    pub staff_channels: Vec<u64>,
+    /// Where the team's commands go; without one, staff channels are only posted to.
+    pub staff_desk: Option<Arc<dyn StaffDesk>>,
 }
 
 impl std::fmt::Debug for DiscordSettings {
@@ -56,6 +61,8 @@ impl std::fmt::Debug for DiscordSettings {
             .field("support_channels", &self.support_channels)
             .field("announcement_channels", &self.announcement_channels)
             .field("delete_private_data", &self.delete_private_data)
+            .field("staff_channels", &self.staff_channels)
+            .field("staff_desk", &self.staff_desk.is_some())
             .finish()
     }
 }
@@ -122,6 +129,8 @@ pub async fn start(
     let me = http.get_current_user().await.map_err(|e| start_error(e, "GET /users/@me", &base))?;
     let shared = Arc::new(Shared {
         support: settings.support_channels.iter().copied().collect(),
+        staff: settings.staff_channels.iter().copied().collect(),
+        desk: settings.staff_desk.clone(),
         announcement_channels: settings.announcement_channels.clone(),
         delete_private_data: settings.delete_private_data,
         intake,
@@ -225,6 +234,9 @@ impl Recent {
 /// State the gateway handler and the sender share. std Mutexes: nothing async happens while one is held.
 pub(crate) struct Shared {
     pub support: HashSet<u64>,
+    /// The team's channels, and where commands written there go.
+    pub staff: HashSet<u64>,
+    pub desk: Option<Arc<dyn StaffDesk>>,
     pub announcement_channels: Vec<u64>,
     pub delete_private_data: bool,
     pub intake: Arc<dyn Intake>,

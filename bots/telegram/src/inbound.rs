@@ -13,7 +13,7 @@ use teloxide::prelude::*;
 use teloxide::types::{
     CallbackQuery, Chat, MediaKind, Message, MessageEntityKind, MessageKind, Update, UpdateKind, User,
 };
-use webcare_domain::{ConversationKind, InboundEvent, InboundKind, Intake, IntakeError, Platform};
+use webcare_domain::{ConversationKind, InboundEvent, InboundKind, Intake, IntakeError, Platform, StaffDesk};
 
 /// Who the bot is, from `getMe`: needed to tell mentions of it, replies to it and commands for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,19 +248,45 @@ pub(crate) struct Handler {
     intake: Arc<dyn Intake>,
     /// The webcare team's groups, as chat ids in events: nothing from them is a customer's.
     staff: std::collections::HashSet<String>,
+    /// Where the team's commands in those groups go.
+    desk: Option<Arc<dyn StaffDesk>>,
 }
 
 impl Handler {
-    pub(crate) fn new(bot: Bot, me: BotIdentity, intake: Arc<dyn Intake>, staff_chats: &[i64]) -> Self {
-        Handler { bot, me, intake, staff: staff_chats.iter().map(i64::to_string).collect() }
+    pub(crate) fn new(
+        bot: Bot,
+        me: BotIdentity,
+        intake: Arc<dyn Intake>,
+        staff_chats: &[i64],
+        desk: Option<Arc<dyn StaffDesk>>,
+    ) -> Self {
+        Handler { bot, me, intake, staff: staff_chats.iter().map(i64::to_string).collect(), desk }
+    }
+
+    /// What the team writes in a staff chat: a command goes to the desk; the rest is their own conversation.
+    async fn staff_event(&self, event: InboundEvent) -> Result<(), IntakeError> {
+        let Some(desk) = &self.desk else {
+            tracing::debug!(platform = "telegram", "a staff chat message ignored: no staff desk");
+            return Ok(());
+        };
+        let message = event.message_id.clone();
+        match desk.command(event).await {
+            Ok(()) => Ok(()),
+            Err(IntakeError::Invalid(why)) => {
+                tracing::warn!(platform = "telegram", %message, %why, "staff command refused; dropped");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Ok once the update is stored (or needs nothing); `Err` only when the intake could not store it, so that the
     /// caller does not confirm it and Telegram delivers it again.
     pub(crate) async fn handle(&self, update: &Update) -> Result<(), IntakeError> {
         let translated = match translate(update, &self.me) {
-            Translated::Event(e) | Translated::Button { event: e, .. } if self.staff.contains(&e.chat_id) => {
-                Translated::Ignore("a staff chat")
+            Translated::Event(e) if self.staff.contains(&e.chat_id) => return self.staff_event(e).await,
+            Translated::Button { event: e, .. } if self.staff.contains(&e.chat_id) => {
+                Translated::Ignore("a button in a staff chat")
             }
             t => t,
         };

@@ -26,7 +26,7 @@ use teloxide::types::AllowedUpdate;
 use teloxide::{ApiError, RequestError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use webcare_domain::Intake;
+use webcare_domain::{Intake, StaffDesk};
 
 pub use inbound::{BotIdentity, Translated, translate};
 pub use outbound::{MAX_MESSAGE_LEN, TelegramSender, escape_html, map_error, split_text};
@@ -48,8 +48,8 @@ pub struct TelegramSettings {
     pub delete_private_data: bool,
     /// How long one `getUpdates` call waits for updates (Telegram allows up to 50 s).
     pub poll_timeout: Duration,
-    /// `telegram.staff_chats`: the webcare team's groups. Updates from them are confirmed and dropped: a staff
-    /// member answering a spike alert there is no customer.
+    /// `telegram.staff_chats`: the webcare team's groups. Nothing written there is taken for a customer's: commands
+    /// go to the staff desk (see [`Telegram::with_staff_desk`]), everything else is confirmed and dropped.
     pub staff_chats: Vec<i64>,
 }
 
@@ -104,6 +104,8 @@ pub struct Telegram {
     me: BotIdentity,
     settings: TelegramSettings,
     sender: TelegramSender,
+    /// Where commands written in a staff chat go; without one, staff chats are only posted to.
+    desk: Option<Arc<dyn StaffDesk>>,
 }
 
 impl fmt::Debug for Telegram {
@@ -175,7 +177,7 @@ impl Telegram {
         let me = BotIdentity { id: me.user.id.0, username: me.username().to_owned() };
         tracing::info!(platform = "telegram", bot = %me.username, "connected to the Telegram Bot API");
         let sender = TelegramSender::new(bot.clone(), me.clone(), settings.delete_private_data);
-        Ok(Telegram { bot, me, settings, sender })
+        Ok(Telegram { bot, me, settings, sender, desk: None })
     }
 
     /// The outbound side, for the delivery engine. Clones share their state.
@@ -187,10 +189,21 @@ impl Telegram {
         &self.me
     }
 
+    /// Hands commands written in the staff chats (`/queue`, `/claim 12`) to `desk`.
+    pub fn with_staff_desk(mut self, desk: Arc<dyn StaffDesk>) -> Self {
+        self.desk = Some(desk);
+        self
+    }
+
     /// Starts taking updates into `intake`: long polling, or the webhook when `webhook_url` is set.
     pub async fn start(self, intake: Arc<dyn Intake>, shutdown: CancellationToken) -> Result<Running, StartError> {
-        let handler =
-            Arc::new(inbound::Handler::new(self.bot.clone(), self.me.clone(), intake, &self.settings.staff_chats));
+        let handler = Arc::new(inbound::Handler::new(
+            self.bot.clone(),
+            self.me.clone(),
+            intake,
+            &self.settings.staff_chats,
+            self.desk.clone(),
+        ));
         match self.settings.webhook_url.clone() {
             None => {
                 // getUpdates refuses to work while a webhook is set (409), e.g. one left from an earlier deployment.

@@ -289,6 +289,13 @@ async fn a_customer_opens_a_case_and_an_agent_claims_and_answers_it() {
     b.text("#transcript li.note", "terugbetaling").await;
     b.screenshot("console-ticket").await;
 
+    // Bo gets a code to link a staff chat account, from the Account page in the navigation.
+    b.click("header.top nav a[href='/account']").await;
+    b.text("main", "No chat account is linked to you.").await;
+    b.click("main form[action='/account'] button").await;
+    let shown = b.text("#link-command", "/link ").await;
+    assert_eq!(shown.chars().count(), "/link ".len() + 10, "{shown}");
+
     // The customer sees the answer in the chat they used, without reloading.
     b.client.switch_to_window(customer).await.unwrap();
     b.text("#transcript li.out", "Dag Eva, we zetten je factuur recht.").await;

@@ -182,6 +182,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/notices/{id}/delivery", get(delivery))
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}/notice", post(notice_from_alert))
+        .route("/v1/me/chat-link", post(chat_link))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
 }
 
@@ -521,6 +522,14 @@ struct FromAlert {
     #[serde(default)]
     texts: std::collections::BTreeMap<String, String>,
     state: NoticeState,
+}
+
+/// A code for the calling agent to link a chat account with `/link CODE` in a staff chat; shown once.
+async fn chat_link(State(state): State<AppState>, agent: Authed) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let now = Utc::now();
+    let code = webcare_app::staff::issue_link_code(state.store.as_ref(), &agent.0, now).await?;
+    let expires_at = now + webcare_app::staff::LINK_VALID;
+    Ok((StatusCode::CREATED, Json(json!({"code": code, "command": format!("/link {code}"), "expires_at": expires_at}))))
 }
 
 async fn notice_from_alert(

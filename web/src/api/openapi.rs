@@ -16,6 +16,7 @@ pub const ROUTES: &[(&str, &str, bool, &str)] = &[
     ("get", "/api/v1/notices/{id}/delivery", false, "Broadcast progress of the current version"),
     ("get", "/api/v1/alerts", false, "Spike alerts, each with where its post to its service's webhook stands"),
     ("post", "/api/v1/alerts/{id}/notice", true, "Publish a notice from an alert; its cluster's members subscribe"),
+    ("post", "/api/v1/me/chat-link", false, "A code that links a chat account to you: send /link CODE in a staff chat"),
 ];
 
 fn error_responses(admin: bool) -> Value {
@@ -39,7 +40,7 @@ pub fn document() -> Value {
             op["parameters"] = json!([{"name": "state", "in": "query", "required": false, "schema": {"type": "string"},
                 "description": "comma-separated: new, open, pending, solved, closed"}]);
         }
-        if ["post", "patch"].contains(method) && !path.ends_with("/claim") {
+        if ["post", "patch"].contains(method) && !path.ends_with("/claim") && !path.ends_with("/chat-link") {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }

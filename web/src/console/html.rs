@@ -88,6 +88,7 @@ pub fn page(status: StatusCode, title: &str, staff: Option<&Staff>, live: Live<'
                  <a href=\"/agents\">Agents</a>",
             );
         }
+        out.push_str("<a href=\"/account\">Account</a>");
         let _ = write!(
             out,
             "</nav><form class=\"who\" method=\"post\" action=\"/logout\"><span>{} · {}</span>{}\

@@ -14,6 +14,7 @@
 // boxing every one would only add noise.
 #![allow(clippy::result_large_err)]
 
+mod account;
 mod admin;
 pub mod html;
 mod live;
@@ -98,6 +99,7 @@ pub fn routes(config: ConsoleConfig) -> Router<AppState> {
         .route("/alerts/{id}/notice", post(notices::publish_alert))
         .route("/reports", get(reports::page))
         .route("/agents", get(admin::agents).post(admin::agents_post))
+        .route("/account", get(account::page).post(account::post))
         .route("/canned", get(admin::canned).post(admin::canned_post))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(Extension(console))

@@ -157,38 +157,6 @@ pub async fn queue(State(state): State<AppState>, staff: Staff, Query(q): Query<
     html::page(StatusCode::OK, "Queue", Some(&staff), Live { events: Some("/console/events?queue=1") }, &body)
 }
 
-/// A service and region the conversation's latest classified message named, if any.
-fn scope_of(messages: &[webcare_domain::InboundMessage]) -> (Option<Service>, Option<String>) {
-    for m in messages.iter().rev() {
-        let Some(d) = &m.decision else { continue };
-        let service = d.get("service").and_then(|s| s.as_str()).and_then(|s| s.parse::<Service>().ok());
-        let region = d.get("region").and_then(|r| r.as_str()).map(str::to_owned);
-        if service.is_some_and(|s| s != Service::Unknown) || region.is_some() {
-            return (service, region);
-        }
-    }
-    (None, None)
-}
-
-/// Whether an active notice speaks for this ticket: same service (or a nationwide, any-service notice) and, where
-/// both name one, the same region. Outage tickets with nothing known see every active notice.
-fn covers(notice: &Notice, ticket: &Ticket, service: Option<Service>, region: Option<&str>) -> bool {
-    if !notice.is_active() {
-        return false;
-    }
-    let region_ok = match region {
-        Some(r) => notice.regions.is_empty() || notice.regions.iter().any(|n| n.eq_ignore_ascii_case(r)),
-        None => true,
-    };
-    match service {
-        Some(s) if s != Service::Unknown => {
-            (notice.services.is_empty() || notice.services.contains(&s) || notice.services.contains(&Service::Unknown))
-                && region_ok
-        }
-        _ => ticket.category == "outage" && region_ok,
-    }
-}
-
 struct Line {
     at: Timestamp,
     class: &'static str,
@@ -290,8 +258,9 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
     body.push_str("</div></section>");
 
     // Notices that cover the ticket, with the offer to send their text instead.
-    let (service, region) = scope_of(&inbound);
-    let covering: Vec<&Notice> = notices.iter().filter(|n| covers(n, &ticket, service, region.as_deref())).collect();
+    let (service, region) = webcare_app::notices::scope_of(&inbound);
+    let covering: Vec<&Notice> =
+        notices.iter().filter(|n| webcare_app::notices::covers(n, &ticket, service, region.as_deref())).collect();
     if !covering.is_empty() && ticket.state != TicketState::Closed {
         body.push_str(
             "<section class=\"card notices-covering\"><h2>Active notice</h2><p class=\"warn-text\">This case \

@@ -458,8 +458,11 @@ fn webhook_receiver() -> (SocketAddr, mpsc::Receiver<serde_json::Value>) {
     (addr, rx)
 }
 
-/// Six customers ask the bot about the same outage in private chats: enough for a spike alert.
-fn six_customers_report_an_outage_in_eindhoven(fake: &webcare_fake_telegram::FakeTelegram) {
+/// Six customers ask the bot about the same outage in private chats: enough for a spike alert. Returns their chats.
+fn six_customers_report_an_outage_in_eindhoven(
+    fake: &webcare_fake_telegram::FakeTelegram,
+) -> Vec<webcare_fake_telegram::ChatId> {
+    let mut chats = Vec::new();
     for (i, text) in [
         "Storing in Eindhoven? Geen internet",
         "Eindhoven internet ligt eruit",
@@ -472,8 +475,11 @@ fn six_customers_report_an_outage_in_eindhoven(fake: &webcare_fake_telegram::Fak
     .enumerate()
     {
         let user = fake.create_user(webcare_fake_telegram::NewUser::named(&format!("klant {i}")));
-        fake.send_text(user, fake.private_chat(user), text);
+        let chat = fake.private_chat(user);
+        fake.send_text(user, chat, text);
+        chats.push(chat);
     }
+    chats
 }
 
 #[test]
@@ -502,18 +508,22 @@ fn a_spike_alert_reaches_its_services_webhook_and_the_log_keeps_the_url_secret()
 }
 
 /// Spike alerts reach the webcare team's Telegram group (`telegram.staff_chats`) once, through the real bot; what
-/// the team writes there, even to the bot, is never taken for a customer's message.
+/// the team writes there, even to the bot, is never taken for a customer's message; and an admin who linked their
+/// Telegram account publishes a notice from the alert with `/publish`, which reaches every waiting customer.
 #[test]
 fn a_spike_alert_reaches_the_staff_group_and_the_staff_are_no_customers() {
     let (rt, fake) = fake_telegram();
     let staff = fake.create_group("webcare team", webcare_fake_telegram::BotMembership::Member);
     let dir = tempfile::tempdir().unwrap();
+    let (code, token, stderr) = output(webcare(dir.path()).args(["agent", "add", "--name", "ria", "--role", "admin"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let token = token.lines().last().unwrap().to_owned();
     let mut cmd = webcare(dir.path());
     cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token())
         .env("WEBCARE_TELEGRAM__API_URL", fake.url())
         .env("WEBCARE_TELEGRAM__STAFF_CHATS", staff.0.to_string());
     let mut running = Serving::start(cmd);
-    six_customers_report_an_outage_in_eindhoven(&fake);
+    let customers = six_customers_report_an_outage_in_eindhoven(&fake);
     let alerted = rt.block_on(fake.wait_until(Duration::from_secs(60), || !fake.bot_messages(staff).is_empty()));
     assert!(alerted, "the staff group got the spike alert");
     let alert = &fake.bot_messages(staff)[0].text;
@@ -538,6 +548,38 @@ fn a_spike_alert_reaches_the_staff_group_and_the_staff_are_no_customers() {
         "one alert, once, and no answer to the team: {:?}",
         fake.bot_messages(staff)
     );
+
+    // Ria links her Telegram account with a code from the API, and publishes a notice from the alert in the group.
+    let (status, body) = request(
+        running.addr,
+        &format!(
+            "POST /api/v1/me/chat-link HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let link: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let alert_id = alert.split("webcare alert ").nth(1).and_then(|r| r.split('.').next()).expect("the alert's id");
+    let staff_said =
+        |n: usize| rt.block_on(fake.wait_until(Duration::from_secs(30), || fake.bot_messages(staff).len() >= n));
+    fake.send_text(ria, staff, &format!("/publish {alert_id}"));
+    assert!(staff_said(2));
+    assert!(fake.bot_messages(staff)[1].text.starts_with("I do not know you yet"), "{:?}", fake.bot_messages(staff));
+    fake.send_text(ria, staff, link["command"].as_str().unwrap());
+    assert!(staff_said(3));
+    assert!(fake.bot_messages(staff)[2].text.contains("act as ria (admin)"), "{:?}", fake.bot_messages(staff));
+    fake.send_text(ria, staff, &format!("/publish@{} {alert_id}", fake.bot_username()));
+    assert!(staff_said(4));
+    let published = &fake.bot_messages(staff)[3].text;
+    assert!(published.starts_with(&format!("Notice 1 published from alert {alert_id}: 6 customers")), "{published}");
+    for chat in &customers {
+        let noticed = rt.block_on(fake.wait_until(Duration::from_secs(30), || {
+            fake.bot_messages(*chat)
+                .iter()
+                .any(|m| m.text.contains("Er is een storing in internet in de omgeving Eindhoven"))
+        }));
+        assert!(noticed, "the customer got the notice: {:?}", fake.bot_messages(*chat));
+    }
     running.signal("TERM");
     let (status, log) = running.wait(Duration::from_secs(10));
     assert!(status.success(), "{log:#?}");

@@ -39,6 +39,9 @@ struct Env {
     support: ChannelId,
     general: ChannelId,
     news: ChannelId,
+    /// The webcare team's channel (`discord.staff_channels`), and its conversation.
+    team: ChannelId,
+    team_conversation: webcare_domain::ConversationId,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -54,27 +57,42 @@ impl Env {
         let support = dc.create_text_channel(guild, "support");
         let general = dc.create_text_channel(guild, "general");
         let news = dc.create_announcement_channel(guild, "storingen");
+        let team = dc.create_text_channel(guild, "webcare-team");
 
         let db = TestDb::sqlite().await;
-        let store: Arc<dyn Store> = Arc::new(db.db().clone());
-        let wake = Arc::new(Notify::new());
-        let pipeline = Pipeline::start(
-            store.clone(),
-            webcare_ticketing::Ticketing::new(store.clone(), Default::default()),
-            Arc::new(webcare_bridge::Classifier::default()),
-            IntakeConfig::default(),
-            wake.clone(),
-        )
-        .await
-        .expect("the pipeline starts");
-        let intake: Arc<dyn Intake> = Arc::new(pipeline);
+        let app = webcare_tests::app(db.db()).await;
+        let (store, wake) = (app.store.clone(), app.wake.clone());
+        let intake: Arc<dyn Intake> = app.pipeline.clone();
         let shutdown = CancellationToken::new();
+        // The team's channel, registered as serve registers it, with the staff desk behind it.
+        let team_conversation = store
+            .upsert_conversation(
+                webcare_domain::NewConversation {
+                    platform: Platform::Discord,
+                    platform_chat_id: team.to_string(),
+                    kind: ConversationKind::Public,
+                    title: Some("staff".into()),
+                },
+                Utc::now(),
+            )
+            .await
+            .expect("the staff channel is registered")
+            .id;
+        let desk = webcare_app::staff::Desk::new(
+            store.clone(),
+            app.ticketing,
+            app.notices,
+            wake.clone(),
+            [(Platform::Discord, team.to_string(), team_conversation)],
+        );
         let settings = DiscordSettings {
             token: dc.token(),
             api_url: Some(dc.api_url()),
             support_channels: vec![support.0],
             announcement_channels: vec![news.0, general.0],
             delete_private_data: true,
+            staff_channels: vec![team.0],
+            staff_desk: Some(Arc::new(desk)),
         };
         let (sender, gateway) =
             webcare_discord::start(settings, intake, shutdown.clone()).await.expect("the Discord adapter starts");
@@ -101,7 +119,21 @@ impl Env {
         };
         assert!(dc.wait_until(WAIT, || dc.ready_connections() == 1).await, "the bot connected to the gateway");
         assert!(dc.wait_until(WAIT, || dc.commands(None).len() == 3).await, "the slash commands are registered");
-        Env { dc, db, store, sender, wake, guild, support, general, news, shutdown, tasks: vec![gateway, run, forward] }
+        Env {
+            dc,
+            db,
+            store,
+            sender,
+            wake,
+            guild,
+            support,
+            general,
+            news,
+            team,
+            team_conversation,
+            shutdown,
+            tasks: vec![gateway, run, forward],
+        }
     }
 
     async fn stop(self) {
@@ -492,21 +524,8 @@ async fn a_notice_is_posted_once_per_announcement_channel_and_crossposted_where_
 async fn a_spike_alert_is_posted_once_in_the_staff_channel_and_pings_nobody() {
     let env = Env::start(NewGuild::named("Ziggo")).await;
     let dc = &env.dc;
-    let team = dc.create_text_channel(env.guild, "webcare-team");
+    let team = env.team;
     let now = Utc::now();
-    let staff = env
-        .store
-        .upsert_conversation(
-            webcare_domain::NewConversation {
-                platform: Platform::Discord,
-                platform_chat_id: team.to_string(),
-                kind: ConversationKind::Public,
-                title: Some("staff".into()),
-            },
-            now,
-        )
-        .await
-        .unwrap();
     let cluster = env
         .store
         .create_cluster(webcare_domain::NewCluster {
@@ -533,7 +552,8 @@ async fn a_spike_alert_is_posted_once_in_the_staff_channel_and_pings_nobody() {
         })
         .await
         .unwrap();
-    let staff_alerts = webcare_app::alerts::StaffAlerts::new(env.store.clone(), vec![staff.id], env.wake.clone());
+    let staff_alerts =
+        webcare_app::alerts::StaffAlerts::new(env.store.clone(), vec![env.team_conversation], env.wake.clone());
     assert_eq!(staff_alerts.step(now).await.unwrap(), 1);
     assert_eq!(staff_alerts.step(now).await.unwrap(), 0, "once");
     assert!(dc.wait_until(WAIT, || dc.visible_bot_messages(team).len() == 1).await, "the team got the alert");
@@ -545,6 +565,71 @@ async fn a_spike_alert_is_posted_once_in_the_staff_channel_and_pings_nobody() {
     );
     assert!(posted.content.contains("We onderzoeken een storing in Utrecht."), "{}", posted.content);
     no_mentions_allowed(posted);
+    env.stop().await;
+}
+
+/// The team works a case from its Discord channel: a command typed as a message acts as the agent linked to its
+/// author, the answer comes back in the channel, and the reply reaches the customer in their DM. Nothing the team
+/// writes there is stored as a customer's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_team_claims_and_answers_a_case_from_its_channel() {
+    let env = Env::start(NewGuild::named("Ziggo")).await;
+    let dc = &env.dc;
+    let team = env.team;
+    let ann = env
+        .store
+        .create_agent(webcare_domain::NewAgent {
+            name: "ann".into(),
+            role: webcare_domain::Role::Agent,
+            password_hash: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let code = webcare_app::staff::issue_link_code(env.store.as_ref(), &ann, Utc::now()).await.unwrap();
+    let carol = dc.create_user(NewUser::named("carol"));
+    dc.dm_bot(carol, "Mijn factuur klopt niet, ik betaal dubbel voor mijn abonnement");
+    assert!(eventually(|| async { env.tickets().await.len() == 1 }).await, "a ticket opened");
+    let ticket = env.tickets().await.remove(0);
+    let dm = dc.existing_dm_channel(carol).expect("the DM exists");
+    assert!(dc.wait_until(WAIT, || env.bot_texts(dm).len() == 1).await, "the case is acknowledged");
+
+    let member = dc.create_user(NewUser::named("ann_at_ziggo"));
+    let answers = |n: usize| dc.wait_until(WAIT, move || dc.visible_bot_messages(team).len() >= n);
+    dc.post_text(member, team, "/queue");
+    assert!(answers(1).await);
+    assert!(env.bot_texts(team)[0].starts_with("I do not know you yet"), "{:?}", env.bot_texts(team));
+    dc.post_text(member, team, &format!("/link {}", code.to_lowercase()));
+    assert!(answers(2).await);
+    assert!(env.bot_texts(team)[1].starts_with("Linked: your commands here act as ann"), "{:?}", env.bot_texts(team));
+    dc.post_text(member, team, "anyone for lunch?");
+    dc.post_text(member, team, "!queue");
+    assert!(answers(3).await);
+    let queue = &env.bot_texts(team)[2];
+    assert!(queue.contains(&format!("#{} new · billing · discord", ticket.id)), "{queue}");
+    dc.post_text(member, team, &format!("/claim {}", ticket.id));
+    assert!(answers(4).await);
+    assert_eq!(env.bot_texts(team)[3], format!("Ticket #{} (billing) is yours, ann.", ticket.id));
+    dc.post_text(
+        member,
+        team,
+        &format!("/reply {} Dat zoeken we uit, @everyone! Je hoort vandaag van ons.", ticket.id),
+    );
+    assert!(dc.wait_until(WAIT, || env.bot_texts(dm).len() == 2).await, "the customer got the reply");
+    let reply = dc.visible_bot_messages(dm).remove(1);
+    assert!(reply.content.contains("Dat zoeken we uit"), "{}", reply.content);
+    no_mentions_allowed(&reply);
+    assert!(answers(5).await);
+    assert!(env.bot_texts(team)[4].starts_with(&format!("Reply to ticket #{} queued", ticket.id)));
+    let claimed = env.store.ticket(ticket.id).await.unwrap();
+    assert_eq!(claimed.claimed_by, Some(ann.id));
+    let events = env.store.ticket_events(ticket.id).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == TicketEventKind::Reply && e.actor == Some(ann.id)), "{events:?}");
+
+    // The chatter got no answer, and nothing from the team's channel is a customer's message.
+    assert_eq!(dc.visible_bot_messages(team).len(), 5, "{:?}", env.bot_texts(team));
+    let stored = env.stored_messages().await;
+    assert_eq!(stored.len(), 1, "only carol's message is stored: {stored:?}");
     env.stop().await;
 }
 
@@ -569,6 +654,8 @@ async fn a_bad_token_is_a_clear_error_that_does_not_print_it() {
         support_channels: vec![],
         announcement_channels: vec![],
         delete_private_data: true,
+        staff_channels: vec![],
+        staff_desk: None,
     };
     assert!(!format!("{settings:?}").contains(token));
     let err = match webcare_discord::start(settings, Arc::new(pipeline), CancellationToken::new()).await {

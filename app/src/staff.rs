@@ -1,0 +1,442 @@
+//! The webcare team's own chats (a Telegram staff group, a Discord staff channel) as a place to work: agents see the
+//! queue and claim, answer, note and solve tickets there, admins publish a notice from a spike alert and resolve it,
+//! as they would in the console.
+//!
+//! A command acts as the agent whose chat account wrote it. An agent links an account once: the console (or
+//! `POST /api/v1/me/chat-link`) gives a code valid for [`LINK_VALID`], and `/link CODE` in a staff chat redeems it.
+//! Only the code's SHA-256 is stored, and a code links one account once. Anyone else's command gets an answer that
+//! says how to link, and does nothing.
+//!
+//! Every answer goes into the outbox under the key `staff:<platform>:<message id>`, so it is sent at the platforms'
+//! limits like everything else; the key also makes a redelivered command (Telegram after a restart, a Discord
+//! gateway replay) a no-op. Answers name tickets by number, category and state only: a ticket's text may hold a
+//! customer's private data, and a staff chat lives on a third party's servers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{TimeDelta, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use webcare_domain::{
+    Agent, AlertId, ClusterState, ConversationId, InboundEvent, InboundKind, IntakeError, NewOutbox, NoticeChange,
+    NoticeId, NoticeState, Platform, Priority, Store, StoreError, TicketFilter, TicketId, TicketState, Timestamp,
+};
+use webcare_ticketing::{TicketError, Ticketing};
+
+use crate::notices::{NoticeError, Notices};
+
+/// How long a link code may be redeemed.
+pub const LINK_VALID: TimeDelta = TimeDelta::minutes(10);
+/// Letters and digits that cannot be mistaken for one another (no 0/O, 1/I/L).
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+const CODE_LEN: usize = 10;
+/// Tickets `/queue` lists.
+const QUEUE_LINES: u32 = 10;
+/// How far back `/alerts` looks.
+const RECENT_ALERTS: TimeDelta = TimeDelta::hours(24);
+
+/// A new link code: 10 characters from a 31-letter alphabet (about 50 bits), to be shown once.
+pub fn new_link_code() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..CODE_LEN).map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char).collect()
+}
+
+/// What is stored of a link code: the SHA-256 of its letters, uppercased, without spaces or dashes, so that a code
+/// typed as `abcd-efgh 23` still matches.
+pub fn link_code_hash(code: &str) -> String {
+    let plain: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').flat_map(char::to_uppercase).collect();
+    hex::encode(Sha256::digest(plain.as_bytes()))
+}
+
+/// Creates a link code for `agent` and returns it; the store keeps only its hash.
+pub async fn issue_link_code(store: &dyn Store, agent: &Agent, now: Timestamp) -> Result<String, StoreError> {
+    let code = new_link_code();
+    store.add_chat_link_code(agent.id, &link_code_hash(&code), now + LINK_VALID, now).await?;
+    Ok(code)
+}
+
+/// Carries out staff commands; see the module documentation.
+pub struct Desk {
+    store: Arc<dyn Store>,
+    ticketing: Ticketing,
+    notices: Arc<Notices>,
+    wake: Arc<Notify>,
+    /// The staff chats, by platform and the platform's chat id, with their conversations.
+    chats: HashMap<(Platform, String), ConversationId>,
+}
+
+const HELP: &str = "webcare commands in this chat:\n\
+/link CODE: link your account (get the code in the console, under Account)\n\
+/queue: the open tickets, by due time\n\
+/claim N: take ticket N\n\
+/reply N TEXT: answer the customer of ticket N\n\
+/note N TEXT: an internal note on ticket N\n\
+/solve N: mark ticket N solved\n\
+/alerts: spike alerts of the last 24 hours\n\
+/publish ALERT [TEXT]: publish a notice from a spike alert (admins), with the draft text unless you give one\n\
+/resolve NOTICE [TEXT]: mark a notice resolved (admins); its subscribers get the final message";
+
+impl Desk {
+    /// `chats` are the staff chats as (platform, the platform's chat id, conversation).
+    pub fn new(
+        store: Arc<dyn Store>,
+        ticketing: Ticketing,
+        notices: Arc<Notices>,
+        wake: Arc<Notify>,
+        chats: impl IntoIterator<Item = (Platform, String, ConversationId)>,
+    ) -> Self {
+        let chats = chats.into_iter().map(|(p, chat, c)| ((p, chat), c)).collect();
+        Desk { store, ticketing, notices, wake, chats }
+    }
+
+    /// Carries out one command at `now` and returns the answer for the chat; `None` for what is no command.
+    pub async fn answer(&self, event: &InboundEvent, now: Timestamp) -> Result<Option<String>, IntakeError> {
+        let Some((name, args)) = command_of(event) else { return Ok(None) };
+        let args = args.trim();
+        let unavailable = |e: StoreError| IntakeError::Unavailable(e.to_string());
+        match name.as_str() {
+            "help" | "start" => return Ok(Some(HELP.to_owned())),
+            "link" => return self.link(event, args, now).await.map(Some).map_err(unavailable),
+            _ => {}
+        }
+        let Some(agent) =
+            self.store.agent_by_chat_account(event.platform, &event.user_id).await.map_err(unavailable)?
+        else {
+            return Ok(Some(
+                "I do not know you yet. In the webcare console, open Account, get a link code and send /link CODE \
+                 here."
+                    .to_owned(),
+            ));
+        };
+        let answer = match name.as_str() {
+            "queue" => self.queue(now).await,
+            "claim" | "reply" | "note" | "solve" => self.ticket_command(&name, args, &agent, now).await,
+            "alerts" => self.alerts(now).await,
+            "publish" => self.publish(args, &agent, now).await,
+            "resolve" => self.resolve(args, &agent, now).await,
+            _ => Ok(format!("Unknown command /{name}. Send /help for the list.")),
+        };
+        match answer {
+            Ok(a) => Ok(Some(a)),
+            Err(Failure::Store(e)) if e.is_transient() => Err(unavailable(e)),
+            Err(Failure::Store(e)) => {
+                tracing::error!(error = %e, command = %name, "a staff command failed");
+                Ok(Some(format!("/{name} failed: the database refused it. Try again or use the console.")))
+            }
+            Err(Failure::Said(text)) => Ok(Some(text)),
+        }
+    }
+
+    async fn link(&self, event: &InboundEvent, code: &str, now: Timestamp) -> Result<String, StoreError> {
+        if code.is_empty() {
+            return Ok("Send /link CODE with the code the console shows under Account.".to_owned());
+        }
+        let hash = link_code_hash(code);
+        match self.store.redeem_chat_link_code(&hash, event.platform, &event.user_id, now).await? {
+            None => {
+                Ok("That code is unknown, used or expired. Get a new one in the console, under Account.".to_owned())
+            }
+            Some(id) => {
+                let agent = self.store.agent(id).await?;
+                tracing::info!(agent = %agent.name, platform = %event.platform, "a chat account was linked");
+                Ok(format!(
+                    "Linked: your commands here act as {} ({}). Send /help for the list.",
+                    agent.name, agent.role
+                ))
+            }
+        }
+    }
+
+    async fn queue(&self, now: Timestamp) -> Result<String, Failure> {
+        let filter = TicketFilter {
+            states: vec![TicketState::New, TicketState::Open],
+            limit: Some(QUEUE_LINES),
+            ..Default::default()
+        };
+        let tickets = self.ticketing.queue(&filter).await?;
+        if tickets.is_empty() {
+            return Ok("The queue is empty.".to_owned());
+        }
+        let names: BTreeMap<_, _> = self.store.agents().await?.into_iter().map(|a| (a.id, a.name)).collect();
+        let mut text = String::from("Open tickets, first due first:");
+        for t in &tickets {
+            let due = match t.due_at {
+                Some(d) if d < now => format!("overdue since {}", self.local(d)),
+                Some(d) => format!("due {}", self.local(d)),
+                None => "no due time".to_owned(),
+            };
+            let holder = match self.ticketing.policy().live_holder(t, now) {
+                Some(id) => format!(", claimed by {}", names.get(&id).map_or("someone", String::as_str)),
+                None => String::new(),
+            };
+            let _ = write!(text, "\n#{} {} · {} · {} · {due}{holder}", t.id, t.state, t.category, t.platform);
+        }
+        let _ = write!(text, "\nClaim one with /claim N.");
+        Ok(text)
+    }
+
+    async fn ticket_command(&self, name: &str, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        let (number, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        let rest = rest.trim();
+        let Some(id) = number.trim_start_matches('#').parse().ok().map(TicketId) else {
+            let usage = if matches!(name, "reply" | "note") { " TEXT" } else { "" };
+            return Err(Failure::Said(format!("Usage: /{name} N{usage}, N being the ticket's number.")));
+        };
+        match name {
+            "claim" => {
+                let t = self.ticketing.claim(id, agent, now).await?;
+                let mut text = format!("Ticket #{} ({}) is yours, {}.", t.id, t.category, agent.name);
+                // As in the console: a case an active notice covers is answered with the notice's words.
+                for n in crate::notices::covering(self.store.as_ref(), &t).await? {
+                    let _ = write!(
+                        text,
+                        "\nNotice {} ({}) covers this case; answer with its text so public answers stay consistent: {}",
+                        n.id, n.state, n.text
+                    );
+                }
+                Ok(text)
+            }
+            "reply" | "note" if rest.is_empty() => Err(Failure::Said(format!("Usage: /{name} {id} TEXT"))),
+            "reply" => {
+                let reply = self.ticketing.record_reply(id, agent, rest, now).await?;
+                self.store.enqueue(reply.outbox, now).await?;
+                self.wake.notify_one();
+                Ok(format!("Reply to ticket #{id} queued for the customer on {}.", reply.ticket.platform))
+            }
+            "note" => {
+                self.ticketing.note(id, agent, rest, now).await?;
+                Ok(format!("Note added to ticket #{id}."))
+            }
+            _ => {
+                self.ticketing.set_state(id, agent, TicketState::Solved, now).await?;
+                Ok(format!("Ticket #{id} is solved; a reply from the customer opens it again."))
+            }
+        }
+    }
+
+    async fn alerts(&self, now: Timestamp) -> Result<String, Failure> {
+        // Newest first.
+        let alerts = self.store.alerts().await?;
+        let recent: Vec<_> = alerts.iter().take_while(|a| a.created_at >= now - RECENT_ALERTS).collect();
+        if recent.is_empty() {
+            return Ok("No spike alerts in the last 24 hours.".to_owned());
+        }
+        let mut text = String::from("Spike alerts of the last 24 hours:");
+        for a in recent {
+            let outcome = match self.store.cluster(a.cluster).await {
+                Ok(c) => match (c.state, c.notice) {
+                    (ClusterState::Noticed, Some(n)) => format!("answered by notice {n}"),
+                    (ClusterState::Expired, _) => "expired into tickets".to_owned(),
+                    _ => format!("waiting: /publish {}", a.id),
+                },
+                Err(StoreError::NotFound { .. }) => "its cluster is gone".to_owned(),
+                Err(e) => return Err(e.into()),
+            };
+            let _ = write!(
+                text,
+                "\nAlert {}: {} in {}, {} customers, raised {}; {outcome}",
+                a.id,
+                a.service,
+                a.region.as_deref().unwrap_or("an unknown region"),
+                a.count,
+                self.local(a.created_at),
+            );
+        }
+        Ok(text)
+    }
+
+    async fn publish(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        let (number, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        let Some(id) = number.parse().ok().map(AlertId) else {
+            return Err(Failure::Said("Usage: /publish ALERT [TEXT]; /alerts lists them.".to_owned()));
+        };
+        let alert = match self.store.alert(id).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound { .. }) => return Err(NoticeError::AlertNotFound(id).into()),
+            Err(e) => return Err(e.into()),
+        };
+        let title = format!("Storing {} {}", alert.service, alert.region.as_deref().unwrap_or("")).trim().to_owned();
+        let text = text.trim();
+        let (text, texts) = if text.is_empty() {
+            // The draft the alert came with: Dutch as the main text, English for those who asked in English.
+            let main = alert.draft.get("nl").or_else(|| alert.draft.values().next()).cloned().unwrap_or_default();
+            let english = alert.draft.get("en").filter(|_| alert.draft.contains_key("nl")).cloned();
+            (main, english.map(|e| BTreeMap::from([("en".to_owned(), e)])).unwrap_or_default())
+        } else {
+            (text.to_owned(), BTreeMap::new())
+        };
+        let notice =
+            self.notices.publish_from_alert(id, title, text, texts, NoticeState::Investigating, agent, now).await?;
+        if notice.draft {
+            return Ok(format!(
+                "Notice {} saved from alert {id}; under four-eyes approval another admin approves it in the console.",
+                notice.id
+            ));
+        }
+        let customers = self.notices.progress(notice.id).await?.subscribers;
+        Ok(format!("Notice {} published from alert {id}: {customers} customers get it.", notice.id))
+    }
+
+    async fn resolve(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        let (number, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        let Some(id) = number.parse().ok().map(NoticeId) else {
+            return Err(Failure::Said("Usage: /resolve NOTICE [TEXT]".to_owned()));
+        };
+        let text = text.trim();
+        let change = NoticeChange {
+            state: Some(NoticeState::Resolved),
+            text: (!text.is_empty()).then(|| text.to_owned()),
+            ..Default::default()
+        };
+        let notice = self.notices.update(id, change, agent, now).await?;
+        Ok(format!(
+            "Notice {} is resolved (version {}); its subscribers get the final message.",
+            notice.id, notice.version
+        ))
+    }
+
+    /// A time as the team reads it: in the SLA's time zone.
+    fn local(&self, t: Timestamp) -> String {
+        t.with_timezone(&self.ticketing.policy().sla.timezone).format("%d-%m %H:%M").to_string()
+    }
+}
+
+#[async_trait]
+impl webcare_domain::StaffDesk for Desk {
+    async fn command(&self, event: InboundEvent) -> Result<(), IntakeError> {
+        let Some(&chat) = self.chats.get(&(event.platform, event.chat_id.clone())) else {
+            return Err(IntakeError::Invalid(format!("{} chat {} is not a staff chat", event.platform, event.chat_id)));
+        };
+        if event.from_bot || command_of(&event).is_none() {
+            return Ok(());
+        }
+        let key = format!("staff:{}:{}", event.platform, event.message_id);
+        if self.store.outbox_by_key(&key).await.map_err(|e| IntakeError::Unavailable(e.to_string()))?.is_some() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let Some(answer) = self.answer(&event, now).await? else { return Ok(()) };
+        self.store
+            .enqueue(NewOutbox::message(chat, answer, key, Priority::AUTOMATIC, now), now)
+            .await
+            .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// The command an event carries, as (name, arguments): a platform command, or a message starting with `/` or `!`
+/// (how a command is typed in a Discord channel). A name addressed to a bot (`/queue@webcare_bot`) loses the
+/// address.
+fn command_of(event: &InboundEvent) -> Option<(String, String)> {
+    let (name, args) = match &event.kind {
+        InboundKind::Command { name, args } => (name.clone(), args.clone()),
+        InboundKind::Message => {
+            let rest = event.text.trim().strip_prefix(['/', '!'])?;
+            let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            (name.to_owned(), args.to_owned())
+        }
+        _ => return None,
+    };
+    let name = name.split('@').next().unwrap_or_default().to_lowercase();
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some((name, args))
+}
+
+/// Why a command did not go through.
+enum Failure {
+    /// A refusal to tell the team as it is (not found, not allowed, claimed by someone else).
+    Said(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<TicketError> for Failure {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::Store(e) => Failure::Store(e),
+            e => Failure::Said(sentence(&e.to_string())),
+        }
+    }
+}
+
+impl From<NoticeError> for Failure {
+    fn from(e: NoticeError) -> Self {
+        match e {
+            NoticeError::Store(e) => Failure::Store(e),
+            e => Failure::Said(sentence(&e.to_string())),
+        }
+    }
+}
+
+/// An error message as a sentence: capitalised, with a full stop.
+fn sentence(s: &str) -> String {
+    let mut chars = s.chars();
+    let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    format!("{first}{}.", chars.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: InboundKind, text: &str) -> InboundEvent {
+        InboundEvent {
+            platform: Platform::Telegram,
+            chat_id: "-100".into(),
+            chat_kind: webcare_domain::ConversationKind::Public,
+            chat_title: None,
+            user_id: "1".into(),
+            user_name: "ann".into(),
+            from_bot: false,
+            message_id: "-100/1".into(),
+            text: text.into(),
+            attachments: vec![],
+            kind,
+            place: None,
+            account: String::new(),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn commands_come_from_the_platform_or_a_leading_slash_or_bang() {
+        let cmd = |name: &str, args: &str| InboundKind::Command { name: name.into(), args: args.into() };
+        assert_eq!(command_of(&event(cmd("claim", "12"), "/claim 12")), Some(("claim".into(), "12".into())));
+        assert_eq!(command_of(&event(cmd("Queue@webcare_bot", ""), "")), Some(("queue".into(), String::new())));
+        assert_eq!(
+            command_of(&event(InboundKind::Message, "  !reply 4 Hello there")),
+            Some(("reply".into(), "4 Hello there".into()))
+        );
+        assert_eq!(command_of(&event(InboundKind::Message, "/QUEUE")), Some(("queue".into(), String::new())));
+        assert_eq!(command_of(&event(InboundKind::Message, "lunch at one?")), None, "team talk");
+        assert_eq!(command_of(&event(InboundKind::Message, "/ not a command")), None);
+        assert_eq!(command_of(&event(InboundKind::Message, "/<b>")), None);
+        assert_eq!(command_of(&event(InboundKind::Edited, "/claim 3")), None, "an edit does nothing again");
+    }
+
+    #[test]
+    fn link_codes_are_unambiguous_and_match_however_they_are_typed() {
+        let code = new_link_code();
+        assert_eq!(code.len(), CODE_LEN);
+        assert!(code.bytes().all(|b| CODE_ALPHABET.contains(&b)), "{code}");
+        assert_ne!(new_link_code(), code, "random");
+        let typed = format!("{}-{} ", code[..5].to_lowercase(), &code[5..]);
+        assert_eq!(link_code_hash(&typed), link_code_hash(&code));
+        assert_ne!(link_code_hash("ABCDEFGHJK"), link_code_hash("ABCDEFGHJM"));
+        assert_eq!(link_code_hash(&code).len(), 64, "SHA-256, hex");
+    }
+
+    #[test]
+    fn errors_read_as_sentences() {
+        assert_eq!(sentence("ticket is claimed by bo"), "Ticket is claimed by bo.");
+    }
+}

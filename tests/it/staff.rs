@@ -1,0 +1,201 @@
+//! Staff chats as a place to work: commands act as the agent linked to the chat account that wrote them, within that
+//! agent's role, on SQLite and PostgreSQL. The adapters' side (Telegram's group, Discord's channel) is tested in
+//! their end-to-end tests and in the CLI test against the fake Telegram.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use webcare_app::intake::Pipeline;
+use webcare_app::staff::{Desk, issue_link_code};
+use webcare_domain::{
+    Agent, ConversationKind, InboundEvent, InboundKind, Intake, IntakeError, NewAgent, NewConversation, NoticeState,
+    Platform, Role, Service, StaffDesk, Store, TicketEventKind, TicketState, Timestamp,
+};
+use webcare_tests::TestDb;
+
+use crate::intake::{event, private};
+
+fn t(secs: i64) -> Timestamp {
+    Utc.timestamp_opt(1_790_000_000 + secs, 0).unwrap()
+}
+
+const TEAM: &str = "-100777";
+
+contract!(staff_commands_act_as_the_linked_agent_within_their_role, a_staff_command_is_carried_out_once);
+
+struct Setup {
+    store: Arc<dyn Store>,
+    pipeline: Arc<Pipeline>,
+    desk: Desk,
+}
+
+async fn setup(db: &TestDb) -> Setup {
+    let webcare_tests::App { store, ticketing, pipeline, notices, wake } = webcare_tests::app(db.db()).await;
+    let team = store
+        .upsert_conversation(
+            NewConversation {
+                platform: Platform::Telegram,
+                platform_chat_id: TEAM.into(),
+                kind: ConversationKind::Public,
+                title: Some("staff".into()),
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
+    let desk = Desk::new(store.clone(), ticketing, notices, wake, [(Platform::Telegram, TEAM.to_owned(), team.id)]);
+    Setup { store, pipeline, desk }
+}
+
+/// What a team member writes in the staff group.
+fn said(user: &str, id: u32, text: &str) -> InboundEvent {
+    let mut e = event(user, TEAM, ConversationKind::Public, &id.to_string(), text, t(0));
+    if let Some(rest) = text.strip_prefix('/') {
+        let (name, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        e.kind = InboundKind::Command { name: name.into(), args: args.into() };
+    }
+    e
+}
+
+async fn agent(store: &dyn Store, name: &str, role: Role) -> Agent {
+    store.create_agent(NewAgent { name: name.into(), role, password_hash: None, at: t(0) }).await.unwrap()
+}
+
+async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
+    let Setup { store, pipeline, desk } = setup(db).await;
+    let now = t(600);
+    let ann = agent(store.as_ref(), "ann", Role::Agent).await;
+    let bo = agent(store.as_ref(), "bo", Role::Agent).await;
+    let ria = agent(store.as_ref(), "ria", Role::Admin).await;
+    pipeline.receive(private("501", "1", "Mijn factuur klopt niet, ik betaal dubbel", t(10))).await.unwrap();
+    let ticket = store.tickets(&[]).await.unwrap().remove(0);
+    let alert = crate::alerts::raise(store.as_ref(), Service::Internet, Some("Utrecht"), t(300)).await;
+
+    let mut n = 0;
+    let mut say = async |user: &str, text: &str| {
+        n += 1;
+        desk.answer(&said(user, n, text), now).await.unwrap().unwrap_or_else(|| panic!("no answer to {text}"))
+    };
+    // Before linking: help, and a pointer to the console for anything else.
+    assert!(say("11", "/help").await.contains("/claim N: take ticket N"));
+    assert!(say("11", "/queue").await.starts_with("I do not know you yet"));
+    assert!(say("11", "/link").await.starts_with("Send /link CODE"));
+    assert!(say("11", "/link ABCDEFGHJK").await.starts_with("That code is unknown, used or expired"));
+    for (user, agent) in [("11", &ann), ("12", &bo), ("13", &ria)] {
+        let code = issue_link_code(store.as_ref(), agent, now).await.unwrap();
+        let linked = say(user, &format!("/link {code}")).await;
+        assert_eq!(
+            linked,
+            format!("Linked: your commands here act as {} ({}). Send /help for the list.", agent.name, agent.role)
+        );
+    }
+
+    // Tickets, as the agent who wrote the command.
+    let queue = say("11", "/queue").await;
+    assert!(queue.contains(&format!("#{} new · billing · telegram · due ", ticket.id)), "{queue}");
+    assert!(!queue.contains("factuur"), "no customer's words in a staff chat: {queue}");
+    assert_eq!(
+        say("11", &format!("/claim {}", ticket.id)).await,
+        format!("Ticket #{} (billing) is yours, ann.", ticket.id)
+    );
+    assert_eq!(say("12", &format!("/claim #{}", ticket.id)).await, "Ticket is claimed by ann.");
+    assert!(say("12", "/queue").await.contains("claimed by ann"));
+    assert!(say("11", "/claim twelve").await.starts_with("Usage: /claim N"));
+    assert!(say("11", "/claim 99999").await.starts_with("Ticket 99999 not found"));
+    assert_eq!(say("11", &format!("/note {}", ticket.id)).await, format!("Usage: /note {} TEXT", ticket.id));
+    assert_eq!(
+        say("11", &format!("/note {} Klant teruggebeld", ticket.id)).await,
+        format!("Note added to ticket #{}.", ticket.id)
+    );
+    let reply = say("11", &format!("/reply {} Het dubbele bedrag wordt teruggestort.", ticket.id)).await;
+    assert!(
+        reply.starts_with(&format!("Reply to ticket #{} queued for the customer on telegram", ticket.id)),
+        "{reply}"
+    );
+    assert!(say("11", &format!("/solve {}", ticket.id)).await.contains("is solved"));
+    assert_eq!(store.ticket(ticket.id).await.unwrap().state, TicketState::Solved);
+    let events = store.ticket_events(ticket.id).await.unwrap();
+    let by_ann = |kind: TicketEventKind| events.iter().filter(|e| e.kind == kind && e.actor == Some(ann.id)).count();
+    let done = [TicketEventKind::Claimed, TicketEventKind::Note, TicketEventKind::Reply, TicketEventKind::StateChanged];
+    assert!(done.into_iter().all(|kind| by_ann(kind) >= 1), "{events:?}");
+    assert_eq!((by_ann(TicketEventKind::Note), by_ann(TicketEventKind::Reply)), (1, 1), "{events:?}");
+    let replies = store.claim_outbox("w", now, std::time::Duration::from_secs(60), 50).await.unwrap();
+    let to_customer: Vec<_> =
+        replies.iter().filter(|r| r.conversation == ticket.conversation).map(|r| r.body.as_str()).collect();
+    assert!(to_customer.contains(&"Het dubbele bedrag wordt teruggestort."), "{to_customer:?}");
+
+    // Alerts and notices: anyone sees the alerts, only admins publish.
+    let alerts = say("11", "/alerts").await;
+    assert!(alerts.contains(&format!("Alert {}: internet in Utrecht, 6 customers", alert.id)), "{alerts}");
+    assert!(alerts.contains(&format!("waiting: /publish {}", alert.id)), "{alerts}");
+    assert_eq!(say("11", &format!("/publish {}", alert.id)).await, "Only admins manage notices.");
+    assert!(store.notices(false).await.unwrap().is_empty());
+    let published = say("13", &format!("/publish {}", alert.id)).await;
+    let notice = store.notices(false).await.unwrap().remove(0);
+    assert_eq!(published, format!("Notice {} published from alert {}: 0 customers get it.", notice.id, alert.id));
+    assert_eq!(
+        (notice.title.as_str(), notice.text.as_str()),
+        ("Storing internet Utrecht", "We onderzoeken een storing.")
+    );
+    assert_eq!(
+        (notice.services.clone(), notice.regions.clone()),
+        (vec![Service::Internet], vec!["Utrecht".to_owned()])
+    );
+    let again = say("13", &format!("/publish {}", alert.id)).await;
+    assert!(again.contains(&format!("already follow notice {}", notice.id)), "{again}");
+    assert!(say("12", "/alerts").await.contains(&format!("answered by notice {}", notice.id)));
+    // A customer the notice answered asks for a person: whoever claims the case is offered the notice's words.
+    pipeline.receive(private("502", "1", "Storing internet in Utrecht?", t(700))).await.unwrap();
+    let mut press = private("502", "2", "", t(710));
+    press.kind = InboundKind::Button { data: webcare_app::intake::TALK_TO_PERSON.into() };
+    pipeline.receive(press).await.unwrap();
+    let outage = store.tickets(&[]).await.unwrap().into_iter().find(|t| t.id != ticket.id).expect("a second ticket");
+    let claimed = say("12", &format!("/claim {}", outage.id)).await;
+    assert!(
+        claimed.contains(&format!(
+            "Notice {} (investigating) covers this case; answer with its text so public answers stay consistent: \
+             We onderzoeken een storing.",
+            notice.id
+        )),
+        "{claimed}"
+    );
+    let resolved = say("13", &format!("/resolve {} De storing is verholpen.", notice.id)).await;
+    assert_eq!(
+        resolved,
+        format!("Notice {} is resolved (version 2); its subscribers get the final message.", notice.id)
+    );
+    let notice = store.notice(notice.id).await.unwrap();
+    assert_eq!((notice.state, notice.text.as_str()), (NoticeState::Resolved, "De storing is verholpen."));
+    assert!(say("13", "/resolve").await.starts_with("Usage: /resolve NOTICE"));
+    assert_eq!(say("13", "/frobnicate").await, "Unknown command /frobnicate. Send /help for the list.");
+    // A deactivated agent's chat account acts for nobody.
+    store.set_agent_active(bo.id, false).await.unwrap();
+    assert!(say("12", "/queue").await.starts_with("I do not know you yet"));
+}
+
+async fn a_staff_command_is_carried_out_once(db: &TestDb) {
+    let Setup { store, pipeline, desk } = setup(db).await;
+    let ann = agent(store.as_ref(), "ann", Role::Agent).await;
+    let code = issue_link_code(store.as_ref(), &ann, Utc::now()).await.unwrap();
+    desk.command(said("11", 1, &format!("/link {code}"))).await.unwrap();
+    pipeline.receive(private("501", "1", "Mijn factuur klopt niet, ik betaal dubbel", t(10))).await.unwrap();
+    let ticket = store.tickets(&[]).await.unwrap().remove(0);
+    // Telegram delivers the same update again after a restart: one note, one answer.
+    let note = said("11", 2, &format!("/note {} Klant teruggebeld", ticket.id));
+    desk.command(note.clone()).await.unwrap();
+    desk.command(note).await.unwrap();
+    let notes = store.ticket_events(ticket.id).await.unwrap();
+    assert_eq!(notes.iter().filter(|e| e.kind == TicketEventKind::Note).count(), 1, "{notes:?}");
+    let answer = store.outbox_by_key(&format!("staff:telegram:{TEAM}/2")).await.unwrap().expect("the answer is queued");
+    assert_eq!(answer.body, format!("Note added to ticket #{}.", ticket.id));
+    assert_eq!(answer.conversation, store.conversation_by_chat(Platform::Telegram, TEAM).await.unwrap().unwrap().id);
+    // The team's own conversation gets no answer, and a chat that is not a staff chat is refused.
+    desk.command(said("11", 3, "koffie?")).await.unwrap();
+    assert!(store.outbox_by_key(&format!("staff:telegram:{TEAM}/3")).await.unwrap().is_none());
+    let mut elsewhere = said("11", 4, "/queue");
+    elsewhere.chat_id = "-100999".into();
+    assert!(matches!(desk.command(elsewhere).await, Err(IntakeError::Invalid(_))));
+    // Nothing said in the staff chat is a customer's message.
+    let stored = store.inbound_after(webcare_domain::InboundId(0), 100).await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+}
