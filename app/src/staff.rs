@@ -96,33 +96,10 @@ impl Desk {
     /// Carries out one command at `now` and returns the answer for the chat; `None` for what is no command.
     pub async fn answer(&self, event: &InboundEvent, now: Timestamp) -> Result<Option<String>, IntakeError> {
         let Some((name, args)) = command_of(event) else { return Ok(None) };
-        let args = args.trim();
-        let unavailable = |e: StoreError| IntakeError::Unavailable(e.to_string());
-        match name.as_str() {
-            "help" | "start" => return Ok(Some(HELP.to_owned())),
-            "link" => return self.link(event, args, now).await.map(Some).map_err(unavailable),
-            _ => {}
-        }
-        let Some(agent) =
-            self.store.agent_by_chat_account(event.platform, &event.user_id).await.map_err(unavailable)?
-        else {
-            return Ok(Some(
-                "I do not know you yet. In the webcare console, open Account, get a link code and send /link CODE \
-                 here."
-                    .to_owned(),
-            ));
-        };
-        let answer = match name.as_str() {
-            "queue" => self.queue(now).await,
-            "claim" | "reply" | "note" | "solve" => self.ticket_command(&name, args, &agent, now).await,
-            "alerts" => self.alerts(now).await,
-            "publish" => self.publish(args, &agent, now).await,
-            "resolve" => self.resolve(args, &agent, now).await,
-            _ => Ok(format!("Unknown command /{name}. Send /help for the list.")),
-        };
-        match answer {
+        match self.run(event, &name, args.trim(), now).await {
             Ok(a) => Ok(Some(a)),
-            Err(Failure::Store(e)) if e.is_transient() => Err(unavailable(e)),
+            // The adapter does not acknowledge the event, so the platform delivers it again.
+            Err(Failure::Store(e)) if e.is_transient() => Err(IntakeError::Unavailable(e.to_string())),
             Err(Failure::Store(e)) => {
                 tracing::error!(error = %e, command = %name, "a staff command failed");
                 Ok(Some(format!("/{name} failed: the database refused it. Try again or use the console.")))
@@ -131,7 +108,28 @@ impl Desk {
         }
     }
 
-    async fn link(&self, event: &InboundEvent, code: &str, now: Timestamp) -> Result<String, StoreError> {
+    async fn run(&self, event: &InboundEvent, name: &str, args: &str, now: Timestamp) -> Result<String, Failure> {
+        match name {
+            "help" | "start" => return Ok(HELP.to_owned()),
+            "link" => return self.link(event, args, now).await,
+            _ => {}
+        }
+        let Some(agent) = self.store.agent_by_chat_account(event.platform, &event.user_id).await? else {
+            return Ok("I do not know you yet. In the webcare console, open Account, get a link code and send /link \
+                       CODE here."
+                .to_owned());
+        };
+        match name {
+            "queue" => self.queue(now).await,
+            "claim" | "reply" | "note" | "solve" => self.ticket_command(name, args, &agent, now).await,
+            "alerts" => self.alerts(now).await,
+            "publish" => self.publish(args, &agent, now).await,
+            "resolve" => self.resolve(args, &agent, now).await,
+            _ => Ok(format!("Unknown command /{name}. Send /help for the list.")),
+        }
+    }
+
+    async fn link(&self, event: &InboundEvent, code: &str, now: Timestamp) -> Result<String, Failure> {
         if code.is_empty() {
             return Ok("Send /link CODE with the code the console shows under Account.".to_owned());
         }
