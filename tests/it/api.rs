@@ -483,6 +483,23 @@ async fn a_notice_published_by_hand_answers_the_customers_already_waiting() {
     let (_, tickets) = a.call(Method::GET, "/api/v1/tickets", Some(&a.agent), None).await;
     let subjects: Vec<&str> = tickets.as_array().unwrap().iter().map(|t| t["subject"].as_str().unwrap()).collect();
     assert_eq!(subjects, vec!["Storing in Amsterdam? Geen internet"], "{tickets}");
+    // Its agent is not offered the Utrecht and Leiden notice: it does not cover Amsterdam.
+    let ticket = tickets[0]["id"].as_i64().unwrap();
+    let (_, view) = a.call(Method::GET, &format!("/api/v1/tickets/{ticket}"), Some(&a.agent), None).await;
+    assert_eq!(view["active_notices"], json!([]), "{view}");
+    // A notice for Amsterdam is.
+    let (_, amsterdam_notice) = a
+        .call(
+            Method::POST,
+            "/api/v1/notices",
+            Some(&a.admin),
+            Some(json!({"title": "Storing Amsterdam", "text": "We verhelpen een internetstoring in Amsterdam.",
+                "services": ["internet"], "regions": ["Amsterdam"], "state": "investigating"})),
+        )
+        .await;
+    let (_, view) = a.call(Method::GET, &format!("/api/v1/tickets/{ticket}"), Some(&a.agent), None).await;
+    let offered: Vec<&Value> = view["active_notices"].as_array().unwrap().iter().map(|n| &n["id"]).collect();
+    assert_eq!(offered, vec![&amsterdam_notice["id"]], "{view}");
 }
 
 #[tokio::test]

@@ -291,18 +291,13 @@ async fn get_ticket(
         messages
             .push(json!({"id": e.id, "direction": direction, "text": e.body, "author": author, "created_at": e.at}));
     }
-    // An agent answering a case that an active notice covers is shown the notice, so public answers stay consistent.
-    let notices: Vec<Value> = if ["outage", "technical"].contains(&ticket.category.as_str()) {
-        state
-            .store
-            .notices(true)
-            .await?
-            .into_iter()
-            .map(|n| json!({"id": n.id, "title": n.title, "text": n.text, "state": n.state}))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // An agent answering a case that an active notice covers is shown the notice, so public answers stay consistent;
+    // by the same rule as the console and the staff chats.
+    let notices: Vec<Value> = webcare_app::notices::covering(state.store.as_ref(), &ticket)
+        .await?
+        .into_iter()
+        .map(|n| json!({"id": n.id, "title": n.title, "text": n.text, "state": n.state}))
+        .collect();
     let mut body = serde_json::to_value(view(&state, ticket).await?).expect("a ticket serialises");
     body["messages"] = Value::Array(messages);
     body["active_notices"] = Value::Array(notices);
