@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::json;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
-use webcare_bridge::engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming, Output};
+use webcare_bridge::engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming, LocalDue, Output};
 use webcare_bridge::{Classification, Classifier};
 use webcare_domain::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, InboundEvent, InboundId, InboundKind,
@@ -240,13 +240,18 @@ impl Record {
 /// Where a message was filed: a ticket, or (in a batch) a ticket whose id is known once the batch is written.
 #[derive(Debug, Clone, Copy)]
 enum Filed {
-    Ticket { id: TicketId, opened: bool },
+    /// `opened`: when the first answer is due, if the message opened the ticket.
+    Ticket {
+        id: TicketId,
+        opened: Option<Timestamp>,
+    },
     Pending(PendingTicket),
 }
 
 impl Filed {
-    /// Whether the message opened the ticket, rather than joining the customer's open one.
-    fn opened(self) -> bool {
+    /// When the message opened the ticket, rather than joining the customer's open one: when its first answer is
+    /// due.
+    fn opened(self) -> Option<Timestamp> {
         match self {
             Filed::Ticket { opened, .. } => opened,
             Filed::Pending(handle) => handle.opened(),
@@ -335,7 +340,8 @@ impl Ctx {
             }
             None => {
                 let filed = self.ticketing.open_or_append(msg, at).await.map_err(ticket_error)?;
-                Ok(Filed::Ticket { id: filed.ticket.id, opened: filed.created })
+                let opened = filed.ticket.first_response_due_at.filter(|_| filed.created);
+                Ok(Filed::Ticket { id: filed.ticket.id, opened })
             }
         }
     }
@@ -965,8 +971,17 @@ impl Core {
             ticket = Some(filed);
             // A new case is acknowledged, so the customer knows a person will answer here; a message that joins
             // an open case is part of a conversation with an agent and gets no automatic answer.
-            if decision.action == Action::Ticket && decision.reply.is_none() && filed.opened() {
-                let ack = d.engine.case_opened(decision);
+            if decision.action == Action::Ticket
+                && decision.reply.is_none()
+                && let Some(due) = filed.opened()
+            {
+                // With when a person is expected to answer, on the team's clock (the SLA's time zone).
+                let zone = self.ticketing.policy().sla.timezone;
+                let due = LocalDue {
+                    at: due.with_timezone(&zone).naive_local(),
+                    today: message.received_at.with_timezone(&zone).date_naive(),
+                };
+                let ack = d.engine.case_opened(decision, Some(due));
                 let extra = json!({"language": ack.language});
                 self.enqueue(
                     ctx,

@@ -83,6 +83,9 @@ pub struct EngineConfig {
     pub flood_notice: BTreeMap<String, String>,
     /// The answer to a message that opens a new case (a ticket), so the customer knows a person will answer.
     pub case_opened: BTreeMap<String, String>,
+    /// Added to `case_opened` when the first answer's due time is known; `{when}` becomes "vandaag vóór 14:30",
+    /// "by 14:30 today" and the like (see [`LocalDue::phrase`]).
+    pub case_due: BTreeMap<String, String>,
     /// The language of answers when a message shows none.
     pub default_language: String,
 }
@@ -120,6 +123,7 @@ impl Default for EngineConfig {
                 "Bedankt voor je bericht. We hebben er een zaak van gemaakt; een medewerker antwoordt je hier zo snel mogelijk.",
                 "Thanks for your message. We've opened a case for it; a person will answer you here as soon as possible.",
             ),
+            case_due: texts("We proberen je {when} te antwoorden.", "We aim to answer {when}."),
             default_language: "nl".to_owned(),
         }
     }
@@ -522,8 +526,8 @@ impl Engine {
     }
 
     /// The acknowledgement for a message whose decision opened a new case, in the language the message was
-    /// written in (the default language for others).
-    pub fn case_opened(&self, decision: &Decision) -> Reply {
+    /// written in (the default language for others), with when a person is expected to answer where `due` says.
+    pub fn case_opened(&self, decision: &Decision, due: Option<LocalDue>) -> Reply {
         let language = decision
             .reasons
             .iter()
@@ -532,7 +536,13 @@ impl Engine {
                 _ => None,
             })
             .unwrap_or(Language::Unknown);
-        self.reply(&self.config.case_opened, &self.language(language))
+        let mut reply = self.reply(&self.config.case_opened, &self.language(language));
+        if let Some(due) = due {
+            let when = due.phrase(&reply.language);
+            let sentence = self.config.text(&self.config.case_due, &reply.language).replace("{when}", &when);
+            reply.text = format!("{} {sentence}", reply.text);
+        }
+        reply
     }
 
     /// The open cluster with this id, if any.
@@ -866,6 +876,58 @@ fn latest_per_asker(members: &[Member]) -> Vec<&Member> {
 }
 
 /// A draft notice for an alert, in Dutch and English, for an admin to edit before publishing.
+/// When a person is expected to answer, on the team's clock: the due time and the date it is now, both local to
+/// the SLA's time zone (the engine itself knows no time zones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalDue {
+    pub at: chrono::NaiveDateTime,
+    pub today: chrono::NaiveDate,
+}
+
+impl LocalDue {
+    /// The due time as a customer reads it: "vandaag vóór 14:30", "morgen vóór 09:00", "maandag 1 december vóór
+    /// 09:00" in Dutch; "by 14:30 today", "by 09:00 tomorrow", "by 09:00 on Monday 1 December" otherwise.
+    pub fn phrase(&self, language: &str) -> String {
+        use chrono::Datelike as _;
+        const NL_DAYS: [&str; 7] = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"];
+        const NL_MONTHS: [&str; 12] = [
+            "januari",
+            "februari",
+            "maart",
+            "april",
+            "mei",
+            "juni",
+            "juli",
+            "augustus",
+            "september",
+            "oktober",
+            "november",
+            "december",
+        ];
+        let time = self.at.format("%H:%M");
+        let date = self.at.date();
+        let days = (date - self.today).num_days();
+        if language == "nl" {
+            match days {
+                ..=0 => format!("vandaag vóór {time}"),
+                1 => format!("morgen vóór {time}"),
+                _ => format!(
+                    "{} {} {} vóór {time}",
+                    NL_DAYS[date.weekday().num_days_from_monday() as usize],
+                    date.day(),
+                    NL_MONTHS[date.month0() as usize]
+                ),
+            }
+        } else {
+            match days {
+                ..=0 => format!("by {time} today"),
+                1 => format!("by {time} tomorrow"),
+                _ => format!("by {time} on {}", date.format("%A %-d %B")),
+            }
+        }
+    }
+}
+
 pub fn draft_notice(service: Service, region: Option<&str>) -> BTreeMap<String, String> {
     let (nl_service, en_service) = match service {
         Service::Internet => ("internet", "internet"),

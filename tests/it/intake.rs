@@ -87,6 +87,9 @@ async fn a_billing_question_opens_one_ticket_even_when_redelivered() {
     let bodies = outbox_bodies(db.db()).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert!(bodies[0].starts_with("Bedankt voor je bericht. We hebben er een zaak van gemaakt"), "{bodies:?}");
+    // With when a person is expected to answer: Monday 16:13 in Amsterdam, four business hours, the team's day
+    // ends at 20:00.
+    assert!(bodies[0].ends_with("We proberen je morgen vóór 08:13 te antwoorden."), "{bodies:?}");
     // The next message of the same customer joins the open ticket, without another automatic answer: the
     // conversation is with a person now.
     p.receive(private("u1", "2", "Ik heb ook een foto van de factuur", t(60))).await.unwrap();
@@ -99,7 +102,8 @@ async fn a_billing_question_opens_one_ticket_even_when_redelivered() {
     let bodies = outbox_bodies(db.db()).await;
     assert_eq!(
         bodies,
-        ["Thanks for your message. We've opened a case for it; a person will answer you here as soon as possible."]
+        ["Thanks for your message. We've opened a case for it; a person will answer you here as soon as possible. \
+             We aim to answer by 08:14 tomorrow."]
     );
 }
 

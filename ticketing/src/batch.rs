@@ -22,12 +22,14 @@ use crate::{CustomerMessage, TicketError, Ticketing, check_priority};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PendingTicket {
     index: usize,
-    opened: bool,
+    /// When the first answer is due, if this message opened the ticket.
+    opened: Option<Timestamp>,
 }
 
 impl PendingTicket {
-    /// Whether this message opened the ticket (rather than joining one that was open, or opened earlier in the batch).
-    pub fn opened(self) -> bool {
+    /// When this message opened the ticket (rather than joining one that was open, or opened earlier in the batch):
+    /// when its first answer is due.
+    pub fn opened(self) -> Option<Timestamp> {
         self.opened
     }
 }
@@ -97,7 +99,7 @@ impl TicketBatch {
         }
         let key = (msg.conversation, msg.customer);
         self.load(&[key]).await?;
-        let mut opened = false;
+        let mut opened = None;
         let at = match self.open.get(&key).copied().flatten() {
             Some(i) => {
                 match &mut self.entries[i] {
@@ -121,9 +123,9 @@ impl TicketBatch {
             None => {
                 let (new, events) = lifecycle::new_ticket(&msg, now, &self.ticketing.policy)?;
                 let i = self.entries.len();
+                opened = new.first_response_due_at;
                 self.entries.push(Entry::Created { updated_at: new.at, new, events });
                 self.open.insert(key, Some(i));
-                opened = true;
                 i
             }
         };

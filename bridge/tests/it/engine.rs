@@ -437,3 +437,22 @@ fn customers_idle_for_a_flood_window_leave_the_state() {
     }
     assert_eq!(decisions, [false, false, false, false, false, true, true]);
 }
+
+/// The acknowledgement's due time reads as a customer would say it, in Dutch and in English.
+#[test]
+fn a_due_time_reads_as_today_tomorrow_or_a_named_day() {
+    use webcare_bridge::engine::LocalDue;
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let due = |d: u32, h: u32, m: u32| LocalDue { at: day(d).and_hms_opt(h, m, 40).unwrap(), today: day(27) };
+    // Friday 27 November 2026.
+    assert_eq!(due(27, 16, 5).phrase("nl"), "vandaag vóór 16:05");
+    assert_eq!(due(27, 16, 5).phrase("en"), "by 16:05 today");
+    assert_eq!(due(28, 9, 0).phrase("nl"), "morgen vóór 09:00");
+    assert_eq!(due(28, 9, 0).phrase("en"), "by 09:00 tomorrow");
+    assert_eq!(due(30, 8, 30).phrase("nl"), "maandag 30 november vóór 08:30");
+    assert_eq!(due(30, 8, 30).phrase("en"), "by 08:30 on Monday 30 November");
+    assert_eq!(due(30, 8, 30).phrase("de"), "by 08:30 on Monday 30 November", "other languages read the English form");
+    let next_month =
+        LocalDue { at: day(1).and_hms_opt(8, 0, 0).unwrap() + chrono::TimeDelta::days(30), today: day(27) };
+    assert_eq!(next_month.phrase("nl"), "dinsdag 1 december vóór 08:00");
+}
