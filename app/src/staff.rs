@@ -121,7 +121,7 @@ impl Desk {
         };
         match name {
             "queue" => self.queue(now).await,
-            "claim" | "reply" | "note" | "solve" => self.ticket_command(name, args, &agent, now).await,
+            "claim" | "reply" | "note" | "solve" => self.ticket_command(event, name, args, &agent, now).await,
             "alerts" => self.alerts(now).await,
             "publish" => self.publish(args, &agent, now).await,
             "resolve" => self.resolve(args, &agent, now).await,
@@ -177,7 +177,14 @@ impl Desk {
         Ok(text)
     }
 
-    async fn ticket_command(&self, name: &str, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+    async fn ticket_command(
+        &self,
+        event: &InboundEvent,
+        name: &str,
+        args: &str,
+        agent: &Agent,
+        now: Timestamp,
+    ) -> Result<String, Failure> {
         let (number, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
         let rest = rest.trim();
         let Some(id) = number.trim_start_matches('#').parse().ok().map(TicketId) else {
@@ -200,10 +207,31 @@ impl Desk {
             }
             "reply" | "note" if rest.is_empty() => Err(Failure::Said(format!("Usage: /{name} {id} TEXT"))),
             "reply" => {
-                let reply = self.ticketing.record_reply(id, agent, rest, now).await?;
-                self.store.enqueue(reply.outbox, now).await?;
-                self.wake.notify_one();
-                Ok(format!("Reply to ticket #{id} queued for the customer on {}.", reply.ticket.platform))
+                // The reply, its message to the customer and the answer here in one unit of work: a command that
+                // is delivered again after a failure finds its answer and stops, so the customer is answered once.
+                let unit = self.store.begin().await?;
+                let done = async {
+                    let reply = self.ticketing.on(unit.clone()).record_reply(id, agent, rest, now).await?;
+                    unit.enqueue(reply.outbox, now).await?;
+                    let text = format!("Reply to ticket #{id} queued for the customer on {}.", reply.ticket.platform);
+                    if let Some((chat, key)) = self.answer_key(event) {
+                        unit.enqueue(NewOutbox::message(chat, text.clone(), key, Priority::AUTOMATIC, now), now)
+                            .await?;
+                    }
+                    Ok::<_, Failure>(text)
+                }
+                .await;
+                match done {
+                    Ok(text) => {
+                        unit.commit().await?;
+                        self.wake.notify_one();
+                        Ok(text)
+                    }
+                    Err(e) => {
+                        let _ = unit.rollback().await;
+                        Err(e)
+                    }
+                }
             }
             "note" => {
                 self.ticketing.note(id, agent, rest, now).await?;
@@ -297,6 +325,13 @@ impl Desk {
         ))
     }
 
+    /// Where the answer to a command goes, and the outbox key that keeps it to one answer per command; `None` outside
+    /// the staff chats.
+    fn answer_key(&self, event: &InboundEvent) -> Option<(ConversationId, String)> {
+        let chat = *self.chats.get(&(event.platform, event.chat_id.clone()))?;
+        Some((chat, format!("staff:{}:{}", event.platform, event.message_id)))
+    }
+
     /// A time as the team reads it: in the SLA's time zone.
     fn local(&self, t: Timestamp) -> String {
         t.with_timezone(&self.ticketing.policy().sla.timezone).format("%d-%m %H:%M").to_string()
@@ -306,13 +341,12 @@ impl Desk {
 #[async_trait]
 impl webcare_domain::StaffDesk for Desk {
     async fn command(&self, event: InboundEvent) -> Result<(), IntakeError> {
-        let Some(&chat) = self.chats.get(&(event.platform, event.chat_id.clone())) else {
+        let Some((chat, key)) = self.answer_key(&event) else {
             return Err(IntakeError::Invalid(format!("{} chat {} is not a staff chat", event.platform, event.chat_id)));
         };
         if event.from_bot || command_of(&event).is_none() {
             return Ok(());
         }
-        let key = format!("staff:{}:{}", event.platform, event.message_id);
         if self.store.outbox_by_key(&key).await.map_err(|e| IntakeError::Unavailable(e.to_string()))?.is_some() {
             return Ok(());
         }

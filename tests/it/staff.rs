@@ -21,7 +21,11 @@ fn t(secs: i64) -> Timestamp {
 
 const TEAM: &str = "-100777";
 
-contract!(staff_commands_act_as_the_linked_agent_within_their_role, a_staff_command_is_carried_out_once);
+contract!(
+    staff_commands_act_as_the_linked_agent_within_their_role,
+    a_staff_command_is_carried_out_once,
+    a_reply_is_recorded_sent_and_answered_all_or_nothing,
+);
 
 struct Setup {
     store: Arc<dyn Store>,
@@ -30,6 +34,11 @@ struct Setup {
 }
 
 async fn setup(db: &TestDb) -> Setup {
+    setup_answering(db, None).await
+}
+
+/// With `answers_to`, the desk answers the staff chat in that conversation instead of the one registered for it.
+async fn setup_answering(db: &TestDb, answers_to: Option<webcare_domain::ConversationId>) -> Setup {
     let webcare_tests::App { store, ticketing, pipeline, notices, wake } = webcare_tests::app(db.db()).await;
     let team = store
         .upsert_conversation(
@@ -43,7 +52,8 @@ async fn setup(db: &TestDb) -> Setup {
         )
         .await
         .unwrap();
-    let desk = Desk::new(store.clone(), ticketing, notices, wake, [(Platform::Telegram, TEAM.to_owned(), team.id)]);
+    let chat = answers_to.unwrap_or(team.id);
+    let desk = Desk::new(store.clone(), ticketing, notices, wake, [(Platform::Telegram, TEAM.to_owned(), chat)]);
     Setup { store, pipeline, desk }
 }
 
@@ -198,4 +208,22 @@ async fn a_staff_command_is_carried_out_once(db: &TestDb) {
     // Nothing said in the staff chat is a customer's message.
     let stored = store.inbound_after(webcare_domain::InboundId(0), 100).await.unwrap();
     assert_eq!(stored.len(), 1, "{stored:?}");
+}
+
+async fn a_reply_is_recorded_sent_and_answered_all_or_nothing(db: &TestDb) {
+    // The staff chat's answer cannot be stored (its conversation does not exist): the reply must not be half done,
+    // or the command delivered again would answer the customer twice.
+    let Setup { store, pipeline, desk } = setup_answering(db, Some(webcare_domain::ConversationId(999_999))).await;
+    let ann = agent(store.as_ref(), "ann", Role::Agent).await;
+    let code = issue_link_code(store.as_ref(), &ann, t(0)).await.unwrap();
+    desk.answer(&said("11", 1, &format!("/link {code}")), t(1)).await.unwrap();
+    pipeline.receive(private("501", "1", "Mijn factuur klopt niet, ik betaal dubbel", t(10))).await.unwrap();
+    let ticket = store.tickets(&[]).await.unwrap().remove(0);
+    let queued_before = store.outbox_counts().await.unwrap();
+    let failed = desk.answer(&said("11", 2, &format!("/reply {} Wordt teruggestort.", ticket.id)), t(20)).await;
+    assert_eq!(failed.unwrap().unwrap(), "/reply failed: the database refused it. Try again or use the console.");
+    let events = store.ticket_events(ticket.id).await.unwrap();
+    assert!(!events.iter().any(|e| e.kind == TicketEventKind::Reply), "no reply recorded: {events:?}");
+    assert_eq!(store.outbox_counts().await.unwrap(), queued_before, "nothing queued for the customer");
+    assert_eq!(store.ticket(ticket.id).await.unwrap().first_responded_at, None);
 }
