@@ -1,5 +1,5 @@
 //! The webcare team's own chats (a Telegram staff group, a Discord staff channel) as a place to work: agents see the
-//! queue and claim, answer, note and solve tickets there, admins publish a notice from a spike alert and resolve it,
+//! queue and claim, answer, note, set pending, solve, release and transfer tickets there, admins publish a notice from a spike alert and resolve it,
 //! as they would in the console.
 //!
 //! A command acts as the agent whose chat account wrote it. An agent links an account once: the console (or
@@ -75,7 +75,10 @@ const HELP: &str = "webcare commands in this chat:\n\
 /claim N: take ticket N\n\
 /reply N TEXT: answer the customer of ticket N\n\
 /note N TEXT: an internal note on ticket N\n\
+/pending N: ticket N waits for the customer\n\
 /solve N: mark ticket N solved\n\
+/release N: give ticket N back to the queue\n\
+/transfer N NAME: hand ticket N to another agent\n\
 /alerts: spike alerts of the last 24 hours\n\
 /publish ALERT [TEXT]: publish a notice from a spike alert (admins), with the draft text unless you give one\n\
 /resolve NOTICE [TEXT]: mark a notice resolved (admins); its subscribers get the final message";
@@ -121,7 +124,9 @@ impl Desk {
         };
         match name {
             "queue" => self.queue(now).await,
-            "claim" | "reply" | "note" | "solve" => self.ticket_command(event, name, args, &agent, now).await,
+            "claim" | "reply" | "note" | "pending" | "solve" | "release" | "transfer" => {
+                self.ticket_command(event, name, args, &agent, now).await
+            }
             "alerts" => self.alerts(now).await,
             "publish" => self.publish(args, &agent, now).await,
             "resolve" => self.resolve(args, &agent, now).await,
@@ -188,7 +193,11 @@ impl Desk {
         let (number, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
         let rest = rest.trim();
         let Some(id) = number.trim_start_matches('#').parse().ok().map(TicketId) else {
-            let usage = if matches!(name, "reply" | "note") { " TEXT" } else { "" };
+            let usage = match name {
+                "reply" | "note" => " TEXT",
+                "transfer" => " NAME",
+                _ => "",
+            };
             return Err(Failure::Said(format!("Usage: /{name} N{usage}, N being the ticket's number.")));
         };
         match name {
@@ -206,6 +215,7 @@ impl Desk {
                 Ok(text)
             }
             "reply" | "note" if rest.is_empty() => Err(Failure::Said(format!("Usage: /{name} {id} TEXT"))),
+            "transfer" if rest.is_empty() => Err(Failure::Said(format!("Usage: /transfer {id} NAME"))),
             "reply" => {
                 // The reply, its message to the customer and the answer here in one unit of work: a command that
                 // is delivered again after a failure finds its answer and stops, so the customer is answered once.
@@ -237,9 +247,26 @@ impl Desk {
                 self.ticketing.note(id, agent, rest, now).await?;
                 Ok(format!("Note added to ticket #{id}."))
             }
-            _ => {
+            "pending" => {
+                self.ticketing.set_state(id, agent, TicketState::Pending, now).await?;
+                Ok(format!("Ticket #{id} waits for the customer; their reply opens it again."))
+            }
+            "solve" => {
                 self.ticketing.set_state(id, agent, TicketState::Solved, now).await?;
                 Ok(format!("Ticket #{id} is solved; a reply from the customer opens it again."))
+            }
+            "release" => {
+                self.ticketing.release(id, agent, now).await?;
+                Ok(format!("Ticket #{id} is back in the queue for anyone to claim."))
+            }
+            _ => {
+                let Some(to) = self.store.agent_by_name(rest).await?.filter(|a| a.active) else {
+                    return Err(Failure::Said(format!(
+                        "No active agent is named {rest:?}. Usage: /transfer {id} NAME"
+                    )));
+                };
+                self.ticketing.assign(id, agent, Some(to.id), now).await?;
+                Ok(format!("Ticket #{id} is {}'s now.", to.name))
             }
         }
     }

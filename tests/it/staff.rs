@@ -122,6 +122,17 @@ async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
         reply.starts_with(&format!("Reply to ticket #{} queued for the customer on telegram", ticket.id)),
         "{reply}"
     );
+    assert!(say("11", &format!("/pending {}", ticket.id)).await.contains("waits for the customer"));
+    assert_eq!(store.ticket(ticket.id).await.unwrap().state, TicketState::Pending);
+    assert_eq!(say("11", &format!("/transfer {}", ticket.id)).await, format!("Usage: /transfer {} NAME", ticket.id));
+    assert!(say("11", &format!("/transfer {} nobody", ticket.id)).await.starts_with("No active agent is named"));
+    assert_eq!(say("11", &format!("/transfer {} bo", ticket.id)).await, format!("Ticket #{} is bo's now.", ticket.id));
+    let moved = store.ticket(ticket.id).await.unwrap();
+    assert_eq!((moved.assignee, moved.claimed_by), (Some(bo.id), Some(bo.id)), "bo has the claim");
+    assert!(say("11", &format!("/claim {}", ticket.id)).await.contains("claimed by bo"));
+    let released = say("12", &format!("/release {}", ticket.id)).await;
+    assert_eq!(released, format!("Ticket #{} is back in the queue for anyone to claim.", ticket.id));
+    assert!(say("11", &format!("/claim {}", ticket.id)).await.contains("is yours, ann"));
     assert!(say("11", &format!("/solve {}", ticket.id)).await.contains("is solved"));
     assert_eq!(store.ticket(ticket.id).await.unwrap().state, TicketState::Solved);
     let events = store.ticket_events(ticket.id).await.unwrap();
