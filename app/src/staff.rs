@@ -1,6 +1,6 @@
 //! The webcare team's own chats (a Telegram staff group, a Discord staff channel) as a place to work: agents see the
-//! queue and claim, answer, note, set pending, solve, release and transfer tickets there, admins publish a notice from a spike alert and resolve it,
-//! as they would in the console.
+//! queue and claim, answer, note, set pending, solve, release and transfer tickets there, admins publish a notice
+//! from a spike alert and resolve it, as they would in the console.
 //!
 //! A command acts as the agent whose chat account wrote it. An agent links an account once: the console (or
 //! `POST /api/v1/me/chat-link`) gives a code valid for [`LINK_VALID`], and `/link CODE` in a staff chat redeems it.
