@@ -242,6 +242,12 @@ pub struct Discord {
     /// Delete a support-channel message that holds private data (an IBAN, a phone number) once the case continues
     /// in a DM or private thread; takes effect where the bot has Manage Messages.
     pub delete_private_data: bool,
+    /// The bot's gateway shards in all: Discord sends each server's events to one shard (`(server id >> 22) %
+    /// shards`) and DMs to shard 0.
+    pub shards: u32,
+    /// The shards this instance runs, a contiguous range such as `[2, 3]`; empty runs every shard. Instances on one
+    /// database split the bot's servers between them this way.
+    pub shard_ids: Vec<u32>,
 }
 
 impl Default for Discord {
@@ -253,6 +259,18 @@ impl Default for Discord {
             announcement_channels: Vec::new(),
             staff_channels: Vec::new(),
             delete_private_data: true,
+            shards: 1,
+            shard_ids: Vec::new(),
+        }
+    }
+}
+
+impl Discord {
+    /// The first and last shard this instance runs (both included).
+    pub fn shard_span(&self) -> (u32, u32) {
+        match (self.shard_ids.iter().min(), self.shard_ids.iter().max()) {
+            (Some(&first), Some(&last)) => (first, last),
+            _ => (0, self.shards.max(1) - 1),
         }
     }
 }
@@ -538,6 +556,17 @@ impl Config {
             "expected chat ids (a group's id is a negative number), not 0",
         );
         check(
+            (1..=10_000).contains(&self.discord.shards),
+            "discord.shards",
+            "expected the number of gateway shards, 1 or more",
+        );
+        let ids = &self.discord.shard_ids;
+        check(
+            ids.iter().all(|&id| id < self.discord.shards) && ids.windows(2).all(|w| w[1] == w[0] + 1),
+            "discord.shard_ids",
+            "expected shard numbers below discord.shards, in order and without gaps (such as [2, 3]); empty for all",
+        );
+        check(
             !self.discord.staff_channels.iter().any(|c| self.discord.support_channels.contains(c)),
             "discord.staff_channels",
             "a channel is either for customers (support_channels) or for the staff, not both",
@@ -591,6 +620,7 @@ fn schema() -> toml::Table {
     full.discord.announcement_channels = vec![1];
     full.discord.staff_channels = vec![2];
     full.telegram.staff_chats = vec![-1];
+    full.discord.shard_ids = vec![0];
     toml::Table::try_from(&full).expect("the configuration serialises to a TOML table")
 }
 

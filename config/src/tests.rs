@@ -214,3 +214,19 @@ fn an_unknown_service_in_alert_webhooks_is_named() {
     let all = errors(Some(f.path()), &[]).join("\n");
     assert!(all.contains("`alerts.timeout_secs`") && all.contains("`alerts.give_up_after_secs`"), "{all}");
 }
+
+#[test]
+fn discord_shards_are_a_range_this_instance_runs() {
+    let c = Config::load(None, env(&[])).unwrap();
+    assert_eq!((c.discord.shards, c.discord.shard_span()), (1, (0, 0)), "one shard, run here");
+    let c = Config::load(None, env(&[("WEBCARE_DISCORD__SHARDS", "4")])).unwrap();
+    assert_eq!(c.discord.shard_span(), (0, 3), "all four by default");
+    let c =
+        Config::load(None, env(&[("WEBCARE_DISCORD__SHARDS", "4"), ("WEBCARE_DISCORD__SHARD_IDS", "2, 3")])).unwrap();
+    assert_eq!(c.discord.shard_span(), (2, 3));
+    for (shards, ids) in [("0", ""), ("2", "2"), ("4", "1, 3"), ("4", "3, 2")] {
+        let errs = errors(None, &[("WEBCARE_DISCORD__SHARDS", shards), ("WEBCARE_DISCORD__SHARD_IDS", ids)]);
+        let key = if shards == "0" { "`discord.shards`" } else { "`discord.shard_ids`" };
+        assert!(errs.iter().any(|e| e.contains(key)), "{shards} {ids}: {errs:?}");
+    }
+}

@@ -151,6 +151,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             delete_private_data: config.discord.delete_private_data,
             staff_channels: config.discord.staff_channels.clone(),
             staff_desk: desk.clone(),
+            shards: config.discord.shards,
+            shard_span: config.discord.shard_span(),
         };
         let (discord, gateway) = match webcare_discord::start(settings, pipeline.clone(), shutdown.clone()).await {
             Ok(started) => started,

@@ -51,6 +51,10 @@ pub struct DiscordSettings {
     pub staff_channels: Vec<u64>,
     /// Where the team's commands go; without one, staff channels are only posted to.
     pub staff_desk: Option<Arc<dyn StaffDesk>>,
+    /// `discord.shards` and `discord.shard_span()`: the bot's gateway shards in all, and the first and last (both
+    /// included) this process runs. Discord sends each server's events to one shard, and DMs to shard 0.
+    pub shards: u32,
+    pub shard_span: (u32, u32),
 }
 
 impl std::fmt::Debug for DiscordSettings {
@@ -63,6 +67,8 @@ impl std::fmt::Debug for DiscordSettings {
             .field("delete_private_data", &self.delete_private_data)
             .field("staff_channels", &self.staff_channels)
             .field("staff_desk", &self.staff_desk.is_some())
+            .field("shards", &self.shards)
+            .field("shard_span", &self.shard_span)
             .finish()
     }
 }
@@ -143,7 +149,9 @@ pub async fn start(
         moves: Mutex::new(HashMap::new()),
         commands_registered: std::sync::atomic::AtomicBool::new(false),
     });
-    tracing::info!(platform = "discord", bot = %me.name, support_channels = shared.support.len(), "Discord bot starting");
+    tracing::info!(platform = "discord", bot = %me.name, support_channels = shared.support.len(),
+        shards = settings.shards, first_shard = settings.shard_span.0, last_shard = settings.shard_span.1,
+        "Discord bot starting");
 
     // The gateway client gets an `Http` of its own with the same settings; webcare's calls go through `shared`.
     let gateway_http = make_http();
@@ -151,13 +159,16 @@ pub async fn start(
         .event_handler(handler::Handler::new(shared.clone()))
         .await
         .map_err(|e| start_error(e, "GET /gateway", &base))?;
-    let shards = gateway.shard_manager.clone();
+    let manager = gateway.shard_manager.clone();
+    let (shards, shard_span) = (settings.shards.max(1), settings.shard_span);
     let task = tokio::spawn(async move {
         let stopper = tokio::spawn(async move {
             shutdown.cancelled().await;
-            shards.shutdown_all().await;
+            manager.shutdown_all().await;
         });
-        match gateway.start().await {
+        // serenity's range is first..last with `last` included.
+        let (first, last) = shard_span;
+        match gateway.start_shard_range(first..last, shards).await {
             Ok(()) => tracing::info!(platform = "discord", "Discord gateway stopped"),
             Err(e) => tracing::error!(platform = "discord", error = %e,
                 "the Discord gateway stopped; if Discord refused the intents, switch on the Message Content intent \

@@ -93,6 +93,8 @@ impl Env {
             delete_private_data: true,
             staff_channels: vec![team.0],
             staff_desk: Some(Arc::new(desk)),
+            shards: 1,
+            shard_span: (0, 0),
         };
         let (sender, gateway) =
             webcare_discord::start(settings, intake, shutdown.clone()).await.expect("the Discord adapter starts");
@@ -633,6 +635,90 @@ async fn the_team_claims_and_answers_a_case_from_its_channel() {
     env.stop().await;
 }
 
+/// An intake that notes which messages reached it, in front of the real one: which instance got what.
+struct Noting {
+    inner: Arc<dyn Intake>,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+#[serenity::async_trait]
+impl Intake for Noting {
+    async fn receive(
+        &self,
+        event: webcare_domain::InboundEvent,
+    ) -> Result<webcare_domain::IntakeOutcome, webcare_domain::IntakeError> {
+        self.seen.lock().unwrap().push(event.text.clone());
+        self.inner.receive(event).await
+    }
+}
+
+/// Two instances split the bot's servers by gateway shard (`discord.shards = 2`, `discord.shard_ids` = [0] and
+/// [1]): each server's messages reach the instance that runs its shard and no other, DMs come on shard 0, and
+/// every message is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_split_the_servers_by_shard() {
+    let dc = FakeDiscord::start_with(Config { shards: 2, ..Config::default() }).await;
+    // Discord routes a server to shard (id >> 22) % 2, and ids follow the clock: make servers until both shards
+    // have one.
+    let mut support: [Option<ChannelId>; 2] = [None, None];
+    for i in 0..200 {
+        if support.iter().all(Option::is_some) {
+            break;
+        }
+        let guild = dc.create_guild(NewGuild::named(&format!("Server {i}")));
+        let shard = ((guild.0 >> 22) % 2) as usize;
+        if support[shard].is_none() {
+            support[shard] = Some(dc.create_text_channel(guild, "support"));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let [Some(on_0), Some(on_1)] = support else { panic!("no server on each shard") };
+
+    let db = TestDb::sqlite().await;
+    let app = webcare_tests::app(db.db()).await;
+    let shutdown = CancellationToken::new();
+    let mut instances = Vec::new();
+    let mut gateways = Vec::new();
+    for shard in 0..2 {
+        let noting = Arc::new(Noting { inner: app.pipeline.clone(), seen: Default::default() });
+        let settings = DiscordSettings {
+            token: dc.token(),
+            api_url: Some(dc.api_url()),
+            support_channels: vec![on_0.0, on_1.0],
+            announcement_channels: vec![],
+            delete_private_data: true,
+            staff_channels: vec![],
+            staff_desk: None,
+            shards: 2,
+            shard_span: (shard, shard),
+        };
+        let (_, gateway) =
+            webcare_discord::start(settings, noting.clone(), shutdown.clone()).await.expect("the adapter starts");
+        instances.push(noting);
+        gateways.push(gateway);
+    }
+    assert!(dc.wait_until(WAIT, || dc.ready_connections() == 2).await, "both instances connected");
+    let mut shards: Vec<_> = dc.identifies().iter().map(|i| i.shard).collect();
+    shards.sort();
+    assert_eq!(shards, vec![Some((0, 2)), Some((1, 2))]);
+
+    let alice = dc.create_user(NewUser::named("alice"));
+    dc.post_text(alice, on_0, "Storing in Utrecht? Geen internet (shard 0)");
+    dc.post_text(alice, on_1, "Storing in Gent? Geen internet (shard 1)");
+    dc.dm_bot(alice, "Mijn factuur klopt niet (DM)");
+    let stored = || async { app.store.inbound_after(InboundId(0), 100).await.unwrap().len() == 3 };
+    assert!(eventually(stored).await, "the three messages are stored");
+    let seen = |i: usize| instances[i].seen.lock().unwrap().clone();
+    assert_eq!(seen(0).len(), 2, "{:?}", seen(0));
+    assert!(seen(0).iter().any(|t| t.ends_with("(shard 0)")) && seen(0).iter().any(|t| t.ends_with("(DM)")));
+    assert_eq!(seen(1), vec!["Storing in Gent? Geen internet (shard 1)".to_owned()]);
+    shutdown.cancel();
+    for g in gateways {
+        let _ = tokio::time::timeout(WAIT, g).await;
+    }
+    dc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_is_a_clear_error_that_does_not_print_it() {
     let dc = FakeDiscord::start().await;
@@ -656,6 +742,8 @@ async fn a_bad_token_is_a_clear_error_that_does_not_print_it() {
         delete_private_data: true,
         staff_channels: vec![],
         staff_desk: None,
+        shards: 1,
+        shard_span: (0, 0),
     };
     assert!(!format!("{settings:?}").contains(token));
     let err = match webcare_discord::start(settings, Arc::new(pipeline), CancellationToken::new()).await {
