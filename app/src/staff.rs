@@ -112,10 +112,17 @@ impl Desk {
     }
 
     async fn run(&self, event: &InboundEvent, name: &str, args: &str, now: Timestamp) -> Result<String, Failure> {
-        match name {
-            "help" | "start" => return Ok(HELP.to_owned()),
-            "link" => return self.link(event, args, now).await,
-            _ => {}
+        if name == "help" || name == "start" {
+            return Ok(HELP.to_owned());
+        }
+        if event.user_id == event.chat_id {
+            // Telegram's anonymous group admins write as the group itself: one link would act for all of them.
+            return Ok("You write anonymously, as the group; commands need to know who you are. Turn off \
+                       \"Remain anonymous\" in your admin rights for this group and try again."
+                .to_owned());
+        }
+        if name == "link" {
+            return self.link(event, args, now).await;
         }
         let Some(agent) = self.store.agent_by_chat_account(event.platform, &event.user_id).await? else {
             return Ok("I do not know you yet. In the webcare console, open Account, get a link code and send /link \

@@ -91,6 +91,8 @@ async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
     assert!(say("11", "/queue").await.starts_with("I do not know you yet"));
     assert!(say("11", "/link").await.starts_with("Send /link CODE"));
     assert!(say("11", "/link ABCDEFGHJK").await.starts_with("That code is unknown, used or expired"));
+    // An anonymous Telegram group admin writes as the group: no link acts for all of them.
+    assert!(say(TEAM, "/link ABCDEFGHJK").await.starts_with("You write anonymously, as the group"));
     for (user, agent) in [("11", &ann), ("12", &bo), ("13", &ria)] {
         let code = issue_link_code(store.as_ref(), agent, now).await.unwrap();
         let linked = say(user, &format!("/link {code}")).await;
