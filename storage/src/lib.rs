@@ -54,8 +54,8 @@ pub struct Db {
     /// The URL with credentials masked, for messages.
     url: String,
     /// Wakes [`Store::await_undecided`]: on PostgreSQL a task that listens for the announcements, started on the first
-    /// wait, fires it. Shared by every clone (and unit) of one opened database: the listener ends when the last is
-    /// dropped.
+    /// wait, fires it. Shared by every clone (and unit) of one opened database: the listener, and on SQLite the
+    /// checkpoint task, end when the last is dropped.
     undecided: std::sync::Arc<Undecided>,
 }
 

@@ -143,20 +143,23 @@ async fn open_sqlite(url: &str, options: &OpenOptions) -> Result<Db, OpenError> 
                 OpenError::NotWritable { path: path.clone(), reason: e.to_string() }
             }
         })?;
+    // Shared by every handle of this database: its last one dropped ends the checkpoint task, which lets the pool
+    // go and the file close, as `Db::close` does.
+    let undecided = std::sync::Arc::<crate::Undecided>::default();
     if !in_memory {
-        tokio::spawn(checkpoint_beside_the_writer(pool.clone()));
+        tokio::spawn(checkpoint_beside_the_writer(pool.clone(), std::sync::Arc::downgrade(&undecided)));
     }
-    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, undecided: Default::default() })
+    Ok(Db { pool: Pool::Sqlite(pool), backend: Backend::Sqlite, url: masked, undecided })
 }
 
 /// Copies the write-ahead log into the database file every 100 ms on a connection of its own (a passive checkpoint:
 /// it neither waits for the writer nor holds it up). Otherwise the commit that crosses SQLite's threshold does it,
 /// on the writer's time; here it runs on another core while the writer goes on. Ends when the pool is closed
-/// ([`Db::close`]).
-async fn checkpoint_beside_the_writer(pool: sqlx::SqlitePool) {
+/// ([`Db::close`]) or every handle of the database is dropped (`handles` is gone).
+async fn checkpoint_beside_the_writer(pool: sqlx::SqlitePool, handles: std::sync::Weak<crate::Undecided>) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if pool.is_closed() {
+        if pool.is_closed() || handles.strong_count() == 0 {
             return;
         }
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {

@@ -90,3 +90,33 @@ async fn unsupported_urls_are_refused() {
     let e = Db::open("mysql://root@localhost/x", &options()).await.unwrap_err();
     assert!(matches!(e, OpenError::UnsupportedUrl { .. }), "{e}");
 }
+
+/// How many of this process's file descriptors are open on `path` or its WAL and shared-memory files.
+fn open_descriptors(path: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with(&*path.to_string_lossy()))
+        .count()
+}
+
+/// A database whose every handle is dropped without `close` lets its file go too: its background checkpoint task
+/// does not keep the pool, and so the file, open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_sqlite_database_closes_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webcare.db");
+    let db = Db::open(&sqlite_url(&path), &options()).await.unwrap();
+    let clone = db.clone();
+    webcare_domain::Store::agents(&clone).await.unwrap();
+    assert!(open_descriptors(&path) > 0, "open while in use");
+    drop(db);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(open_descriptors(&path) > 0, "a clone keeps it open");
+    drop(clone);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_descriptors(&path) > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open_descriptors(&path), 0, "every handle dropped: the file is closed");
+}
