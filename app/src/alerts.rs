@@ -272,15 +272,10 @@ impl StaffAlerts {
         if self.chats.is_empty() {
             return Ok(0);
         }
-        // Newest first.
-        let alerts = self.store.alerts().await?;
+        let alerts = self.store.alerts_since(now - Self::RECENT).await?;
         let fresh: Vec<&SpikeAlert> = {
             let queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            alerts
-                .iter()
-                .take_while(|a| a.created_at >= now - Self::RECENT)
-                .filter(|a| !queued.contains(&a.id))
-                .collect()
+            alerts.iter().filter(|a| !queued.contains(&a.id)).collect()
         };
         let rows: Vec<NewOutbox> = fresh
             .iter()

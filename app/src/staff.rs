@@ -280,13 +280,12 @@ impl Desk {
 
     async fn alerts(&self, now: Timestamp) -> Result<String, Failure> {
         // Newest first.
-        let alerts = self.store.alerts().await?;
-        let recent: Vec<_> = alerts.iter().take_while(|a| a.created_at >= now - RECENT_ALERTS).collect();
+        let recent = self.store.alerts_since(now - RECENT_ALERTS).await?;
         if recent.is_empty() {
             return Ok("No spike alerts in the last 24 hours.".to_owned());
         }
         let mut text = String::from("Spike alerts of the last 24 hours:");
-        for a in recent {
+        for a in &recent {
             let outcome = match self.store.cluster(a.cluster).await {
                 Ok(c) => match (c.state, c.notice) {
                     (ClusterState::Noticed, Some(n)) => format!("answered by notice {n}"),

@@ -193,7 +193,11 @@ pub trait Store: Send + Sync {
     async fn insert_alert(&self, alert: &crate::SpikeAlert) -> StoreResult<crate::SpikeAlert>;
     async fn alert(&self, id: crate::AlertId) -> StoreResult<crate::SpikeAlert>;
     /// Spike alerts, newest first.
-    async fn alerts(&self) -> StoreResult<Vec<crate::SpikeAlert>>;
+    async fn alerts(&self) -> StoreResult<Vec<crate::SpikeAlert>> {
+        self.alerts_since(chrono::DateTime::<chrono::Utc>::MIN_UTC).await
+    }
+    /// Spike alerts raised at or after `since`, newest first.
+    async fn alerts_since(&self, since: Timestamp) -> StoreResult<Vec<crate::SpikeAlert>>;
     /// Claims up to `limit` alerts whose webhook post is due (pending with `next_attempt_at <= now`, or sending
     /// with a lapsed lease), oldest due first, for `worker` until `now + lease`, and counts an attempt. Alerts
     /// claimed by one caller are not returned to another until the lease lapses, on either backend and across
@@ -312,6 +316,8 @@ pub trait Store: Send + Sync {
     async fn agent_by_chat_account(&self, platform: crate::Platform, user_id: &str) -> StoreResult<Option<Agent>>;
     /// The chat accounts linked to an agent, as (platform, user id), the first linked first.
     async fn chat_accounts(&self, agent: AgentId) -> StoreResult<Vec<(crate::Platform, String)>>;
+    /// Unlinks a chat account from `agent`; false when it was not linked to that agent.
+    async fn unlink_chat_account(&self, agent: AgentId, platform: crate::Platform, user_id: &str) -> StoreResult<bool>;
 
     // The outbox.
 

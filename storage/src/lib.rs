@@ -1281,12 +1281,14 @@ impl Store for Db {
         row.try_into()
     }
 
-    async fn alerts(&self) -> StoreResult<Vec<webcare_domain::SpikeAlert>> {
-        let rows: Vec<rows::AlertRow> =
-            on_pool!(self, |pool| sqlx::query_as("SELECT * FROM spike_alerts ORDER BY created_at DESC, id DESC")
-                .fetch_all(&mut *pool)
-                .await
-                .map_err(err)?);
+    async fn alerts_since(&self, since: Timestamp) -> StoreResult<Vec<webcare_domain::SpikeAlert>> {
+        let rows: Vec<rows::AlertRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM spike_alerts WHERE created_at >= $1 ORDER BY created_at DESC, id DESC"
+        )
+        .bind(ms(since))
+        .fetch_all(&mut *pool)
+        .await
+        .map_err(err)?);
         rows::all(rows)
     }
 
@@ -2101,6 +2103,19 @@ impl Store for Db {
             .map_err(err)
             .map_err(not_found("outbox row", id))?);
         row.try_into()
+    }
+
+    async fn unlink_chat_account(&self, agent: AgentId, platform: Platform, user_id: &str) -> StoreResult<bool> {
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM agent_chat_accounts WHERE agent_id = $1 AND platform = $2 AND user_id = $3"
+        )
+        .bind(agent.0)
+        .bind(platform.as_str())
+        .bind(user_id)
+        .execute(&mut *pool)
+        .await
+        .map(|done| done.rows_affected() > 0)
+        .map_err(err))
     }
 
     async fn outbox_by_key(&self, key: &str) -> StoreResult<Option<OutboxItem>> {

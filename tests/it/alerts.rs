@@ -54,7 +54,19 @@ contract!(
     alert_webhook_retries_wait_and_final_states_keep_their_reason,
     alert_webhook_concurrent_claimers_never_share_an_alert,
     two_notifiers_post_each_alert_once,
+    alerts_since_gives_the_recent_ones_newest_first,
 );
+
+async fn alerts_since_gives_the_recent_ones_newest_first(t_db: &TestDb) {
+    let db = t_db.db();
+    let old = raise(db, Service::Tv, Some("Gent"), t(0)).await;
+    let mid = raise(db, Service::Internet, Some("Utrecht"), t(100)).await;
+    let new = raise(db, Service::Mobile, None, t(200)).await;
+    let ids = |alerts: Vec<SpikeAlert>| alerts.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(db.alerts_since(t(100)).await.unwrap()), vec![new.id, mid.id], "from `since` on, newest first");
+    assert_eq!(ids(db.alerts_since(t(201)).await.unwrap()), vec![]);
+    assert_eq!(ids(db.alerts().await.unwrap()), vec![new.id, mid.id, old.id], "all");
+}
 
 async fn alert_webhooks_start_pending_and_are_claimed_by_one_notifier_at_a_time(t_db: &TestDb) {
     let db = t_db.db();

@@ -406,12 +406,20 @@ async fn an_agent_gets_a_link_code_on_the_account_page() {
         s.state.store.redeem_chat_link_code(&hash, webcare_domain::Platform::Discord, "81", chrono::Utc::now());
     assert_eq!(linked.await.unwrap(), Some(bo_id));
     let page = bo.get("/account").await;
-    assert!(page.body.contains("<li>discord user 81</li>"), "{}", page.body);
+    assert!(page.body.contains("<li>discord user 81<form"), "{}", page.body);
     assert!(!page.body.contains(code), "the code is shown once");
-    // Another agent sees only their own links.
+    // Another agent sees only their own links, and cannot unlink bo's.
     let mut cy = Client::new(&s);
     cy.login("cy").await;
     assert!(cy.get("/account").await.body.contains("No chat account is linked to you."));
+    let unlink = [("action", "unlink"), ("platform", "discord"), ("user", "81")];
+    assert_eq!(cy.submit("/account", "/account", &unlink).await.status, StatusCode::NOT_FOUND);
+    let store = &s.state.store;
+    assert_eq!(store.agent_by_chat_account(webcare_domain::Platform::Discord, "81").await.unwrap().unwrap().id, bo_id);
+    // Bo unlinks it (a lost phone): the account acts for nobody.
+    assert_eq!(bo.submit("/account", "/account", &unlink).await.status, StatusCode::SEE_OTHER);
+    assert!(store.agent_by_chat_account(webcare_domain::Platform::Discord, "81").await.unwrap().is_none());
+    assert!(bo.get("/account").await.body.contains("No chat account is linked to you."));
 }
 
 #[tokio::test]

@@ -74,6 +74,11 @@ async fn chat_link_codes_link_an_account_once_until_they_expire(t_db: &TestDb) {
         vec![(Platform::Telegram, "42".to_owned()), (Platform::Discord, "7".to_owned())]
     );
     assert!(db.chat_accounts(ann.id).await.unwrap().is_empty());
+    assert!(!db.unlink_chat_account(ann.id, Platform::Discord, "7").await.unwrap(), "only its own agent unlinks it");
+    assert!(db.unlink_chat_account(bo.id, Platform::Discord, "7").await.unwrap());
+    assert!(db.agent_by_chat_account(Platform::Discord, "7").await.unwrap().is_none());
+    db.add_chat_link_code(bo.id, "code-e", t(1200), t(704)).await.unwrap();
+    assert_eq!(db.redeem_chat_link_code("code-e", Platform::Discord, "7", t(705)).await.unwrap(), Some(bo.id));
     assert!(
         matches!(db.add_chat_link_code(ann.id, "code-d", t(2000), t(800)).await, Ok(())),
         "a redeemed code is gone"

@@ -1,6 +1,6 @@
 //! The agent's own account (`/account`): the chat accounts (Telegram, Discord) linked to it, and a code to link
-//! another one by sending `/link CODE` in a staff chat (see `webcare_app::staff`). Every agent may open it; it
-//! shows only the agent's own links.
+//! another one by sending `/link CODE` in a staff chat (see `webcare_app::staff`), and to unlink one (a lost phone).
+//! Every agent may open it; it shows and unlinks only the agent's own links.
 
 use std::fmt::Write as _;
 
@@ -8,19 +8,28 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
+use webcare_domain::Platform;
 
 use super::html::{self, E, Live, csrf_field, when};
-use super::{Posted, Staff, unavailable};
+use super::{Posted, Staff, not_found, see_other, unavailable};
 use crate::AppState;
 
 pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
     render(&state, &staff, None).await
 }
 
-/// Issues a link code and shows it, once.
+/// Issues a link code and shows it, once; or unlinks one of the agent's own chat accounts.
 pub async fn post(State(state): State<AppState>, posted: Posted) -> Response {
-    let Posted { staff, .. } = posted;
+    let Posted { staff, fields } = posted;
     let now = Utc::now();
+    if fields.text("action") == "unlink" {
+        let Ok(platform) = fields.text("platform").parse::<Platform>() else { return not_found(&staff) };
+        return match state.store.unlink_chat_account(staff.agent.id, platform, fields.text("user")).await {
+            Ok(true) => see_other("/account"),
+            Ok(false) => not_found(&staff),
+            Err(e) => unavailable(e, Some(&staff)),
+        };
+    }
     match webcare_app::staff::issue_link_code(state.store.as_ref(), &staff.agent, now).await {
         Ok(code) => render(&state, &staff, Some((code, now + webcare_app::staff::LINK_VALID))).await,
         Err(e) => unavailable(e, Some(&staff)),
@@ -42,8 +51,16 @@ async fn render(state: &AppState, staff: &Staff, code: Option<(String, chrono::D
         body.push_str("<p class=\"empty\">No chat account is linked to you.</p>");
     } else {
         body.push_str("<ul class=\"linked\">");
+        let csrf = csrf_field(staff);
         for (platform, user) in &accounts {
-            let _ = write!(body, "<li>{platform} user {}</li>", E(user));
+            let _ = write!(
+                body,
+                "<li>{platform} user {user}<form method=\"post\" action=\"/account\" class=\"inline\">{csrf}\
+                 <input type=\"hidden\" name=\"action\" value=\"unlink\">\
+                 <input type=\"hidden\" name=\"platform\" value=\"{platform}\">\
+                 <input type=\"hidden\" name=\"user\" value=\"{user}\"><button type=\"submit\">Unlink</button></form></li>",
+                user = E(user),
+            );
         }
         body.push_str("</ul>");
     }
