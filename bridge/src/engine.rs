@@ -637,7 +637,7 @@ impl Engine {
                 self.config.cluster_without_region
                     && cluster.widespread
                     && class.widespread
-                    && cluster.service != Service::Unknown
+                    && (cluster.service != Service::Unknown || class.service != Service::Unknown)
             }
             _ => self.config.unknown_region_joins,
         }
@@ -648,9 +648,8 @@ impl Engine {
     /// names a place, a question that names no service while others report a shared outage ("anyone else?" while
     /// the provider's internet cluster grows), which `compatible` allows only when both say the outage is shared.
     fn same_service(&self, cluster: &Cluster, class: &Classification) -> bool {
-        cluster.service == class.service
-            || (class.service == Service::Unknown && cluster.region.is_some() && class.region.is_some())
-            || (class.service == Service::Unknown && cluster.region.is_none() && class.region.is_none())
+        let unnamed = class.service == Service::Unknown || cluster.service == Service::Unknown;
+        cluster.service == class.service || (unnamed && cluster.region.is_some() == class.region.is_some())
     }
 
     /// Joins the best open cluster or starts one; returns the cluster and whether the asker is new in it.
@@ -699,6 +698,11 @@ impl Engine {
             .then(|| self.classifier.mask(&msg.text).chars().take(280).collect::<String>());
         let folded = copy_key(&msg.text);
         let cluster = &mut self.state.clusters[index];
+        // A cluster that began with questions naming no service ("storing?") is about the service the first
+        // member who names one says it is: its alert, draft notice and scope follow.
+        if cluster.service == Service::Unknown {
+            cluster.service = class.service;
+        }
         let members = self.indexes.entry(cluster.id).or_default().caught_up(&cluster.members);
         // A copy of a member's long text is that member again, so reposts do not fake a spike. Short texts
         // ("storing?") are left alone: many people write them alike.

@@ -1183,11 +1183,12 @@ impl Store for Db {
     }
 
     async fn save_cluster(&self, c: &OutageCluster) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
+        on_pool!(self, |pool| {
+            sqlx::query(
             "INSERT INTO outage_clusters
                (id, account, service, region, state, members, alerted_at_members, notice_id, first_at, last_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (id) DO UPDATE SET region = excluded.region, state = excluded.state,
+             ON CONFLICT (id) DO UPDATE SET service = excluded.service, region = excluded.region, state = excluded.state,
                members = excluded.members, alerted_at_members = excluded.alerted_at_members,
                notice_id = excluded.notice_id, last_at = excluded.last_at"
         )
@@ -1204,7 +1205,8 @@ impl Store for Db {
         .execute(&mut *pool)
         .await
         .map(|_| ())
-        .map_err(err))
+        .map_err(err)
+        })
     }
 
     async fn save_clusters(&self, clusters: &[OutageCluster]) -> StoreResult<()> {
@@ -1239,7 +1241,7 @@ impl Store for Db {
                         .push_bind(ms(c.last_at));
                 });
                 q.push(
-                    " ON CONFLICT (id) DO UPDATE SET region = excluded.region, state = excluded.state,
+                    " ON CONFLICT (id) DO UPDATE SET service = excluded.service, region = excluded.region, state = excluded.state,
                        members = excluded.members, alerted_at_members = excluded.alerted_at_members,
                        notice_id = excluded.notice_id, last_at = excluded.last_at",
                 );

@@ -1049,6 +1049,13 @@ async fn batch_effects_store_like_one_call_after_another(t_db: &TestDb) {
     let saved = db.cluster(ClusterId(70)).await.unwrap();
     assert_eq!((saved.members, saved.state, saved.last_at), (3, ClusterState::Expired, t(3)));
     assert_eq!(db.cluster(ClusterId(71)).await.unwrap().members, 1);
+    // A cluster begun without a service takes the one its members name later; saving keeps it, one by one too.
+    let unnamed = OutageCluster { service: Service::Unknown, ..cluster(72, 1, ClusterState::Open) };
+    db.save_clusters(std::slice::from_ref(&unnamed)).await.unwrap();
+    db.save_clusters(&[cluster(72, 2, ClusterState::Open)]).await.unwrap();
+    assert_eq!(db.cluster(ClusterId(72)).await.unwrap().service, Service::Internet);
+    db.save_cluster(&OutageCluster { service: Service::Tv, ..cluster(72, 3, ClusterState::Open) }).await.unwrap();
+    assert_eq!(db.cluster(ClusterId(72)).await.unwrap().service, Service::Tv);
 
     // Subscriptions: one statement; those that exist already are skipped.
     let sub = |conversation, target| Subscription::new(conversation, Some(anna.id), target, t(4));

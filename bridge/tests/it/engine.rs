@@ -456,3 +456,38 @@ fn a_due_time_reads_as_today_tomorrow_or_a_named_day() {
         LocalDue { at: day(1).and_hms_opt(8, 0, 0).unwrap() + chrono::TimeDelta::days(30), today: day(27) };
     assert_eq!(next_month.phrase("nl"), "dinsdag 1 december vóór 08:00");
 }
+
+/// When the first asker names no service ("storing in Utrecht?"), the cluster is about the service the next ones
+/// name: they join it rather than start a second cluster beside it, and the alert counts them all.
+#[test]
+fn a_cluster_begun_without_a_service_takes_the_first_service_named() {
+    let mut e = engine();
+    let first = e.process(&msg("1", "a", 0, "storing in Utrecht?"), &[]).decision;
+    let id = first.cluster.expect("a cluster");
+    assert_eq!(e.cluster(id).unwrap().service, Service::Unknown);
+    let mut alerts = Vec::new();
+    for i in 1..5 {
+        let d = e.process(&msg(&i.to_string(), &format!("c{i}"), i, "geen internet in Utrecht"), &[]);
+        assert_eq!(d.decision.cluster, Some(id), "{i}");
+        alerts.extend(d.alerts);
+    }
+    assert_eq!(e.cluster(id).unwrap().service, Service::Internet);
+    assert_eq!(alerts.len(), 1, "five customers in one cluster: one alert");
+    assert_eq!((alerts[0].count, alerts[0].service), (5, Service::Internet));
+    // Now it is the internet cluster: a TV outage in Utrecht is another one.
+    let tv = e.process(&msg("5", "d", 6, "tv storing in Utrecht, zwart beeld"), &[]).decision;
+    assert_ne!(tv.cluster, Some(id));
+
+    // Without a place, among reports that say the outage is shared.
+    let mut e = engine();
+    let a = e.process(&msg("1", "a", 0, "Is er een storing? Bij meer mensen internet weg"), &[]).decision;
+    let shared = e.process(&msg("2", "b", 1, "is anyone else having an outage?"), &[]).decision;
+    assert_eq!(shared.cluster, a.cluster, "a shared report naming no service joins");
+    let mut e = engine();
+    let first = e.process(&msg("1", "a", 0, "is anyone else having an outage?"), &[]).decision;
+    let named = e.process(&msg("2", "b", 1, "anyone else with no internet?"), &[]).decision;
+    assert_eq!(named.cluster, first.cluster, "the first shared report naming a service joins and names it");
+    assert_eq!(e.cluster(first.cluster.unwrap()).unwrap().service, Service::Internet);
+    let vague = e.process(&msg("3", "c", 2, "mijn internet werkt niet"), &[]).decision;
+    assert_ne!(vague.cluster, first.cluster, "a complaint that does not say others have it stays apart");
+}
