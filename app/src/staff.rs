@@ -1,6 +1,7 @@
 //! The webcare team's own chats (a Telegram staff group, a Discord staff channel) as a place to work: agents see the
 //! queue and claim, answer, note, set pending, solve, release and transfer tickets there, admins publish a notice
-//! from a spike alert and resolve it, as they would in the console.
+//! from a spike alert, move it through its states, approve a colleague's draft and resolve it, as they would in the
+//! console.
 //!
 //! A command acts as the agent whose chat account wrote it. An agent links an account once: the console (or
 //! `POST /api/v1/me/chat-link`) gives a code valid for [`LINK_VALID`], and `/link CODE` in a staff chat redeems it.
@@ -21,8 +22,9 @@ use chrono::{TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use webcare_domain::{
-    Agent, AlertId, ClusterState, ConversationId, InboundEvent, InboundKind, IntakeError, NewOutbox, NoticeChange,
-    NoticeId, NoticeState, Platform, Priority, Store, StoreError, TicketFilter, TicketId, TicketState, Timestamp,
+    Agent, AlertId, ClusterState, ConversationId, InboundEvent, InboundKind, IntakeError, NewOutbox, Notice,
+    NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError, TicketFilter, TicketId, TicketState,
+    Timestamp,
 };
 use webcare_ticketing::{TicketError, Ticketing};
 
@@ -81,7 +83,10 @@ const HELP: &str = "webcare commands in this chat:\n\
 /transfer N NAME: hand ticket N to another agent\n\
 /alerts: spike alerts of the last 24 hours\n\
 /publish ALERT [TEXT]: publish a notice from a spike alert (admins), with the draft text unless you give one\n\
-/resolve NOTICE [TEXT]: mark a notice resolved (admins); its subscribers get the final message";
+/notices: the notices that are not resolved\n\
+/update NOTICE STATE [TEXT]: investigating, identified, monitoring or resolved, with a new text if given (admins)\n\
+/resolve NOTICE [TEXT]: mark a notice resolved (admins); its subscribers get the final message\n\
+/approve NOTICE: publish a notice that awaits a second admin's approval (admins)";
 
 impl Desk {
     /// `chats` are the staff chats as (platform, the platform's chat id, conversation).
@@ -136,7 +141,9 @@ impl Desk {
             }
             "alerts" => self.alerts(now).await,
             "publish" => self.publish(args, &agent, now).await,
-            "resolve" => self.resolve(args, &agent, now).await,
+            "notices" => self.notices().await,
+            "update" | "resolve" => self.update(name, args, &agent, now).await,
+            "approve" => self.approve(args, &agent, now).await,
             _ => Ok(format!("Unknown command /{name}. Send /help for the list.")),
         }
     }
@@ -332,30 +339,86 @@ impl Desk {
             self.notices.publish_from_alert(id, title, text, texts, NoticeState::Investigating, agent, now).await?;
         if notice.draft {
             return Ok(format!(
-                "Notice {} saved from alert {id}; under four-eyes approval another admin approves it in the console.",
-                notice.id
+                "Notice {} saved from alert {id}; under four-eyes approval another admin publishes it: /approve {}.",
+                notice.id, notice.id
             ));
         }
         let customers = self.notices.progress(notice.id).await?.subscribers;
         Ok(format!("Notice {} published from alert {id}: {customers} customers get it.", notice.id))
     }
 
-    async fn resolve(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
-        let (number, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
-        let Some(id) = number.parse().ok().map(NoticeId) else {
-            return Err(Failure::Said("Usage: /resolve NOTICE [TEXT]".to_owned()));
+    async fn notices(&self) -> Result<String, Failure> {
+        let open: Vec<Notice> =
+            self.store.notices(false).await?.into_iter().filter(|n| n.state != NoticeState::Resolved).collect();
+        if open.is_empty() {
+            return Ok("No open notices.".to_owned());
+        }
+        let mut text = String::from("Open notices:");
+        for n in &open {
+            let scope = |v: Vec<String>| if v.is_empty() { "everywhere".to_owned() } else { v.join(", ") };
+            let services = scope(n.services.iter().map(|s| s.to_string()).collect());
+            let waiting = if n.draft { " · awaiting approval: /approve" } else { "" };
+            let _ = write!(
+                text,
+                "\nNotice {}: {} · {} · {services} · {} · version {}{waiting}",
+                n.id,
+                n.title,
+                n.state,
+                scope(n.regions.clone()),
+                n.version
+            );
+        }
+        Ok(text)
+    }
+
+    /// `/update NOTICE STATE [TEXT]`, and `/resolve NOTICE [TEXT]` for the last state.
+    async fn update(&self, name: &str, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        let usage = || {
+            let states = NoticeState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("|");
+            Failure::Said(match name {
+                "resolve" => "Usage: /resolve NOTICE [TEXT]".to_owned(),
+                _ => format!("Usage: /update NOTICE {states} [TEXT]"),
+            })
         };
-        let text = text.trim();
+        let (number, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        let id = number.parse().ok().map(NoticeId).ok_or_else(usage)?;
+        let (state, text) = if name == "resolve" {
+            (NoticeState::Resolved, rest.trim())
+        } else {
+            let (word, text) = rest.trim().split_once(char::is_whitespace).unwrap_or((rest.trim(), ""));
+            (word.to_lowercase().parse().map_err(|_| usage())?, text.trim())
+        };
         let change = NoticeChange {
-            state: Some(NoticeState::Resolved),
+            state: Some(state),
             text: (!text.is_empty()).then(|| text.to_owned()),
             ..Default::default()
         };
         let notice = self.notices.update(id, change, agent, now).await?;
-        Ok(format!(
-            "Notice {} is resolved (version {}); its subscribers get the final message.",
-            notice.id, notice.version
-        ))
+        Ok(if notice.draft {
+            format!(
+                "Notice {} is {} (version {}), awaiting approval: /approve {}.",
+                notice.id, notice.state, notice.version, notice.id
+            )
+        } else if state == NoticeState::Resolved {
+            format!(
+                "Notice {} is resolved (version {}); its subscribers get the final message.",
+                notice.id, notice.version
+            )
+        } else {
+            format!(
+                "Notice {} is {} (version {}); its subscribers get the update.",
+                notice.id, notice.state, notice.version
+            )
+        })
+    }
+
+    async fn approve(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        let Some(id) = args.parse().ok().map(NoticeId) else {
+            return Err(Failure::Said("Usage: /approve NOTICE".to_owned()));
+        };
+        let notice = self.notices.approve(id, agent, now).await?;
+        let customers = self.notices.progress(notice.id).await?.subscribers;
+        Ok(format!("Notice {} (version {}) is published: {customers} customers get it.", notice.id, notice.version))
     }
 
     /// Where the answer to a command goes, and the outbox key that keeps it to one answer per command; `None` outside

@@ -25,6 +25,7 @@ contract!(
     staff_commands_act_as_the_linked_agent_within_their_role,
     a_staff_command_is_carried_out_once,
     a_reply_is_recorded_sent_and_answered_all_or_nothing,
+    under_four_eyes_another_admin_approves_in_the_chat,
 );
 
 struct Setup {
@@ -182,11 +183,22 @@ async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
         )),
         "{claimed}"
     );
+    let listed = say("11", "/notices").await;
+    let line =
+        format!("Notice {}: Storing internet Utrecht · investigating · internet · Utrecht · version 1", notice.id);
+    assert!(listed.contains(&line), "{listed}");
+    assert!(
+        say("13", &format!("/update {} fixed", notice.id)).await.starts_with("Usage: /update NOTICE investigating|")
+    );
+    let identified =
+        say("13", &format!("/update {} identified Een kabelbreuk; monteurs zijn onderweg.", notice.id)).await;
+    assert_eq!(identified, format!("Notice {} is identified (version 2); its subscribers get the update.", notice.id));
     let resolved = say("13", &format!("/resolve {} De storing is verholpen.", notice.id)).await;
     assert_eq!(
         resolved,
-        format!("Notice {} is resolved (version 2); its subscribers get the final message.", notice.id)
+        format!("Notice {} is resolved (version 3); its subscribers get the final message.", notice.id)
     );
+    assert_eq!(say("11", "/notices").await, "No open notices.");
     let notice = store.notice(notice.id).await.unwrap();
     assert_eq!((notice.state, notice.text.as_str()), (NoticeState::Resolved, "De storing is verholpen."));
     assert!(say("13", "/resolve").await.starts_with("Usage: /resolve NOTICE"));
@@ -239,4 +251,51 @@ async fn a_reply_is_recorded_sent_and_answered_all_or_nothing(db: &TestDb) {
     assert!(!events.iter().any(|e| e.kind == TicketEventKind::Reply), "no reply recorded: {events:?}");
     assert_eq!(store.outbox_counts().await.unwrap(), queued_before, "nothing queued for the customer");
     assert_eq!(store.ticket(ticket.id).await.unwrap().first_responded_at, None);
+}
+
+async fn under_four_eyes_another_admin_approves_in_the_chat(db: &TestDb) {
+    let webcare_tests::App { store, ticketing, pipeline, wake, .. } = webcare_tests::app(db.db()).await;
+    let notices = Arc::new(webcare_app::notices::Notices::new(store.clone(), pipeline, wake.clone(), true));
+    let team = store
+        .upsert_conversation(
+            NewConversation {
+                platform: Platform::Telegram,
+                platform_chat_id: TEAM.into(),
+                kind: ConversationKind::Public,
+                title: None,
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
+    let desk = Desk::new(store.clone(), ticketing, notices, wake, [(Platform::Telegram, TEAM.to_owned(), team.id)]);
+    let now = t(600);
+    let mut n = 0;
+    let mut say = async |user: &str, text: &str| {
+        n += 1;
+        desk.answer(&said(user, n, text), now).await.unwrap().unwrap()
+    };
+    for (user, name) in [("13", "ria"), ("14", "sam")] {
+        let admin = agent(store.as_ref(), name, Role::Admin).await;
+        let code = issue_link_code(store.as_ref(), &admin, now).await.unwrap();
+        assert!(say(user, &format!("/link {code}")).await.starts_with("Linked"));
+    }
+    let alert = crate::alerts::raise(store.as_ref(), Service::Tv, Some("Gent"), t(300)).await;
+    let saved = say("13", &format!("/publish {}", alert.id)).await;
+    let notice = store.notices(false).await.unwrap().remove(0);
+    assert!(notice.draft);
+    assert_eq!(
+        saved,
+        format!(
+            "Notice {} saved from alert {}; under four-eyes approval another admin publishes it: /approve {}.",
+            notice.id, alert.id, notice.id
+        )
+    );
+    assert!(say("13", "/notices").await.contains("awaiting approval: /approve"));
+    let own = say("13", &format!("/approve {}", notice.id)).await;
+    assert!(own.contains("approved by another admin than its author"), "{own}");
+    assert!(store.notice(notice.id).await.unwrap().draft, "still a draft");
+    let approved = say("14", &format!("/approve {}", notice.id)).await;
+    assert_eq!(approved, format!("Notice {} (version 2) is published: 0 customers get it.", notice.id));
+    assert!(!store.notice(notice.id).await.unwrap().draft);
 }
