@@ -76,6 +76,7 @@ const HELP: &str = "webcare commands in this chat:\n\
 /queue: the open tickets, by due time\n\
 /claim N: take ticket N\n\
 /reply N TEXT: answer the customer of ticket N\n\
+/canned: the approved replies; /canned N REPLY sends one to the customer of ticket N\n\
 /note N TEXT: an internal note on ticket N\n\
 /pending N: ticket N waits for the customer\n\
 /solve N: mark ticket N solved\n\
@@ -136,7 +137,8 @@ impl Desk {
         };
         match name {
             "queue" => self.queue(now).await,
-            "claim" | "reply" | "note" | "pending" | "solve" | "release" | "transfer" => {
+            "canned" if args.is_empty() => self.canned_list().await,
+            "claim" | "reply" | "canned" | "note" | "pending" | "solve" | "release" | "transfer" => {
                 self.ticket_command(event, name, args, &agent, now).await
             }
             "alerts" => self.alerts(now).await,
@@ -210,6 +212,7 @@ impl Desk {
             let usage = match name {
                 "reply" | "note" => " TEXT",
                 "transfer" => " NAME",
+                "canned" => " REPLY (/canned lists them)",
                 _ => "",
             };
             return Err(Failure::Said(format!("Usage: /{name} N{usage}, N being the ticket's number.")));
@@ -230,32 +233,16 @@ impl Desk {
             }
             "reply" | "note" if rest.is_empty() => Err(Failure::Said(format!("Usage: /{name} {id} TEXT"))),
             "transfer" if rest.is_empty() => Err(Failure::Said(format!("Usage: /transfer {id} NAME"))),
-            "reply" => {
-                // The reply, its message to the customer and the answer here in one unit of work: a command that
-                // is delivered again after a failure finds its answer and stops, so the customer is answered once.
-                let unit = self.store.begin().await?;
-                let done = async {
-                    let reply = self.ticketing.on(unit.clone()).record_reply(id, agent, rest, now).await?;
-                    unit.enqueue(reply.outbox, now).await?;
-                    let text = format!("Reply to ticket #{id} queued for the customer on {}.", reply.ticket.platform);
-                    if let Some((chat, key)) = self.answer_key(event) {
-                        unit.enqueue(NewOutbox::message(chat, text.clone(), key, Priority::AUTOMATIC, now), now)
-                            .await?;
-                    }
-                    Ok::<_, Failure>(text)
-                }
-                .await;
-                match done {
-                    Ok(text) => {
-                        unit.commit().await?;
-                        self.wake.notify_one();
-                        Ok(text)
-                    }
-                    Err(e) => {
-                        let _ = unit.rollback().await;
-                        Err(e)
-                    }
-                }
+            "canned" if rest.is_empty() => {
+                Err(Failure::Said(format!("Usage: /canned {id} REPLY (/canned lists them)")))
+            }
+            "reply" => self.reply(event, id, agent, rest, now).await,
+            "canned" => {
+                let canned = self.canned(rest).await?;
+                let ticket = self.ticketing.ticket(id).await?;
+                let customer = self.store.customer(ticket.customer).await?;
+                let text = canned.fill(&customer.display_name, &agent.name, id);
+                self.reply(event, id, agent, &text, now).await
             }
             "note" => {
                 self.ticketing.note(id, agent, rest, now).await?;
@@ -283,6 +270,62 @@ impl Desk {
                 Ok(format!("Ticket #{id} is {}'s now.", to.name))
             }
         }
+    }
+
+    /// Records an agent's reply, queues it for the customer and queues the answer here, in one unit of work: a
+    /// command that is delivered again after a failure finds its answer and stops, so the customer is answered once.
+    async fn reply(
+        &self,
+        event: &InboundEvent,
+        id: TicketId,
+        agent: &Agent,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<String, Failure> {
+        let unit = self.store.begin().await?;
+        let done = async {
+            let reply = self.ticketing.on(unit.clone()).record_reply(id, agent, text, now).await?;
+            unit.enqueue(reply.outbox, now).await?;
+            let answer = format!("Reply to ticket #{id} queued for the customer on {}.", reply.ticket.platform);
+            if let Some((chat, key)) = self.answer_key(event) {
+                unit.enqueue(NewOutbox::message(chat, answer.clone(), key, Priority::AUTOMATIC, now), now).await?;
+            }
+            Ok::<_, Failure>(answer)
+        }
+        .await;
+        match done {
+            Ok(answer) => {
+                unit.commit().await?;
+                self.wake.notify_one();
+                Ok(answer)
+            }
+            Err(e) => {
+                let _ = unit.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The approved replies, by number and title.
+    async fn canned_list(&self) -> Result<String, Failure> {
+        let replies = self.store.canned_replies().await?;
+        if replies.is_empty() {
+            return Ok("No canned replies yet; admins write them in the console.".to_owned());
+        }
+        let mut text = String::from("Canned replies (send one with /canned TICKET REPLY):");
+        for r in &replies {
+            let _ = write!(text, "\n{}: {}", r.id, r.title);
+        }
+        Ok(text)
+    }
+
+    /// A canned reply by its number or its title.
+    async fn canned(&self, which: &str) -> Result<webcare_domain::CannedReply, Failure> {
+        let replies = self.store.canned_replies().await?;
+        replies
+            .into_iter()
+            .find(|r| r.id.to_string() == which || r.title.eq_ignore_ascii_case(which))
+            .ok_or_else(|| Failure::Said(format!("No canned reply is {which:?}; /canned lists them.")))
     }
 
     async fn alerts(&self, now: Timestamp) -> Result<String, Failure> {

@@ -35,3 +35,29 @@ pub struct CannedReply {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+impl CannedReply {
+    /// The text for one ticket: `{name}` the customer, `{agent}` the agent, `{ticket}` the number; other braces stay.
+    pub fn fill(&self, customer: &str, agent: &str, ticket: crate::TicketId) -> String {
+        self.body.replace("{name}", customer).replace("{agent}", agent).replace("{ticket}", &ticket.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled() {
+        let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        let canned = CannedReply {
+            id: CannedReplyId(1),
+            title: "hoi".into(),
+            body: "Hoi {name}, ik ben {agent} (zaak {ticket}). {unknown}".into(),
+            created_by: None,
+            created_at: at,
+            updated_at: at,
+        };
+        assert_eq!(canned.fill("Ada", "Bo", crate::TicketId(7)), "Hoi Ada, ik ben Bo (zaak 7). {unknown}");
+    }
+}

@@ -120,6 +120,16 @@ async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
         say("11", &format!("/note {} Klant teruggebeld", ticket.id)).await,
         format!("Note added to ticket #{}.", ticket.id)
     );
+    // Approved replies, by number or title, with the customer's name filled in.
+    assert_eq!(say("11", "/canned").await, "No canned replies yet; admins write them in the console.");
+    let canned = store.create_canned_reply("Excuses", "Sorry {name}, {agent} zoekt het uit.", None, now).await.unwrap();
+    assert_eq!(
+        say("11", "/canned").await,
+        format!("Canned replies (send one with /canned TICKET REPLY):\n{}: Excuses", canned.id)
+    );
+    assert!(say("11", &format!("/canned {} Bedankt", ticket.id)).await.starts_with("No canned reply is \"Bedankt\""));
+    assert!(say("11", &format!("/canned {}", ticket.id)).await.starts_with("Usage: /canned"));
+    assert!(say("11", &format!("/canned {} excuses", ticket.id)).await.starts_with("Reply to ticket"));
     let reply = say("11", &format!("/reply {} Het dubbele bedrag wordt teruggestort.", ticket.id)).await;
     assert!(
         reply.starts_with(&format!("Reply to ticket #{} queued for the customer on telegram", ticket.id)),
@@ -142,11 +152,12 @@ async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
     let by_ann = |kind: TicketEventKind| events.iter().filter(|e| e.kind == kind && e.actor == Some(ann.id)).count();
     let done = [TicketEventKind::Claimed, TicketEventKind::Note, TicketEventKind::Reply, TicketEventKind::StateChanged];
     assert!(done.into_iter().all(|kind| by_ann(kind) >= 1), "{events:?}");
-    assert_eq!((by_ann(TicketEventKind::Note), by_ann(TicketEventKind::Reply)), (1, 1), "{events:?}");
+    assert_eq!((by_ann(TicketEventKind::Note), by_ann(TicketEventKind::Reply)), (1, 2), "{events:?}");
     let replies = store.claim_outbox("w", now, std::time::Duration::from_secs(60), 50).await.unwrap();
     let to_customer: Vec<_> =
         replies.iter().filter(|r| r.conversation == ticket.conversation).map(|r| r.body.as_str()).collect();
     assert!(to_customer.contains(&"Het dubbele bedrag wordt teruggestort."), "{to_customer:?}");
+    assert!(to_customer.contains(&"Sorry user 501, ann zoekt het uit."), "{to_customer:?}");
 
     // Alerts and notices: anyone sees the alerts, only admins publish.
     let alerts = say("11", "/alerts").await;

@@ -458,11 +458,6 @@ async fn reply(state: &AppState, staff: &Staff, ticket: TicketId, text: &str) ->
     Ok(())
 }
 
-/// A canned reply's text for this ticket: `{name}` the customer, `{agent}` the agent, `{ticket}` the number.
-pub(crate) fn fill(template: &str, customer: &str, agent: &str, ticket: TicketId) -> String {
-    template.replace("{name}", customer).replace("{agent}", agent).replace("{ticket}", &ticket.to_string())
-}
-
 pub async fn act(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
@@ -505,7 +500,7 @@ pub async fn act(
                     Err(e) => return Err(unavailable(e, Some(&staff))),
                 };
                 let customer = state.store.customer(ticket.customer).await.map_err(|e| unavailable(e, Some(&staff)))?;
-                let text = fill(&canned.body, &customer.display_name, &staff.agent.name, id);
+                let text = canned.fill(&customer.display_name, &staff.agent.name, id);
                 reply(&state, &staff, id, &text).await
             }
             "notice" => {
@@ -544,18 +539,5 @@ pub async fn act(
     match done {
         Ok(()) => see_other(&format!("/tickets/{id}")),
         Err(r) => r,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_filled() {
-        assert_eq!(
-            fill("Hoi {name}, ik ben {agent} (zaak {ticket}). {unknown}", "Ada", "Bo", TicketId(7)),
-            "Hoi Ada, ik ben Bo (zaak 7). {unknown}"
-        );
     }
 }
