@@ -194,7 +194,7 @@ impl Desk {
             };
             let _ = write!(text, "\n#{} {} · {} · {} · {due}{holder}", t.id, t.state, t.category, t.platform);
         }
-        let _ = write!(text, "\nClaim one with /claim N.");
+        text.push_str("\nClaim one with /claim N.");
         Ok(text)
     }
 
