@@ -22,9 +22,9 @@ use chrono::{TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use webcare_domain::{
-    Agent, AlertId, ClusterState, ConversationId, InboundEvent, InboundKind, IntakeError, NewOutbox, Notice,
-    NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError, TicketFilter, TicketId, TicketState,
-    Timestamp,
+    Agent, AlertId, ClusterState, ConversationId, ConversationKind, InboundEvent, InboundKind, IntakeError,
+    NewConversation, NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError,
+    TicketFilter, TicketId, TicketState, Timestamp,
 };
 use webcare_ticketing::{TicketError, Ticketing};
 
@@ -121,7 +121,7 @@ impl Desk {
         if name == "help" || name == "start" {
             return Ok(HELP.to_owned());
         }
-        if event.user_id == event.chat_id {
+        if event.user_id == event.chat_id && event.chat_kind != ConversationKind::Private {
             // Telegram's anonymous group admins write as the group itself: one link would act for all of them.
             return Ok("You write anonymously, as the group; commands need to know who you are. Turn off \
                        \"Remain anonymous\" in your admin rights for this group and try again."
@@ -129,6 +129,9 @@ impl Desk {
         }
         if name == "link" {
             return self.link(event, args, now).await;
+        }
+        if event.chat_kind == ConversationKind::Private {
+            return Ok("Here I only link accounts; send the other commands in the staff chat.".to_owned());
         }
         let Some(agent) = self.store.agent_by_chat_account(event.platform, &event.user_id).await? else {
             return Ok("I do not know you yet. In the webcare console, open Account, get a link code and send /link \
@@ -468,7 +471,7 @@ impl Desk {
     /// the staff chats.
     fn answer_key(&self, event: &InboundEvent) -> Option<(ConversationId, String)> {
         let chat = *self.chats.get(&(event.platform, event.chat_id.clone()))?;
-        Some((chat, format!("staff:{}:{}", event.platform, event.message_id)))
+        Some((chat, answer_key(event)))
     }
 
     /// A time as the team reads it: in the SLA's time zone.
@@ -480,13 +483,30 @@ impl Desk {
 #[async_trait]
 impl webcare_domain::StaffDesk for Desk {
     async fn command(&self, event: InboundEvent) -> Result<(), IntakeError> {
-        let Some((chat, key)) = self.answer_key(&event) else {
-            return Err(IntakeError::Invalid(format!("{} chat {} is not a staff chat", event.platform, event.chat_id)));
-        };
         if event.from_bot || command_of(&event).is_none() {
             return Ok(());
         }
-        if self.store.outbox_by_key(&key).await.map_err(|e| IntakeError::Unavailable(e.to_string()))?.is_some() {
+        let unavailable = |e: StoreError| IntakeError::Unavailable(e.to_string());
+        let (chat, key) = match self.answer_key(&event) {
+            Some(to) => to,
+            // A team member links their account in a private chat with the bot, so the code is not shown in the
+            // group; the answer goes back there.
+            None if event.is_private_link() => {
+                let private = NewConversation {
+                    platform: event.platform,
+                    platform_chat_id: event.chat_id.clone(),
+                    kind: ConversationKind::Private,
+                    title: None,
+                };
+                let conversation = self.store.upsert_conversation(private, Utc::now()).await.map_err(unavailable)?;
+                (conversation.id, answer_key(&event))
+            }
+            None => {
+                let why = format!("{} chat {} is not a staff chat", event.platform, event.chat_id);
+                return Err(IntakeError::Invalid(why));
+            }
+        };
+        if self.store.outbox_by_key(&key).await.map_err(unavailable)?.is_some() {
             return Ok(());
         }
         let now = Utc::now();
@@ -494,10 +514,15 @@ impl webcare_domain::StaffDesk for Desk {
         self.store
             .enqueue(NewOutbox::message(chat, answer, key, Priority::AUTOMATIC, now), now)
             .await
-            .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         self.wake.notify_one();
         Ok(())
     }
+}
+
+/// The outbox key of the answer to a command: one answer per command, however often it is delivered.
+fn answer_key(event: &InboundEvent) -> String {
+    format!("staff:{}:{}", event.platform, event.message_id)
 }
 
 /// The command an event carries, as (name, arguments): a platform command, or a message starting with `/` or `!`

@@ -35,6 +35,25 @@ pub struct InboundEvent {
     pub at: Timestamp,
 }
 
+impl InboundEvent {
+    /// `/link CODE` written in a private chat with the bot: a team member linking their chat account (see
+    /// [`StaffDesk`]), so that the code need not be shown in the staff group. Not a customer's command.
+    pub fn is_private_link(&self) -> bool {
+        let typed = |t: &str| {
+            let t = t.trim_start();
+            ["/link ", "!link "]
+                .iter()
+                .any(|p| t.len() > p.len() && t.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p)))
+        };
+        self.chat_kind == ConversationKind::Private
+            && match &self.kind {
+                InboundKind::Command { name, .. } => name.eq_ignore_ascii_case("link"),
+                InboundKind::Message => typed(&self.text),
+                _ => false,
+            }
+    }
+}
+
 /// What kind of thing the customer did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -90,8 +109,9 @@ pub trait Intake: Send + Sync {
 /// channel): commands to webcare such as `/claim 12`, never customers' messages.
 #[async_trait]
 pub trait StaffDesk: Send + Sync {
-    /// Carries out a command and queues its answer in the staff chat; returns once both are stored, so an adapter
-    /// may then acknowledge the event. A redelivered event (the same message id) is carried out once. Anything
+    /// Carries out a command and queues its answer in the staff chat (or, for `/link` in a private chat with the
+    /// bot, there: see [`InboundEvent::is_private_link`]); returns once both are stored, so an adapter may then
+    /// acknowledge the event. A redelivered event (the same message id) is carried out once. Anything
     /// that is not a command is the team talking among themselves, and is left alone.
     async fn command(&self, event: InboundEvent) -> Result<(), IntakeError>;
 }
@@ -162,4 +182,44 @@ pub trait AlertSink: Send + Sync {
     /// Posts `payload` as JSON with `idempotency_key`, so a receiver can drop a post it already has (a post is
     /// repeated when webcare could not record that the first one arrived).
     async fn post(&self, idempotency_key: &str, payload: &serde_json::Value) -> Result<(), PostError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: ConversationKind, command: InboundKind, text: &str) -> InboundEvent {
+        InboundEvent {
+            platform: crate::Platform::Discord,
+            chat_id: "1".into(),
+            chat_kind: kind,
+            chat_title: None,
+            user_id: "2".into(),
+            user_name: "ann".into(),
+            from_bot: false,
+            message_id: "3".into(),
+            text: text.into(),
+            attachments: vec![],
+            kind: command,
+            place: None,
+            account: String::new(),
+            at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_link_is_private_and_names_a_code() {
+        use ConversationKind::{Private, Public};
+        let link = || InboundKind::Command { name: "link".into(), args: "ABC".into() };
+        assert!(event(Private, link(), "/link ABC").is_private_link());
+        assert!(!event(Public, link(), "/link ABC").is_private_link(), "in a group it is a staff chat's business");
+        for typed in ["/link ABCD", "!LINK abcd", "  /Link x"] {
+            assert!(event(Private, InboundKind::Message, typed).is_private_link(), "{typed}");
+        }
+        for typed in ["/link", "/linked 1", "link ABC", "wat is mijn link?", "/liñk abc", "/lin€ abc"] {
+            assert!(!event(Private, InboundKind::Message, typed).is_private_link(), "{typed}");
+        }
+        let status = InboundKind::Command { name: "status".into(), args: String::new() };
+        assert!(!event(Private, status, "/status").is_private_link());
+    }
 }

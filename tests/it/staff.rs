@@ -241,6 +241,21 @@ async fn a_staff_command_is_carried_out_once(db: &TestDb) {
     let mut elsewhere = said("11", 4, "/queue");
     elsewhere.chat_id = "-100999".into();
     assert!(matches!(desk.command(elsewhere).await, Err(IntakeError::Invalid(_))));
+    // `/link` in a private chat with the bot is answered there; nothing else is taken from a private chat.
+    let bo = agent(store.as_ref(), "bo", Role::Agent).await;
+    let code = issue_link_code(store.as_ref(), &bo, Utc::now()).await.unwrap();
+    let mut private_link = event("12", "12", ConversationKind::Private, "5", &format!("/link {code}"), t(30));
+    private_link.kind = InboundKind::Command { name: "link".into(), args: code.clone() };
+    assert!(private_link.is_private_link());
+    desk.command(private_link).await.unwrap();
+    let linked = store.outbox_by_key("staff:telegram:12/5").await.unwrap().expect("answered in the private chat");
+    assert!(linked.body.starts_with("Linked: your commands here act as bo"), "{}", linked.body);
+    let dm = store.conversation_by_chat(Platform::Telegram, "12").await.unwrap().unwrap();
+    assert_eq!((linked.conversation, dm.kind), (dm.id, ConversationKind::Private));
+    let mut private_queue = event("12", "12", ConversationKind::Private, "6", "/queue", t(31));
+    private_queue.kind = InboundKind::Command { name: "queue".into(), args: String::new() };
+    assert!(!private_queue.is_private_link());
+    assert!(matches!(desk.command(private_queue).await, Err(IntakeError::Invalid(_))));
     // Nothing said in the staff chat is a customer's message.
     let stored = store.inbound_after(webcare_domain::InboundId(0), 100).await.unwrap();
     assert_eq!(stored.len(), 1, "{stored:?}");

@@ -179,12 +179,16 @@ impl EventHandler for Handler {
         }
         let channel = msg.channel_id.get();
         if msg.guild_id.is_some() && self.shared.staff.contains(&channel) {
-            return self.staff_message(channel, &msg).await;
+            return self.staff_message(channel, ConversationKind::Public, &msg).await;
         }
         let Some(kind) = self.shared.chat_kind(channel, msg.guild_id).await else { return };
         let from_bot = self.shared.is_bot_message(&msg);
         let mut e = event(channel, kind, &msg.author, from_bot, msg.id.to_string());
         e.text = msg.content.clone();
+        // A team member linking their account in a DM with the bot, away from the team's channel.
+        if !from_bot && self.shared.desk.is_some() && e.is_private_link() {
+            return self.staff_message(channel, kind, &msg).await;
+        }
         e.attachments = msg
             .attachments
             .iter()
@@ -265,12 +269,13 @@ impl EventHandler for Handler {
 }
 
 impl Handler {
-    /// A message in one of the team's channels: a command goes to the staff desk (which ignores the rest); it is
-    /// never a customer's message. Like `deliver`, it tries again while the database is unavailable.
-    async fn staff_message(&self, channel: u64, msg: &Message) {
+    /// A message in one of the team's channels, or `/link CODE` in a DM: a command goes to the staff desk (which
+    /// ignores the rest); it is never a customer's message. Like `deliver`, it tries again while the database is
+    /// unavailable.
+    async fn staff_message(&self, channel: u64, kind: ConversationKind, msg: &Message) {
         let from_bot = self.shared.is_bot_message(msg);
         let Some(desk) = self.shared.desk.as_ref().filter(|_| !from_bot) else { return };
-        let mut e = event(channel, ConversationKind::Public, &msg.author, false, msg.id.to_string());
+        let mut e = event(channel, kind, &msg.author, false, msg.id.to_string());
         e.text = msg.content.clone();
         e.at = snowflake_time(msg.id.get());
         if let Err(why) = while_unavailable(&e.message_id, || desk.command(e.clone())).await {

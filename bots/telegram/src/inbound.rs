@@ -285,6 +285,8 @@ impl Handler {
     pub(crate) async fn handle(&self, update: &Update) -> Result<(), IntakeError> {
         let translated = match translate(update, &self.me) {
             Translated::Event(e) if self.staff.contains(&e.chat_id) => return self.staff_event(e).await,
+            // A team member linking their account in a private chat with the bot, away from the group.
+            Translated::Event(e) if self.desk.is_some() && e.is_private_link() => return self.staff_event(e).await,
             Translated::Button { event: e, .. } if self.staff.contains(&e.chat_id) => {
                 Translated::Ignore("a button in a staff chat")
             }

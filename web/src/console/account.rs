@@ -67,8 +67,8 @@ async fn render(state: &AppState, staff: &Staff, code: Option<(String, chrono::D
     if let Some((code, until)) = code {
         let _ = write!(
             body,
-            "<p class=\"link-code\">Send <code id=\"link-command\">/link {code}</code> in a staff chat before {until}. \
-             The code works once and is shown only now.</p>",
+            "<p class=\"link-code\">Send <code id=\"link-command\">/link {code}</code> to the bot in a private chat \
+             (or in a staff chat) before {until}. The code works once and is shown only now.</p>",
             code = E(&code),
             until = when(until),
         );

@@ -628,7 +628,25 @@ async fn the_team_claims_and_answers_a_case_from_its_channel() {
     let events = env.store.ticket_events(ticket.id).await.unwrap();
     assert!(events.iter().any(|e| e.kind == TicketEventKind::Reply && e.actor == Some(ann.id)), "{events:?}");
 
-    // The chatter got no answer, and nothing from the team's channel is a customer's message.
+    // A colleague links in a DM with the bot instead, so the code is not shown in the team's channel.
+    let bo = env
+        .store
+        .create_agent(webcare_domain::NewAgent {
+            name: "bo".into(),
+            role: webcare_domain::Role::Agent,
+            password_hash: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let code = webcare_app::staff::issue_link_code(env.store.as_ref(), &bo, Utc::now()).await.unwrap();
+    let colleague = dc.create_user(NewUser::named("bo_at_ziggo"));
+    dc.dm_bot(colleague, &format!("!link {code}"));
+    let bo_dm = dc.existing_dm_channel(colleague).expect("the DM exists");
+    assert!(dc.wait_until(WAIT, || env.bot_texts(bo_dm).len() == 1).await, "the DM got an answer");
+    assert!(env.bot_texts(bo_dm)[0].starts_with("Linked: your commands here act as bo"), "{:?}", env.bot_texts(bo_dm));
+
+    // The chatter got no answer, and nothing from the team's channel or the link is a customer's message.
     assert_eq!(dc.visible_bot_messages(team).len(), 5, "{:?}", env.bot_texts(team));
     let stored = env.stored_messages().await;
     assert_eq!(stored.len(), 1, "only carol's message is stored: {stored:?}");
