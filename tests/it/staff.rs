@@ -35,12 +35,15 @@ struct Setup {
 }
 
 async fn setup(db: &TestDb) -> Setup {
-    setup_answering(db, None).await
+    setup_with(db, None, false).await
 }
 
-/// With `answers_to`, the desk answers the staff chat in that conversation instead of the one registered for it.
-async fn setup_answering(db: &TestDb, answers_to: Option<webcare_domain::ConversationId>) -> Setup {
-    let webcare_tests::App { store, ticketing, pipeline, notices, wake } = webcare_tests::app(db.db()).await;
+/// With `answers_to`, the desk answers the staff chat in that conversation instead of the one registered for it;
+/// with `four_eyes`, a notice needs a second admin's approval.
+async fn setup_with(db: &TestDb, answers_to: Option<webcare_domain::ConversationId>, four_eyes: bool) -> Setup {
+    let webcare_tests::App { store, ticketing, pipeline, wake, .. } = webcare_tests::app(db.db()).await;
+    let notices =
+        Arc::new(webcare_app::notices::Notices::new(store.clone(), pipeline.clone(), wake.clone(), four_eyes));
     let team = store
         .upsert_conversation(
             NewConversation {
@@ -264,7 +267,7 @@ async fn a_staff_command_is_carried_out_once(db: &TestDb) {
 async fn a_reply_is_recorded_sent_and_answered_all_or_nothing(db: &TestDb) {
     // The staff chat's answer cannot be stored (its conversation does not exist): the reply must not be half done,
     // or the command delivered again would answer the customer twice.
-    let Setup { store, pipeline, desk } = setup_answering(db, Some(webcare_domain::ConversationId(999_999))).await;
+    let Setup { store, pipeline, desk } = setup_with(db, Some(webcare_domain::ConversationId(999_999)), false).await;
     let ann = agent(store.as_ref(), "ann", Role::Agent).await;
     let code = issue_link_code(store.as_ref(), &ann, t(0)).await.unwrap();
     desk.answer(&said("11", 1, &format!("/link {code}")), t(1)).await.unwrap();
@@ -280,21 +283,7 @@ async fn a_reply_is_recorded_sent_and_answered_all_or_nothing(db: &TestDb) {
 }
 
 async fn under_four_eyes_another_admin_approves_in_the_chat(db: &TestDb) {
-    let webcare_tests::App { store, ticketing, pipeline, wake, .. } = webcare_tests::app(db.db()).await;
-    let notices = Arc::new(webcare_app::notices::Notices::new(store.clone(), pipeline, wake.clone(), true));
-    let team = store
-        .upsert_conversation(
-            NewConversation {
-                platform: Platform::Telegram,
-                platform_chat_id: TEAM.into(),
-                kind: ConversationKind::Public,
-                title: None,
-            },
-            t(0),
-        )
-        .await
-        .unwrap();
-    let desk = Desk::new(store.clone(), ticketing, notices, wake, [(Platform::Telegram, TEAM.to_owned(), team.id)]);
+    let Setup { store, desk, .. } = setup_with(db, None, true).await;
     let now = t(600);
     let mut n = 0;
     let mut say = async |user: &str, text: &str| {

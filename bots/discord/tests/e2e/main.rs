@@ -168,6 +168,17 @@ impl Env {
         self.store.conversation_by_chat(Platform::Discord, &channel.to_string()).await.expect("conversation")
     }
 
+    /// A new agent, as `webcare agent add` makes one.
+    async fn agent(&self, name: &str) -> webcare_domain::Agent {
+        let new = webcare_domain::NewAgent {
+            name: name.into(),
+            role: webcare_domain::Role::Agent,
+            password_hash: None,
+            at: Utc::now(),
+        };
+        self.store.create_agent(new).await.expect("an agent")
+    }
+
     fn bot_texts(&self, channel: ChannelId) -> Vec<String> {
         self.dc.visible_bot_messages(channel).into_iter().map(|m| m.content).collect()
     }
@@ -578,16 +589,7 @@ async fn the_team_claims_and_answers_a_case_from_its_channel() {
     let env = Env::start(NewGuild::named("Ziggo")).await;
     let dc = &env.dc;
     let team = env.team;
-    let ann = env
-        .store
-        .create_agent(webcare_domain::NewAgent {
-            name: "ann".into(),
-            role: webcare_domain::Role::Agent,
-            password_hash: None,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
+    let ann = env.agent("ann").await;
     let code = webcare_app::staff::issue_link_code(env.store.as_ref(), &ann, Utc::now()).await.unwrap();
     let carol = dc.create_user(NewUser::named("carol"));
     dc.dm_bot(carol, "Mijn factuur klopt niet, ik betaal dubbel voor mijn abonnement");
@@ -629,16 +631,7 @@ async fn the_team_claims_and_answers_a_case_from_its_channel() {
     assert!(events.iter().any(|e| e.kind == TicketEventKind::Reply && e.actor == Some(ann.id)), "{events:?}");
 
     // A colleague links in a DM with the bot instead, so the code is not shown in the team's channel.
-    let bo = env
-        .store
-        .create_agent(webcare_domain::NewAgent {
-            name: "bo".into(),
-            role: webcare_domain::Role::Agent,
-            password_hash: None,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
+    let bo = env.agent("bo").await;
     let code = webcare_app::staff::issue_link_code(env.store.as_ref(), &bo, Utc::now()).await.unwrap();
     let colleague = dc.create_user(NewUser::named("bo_at_ziggo"));
     dc.dm_bot(colleague, &format!("!link {code}"));
