@@ -419,6 +419,26 @@ fn inert(s: &str) -> String {
     out
 }
 
+/// The clusters of these alerts, by id, to show what became of each (open, answered by a notice, expired).
+pub async fn alert_clusters(
+    store: &dyn Store,
+    alerts: &[webcare_domain::SpikeAlert],
+) -> webcare_domain::StoreResult<std::collections::HashMap<webcare_domain::ClusterId, webcare_domain::OutageCluster>> {
+    let mut clusters = std::collections::HashMap::new();
+    for a in alerts {
+        if let std::collections::hash_map::Entry::Vacant(slot) = clusters.entry(a.cluster) {
+            match store.cluster(a.cluster).await {
+                Ok(c) => {
+                    slot.insert(c);
+                }
+                Err(webcare_domain::StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(clusters)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@
 //! console.
 //!
 //! A command acts as the agent whose chat account wrote it. An agent links an account once: the console (or
-//! `POST /api/v1/me/chat-link`) gives a code valid for [`LINK_VALID`], and `/link CODE` in a staff chat redeems it.
+//! `POST /api/v1/me/chat-link`) gives a code valid for [`LINK_VALID`], and `/link CODE` in a private chat with the
+//! bot, or in a staff chat, redeems it.
 //! Only the code's SHA-256 is stored, and a code links one account once. Anyone else's command gets an answer that
 //! says how to link, and does nothing.
 //!
@@ -337,16 +338,14 @@ impl Desk {
         if recent.is_empty() {
             return Ok("No spike alerts in the last 24 hours.".to_owned());
         }
+        let clusters = crate::alerts::alert_clusters(self.store.as_ref(), &recent).await?;
         let mut text = String::from("Spike alerts of the last 24 hours:");
         for a in &recent {
-            let outcome = match self.store.cluster(a.cluster).await {
-                Ok(c) => match (c.state, c.notice) {
-                    (ClusterState::Noticed, Some(n)) => format!("answered by notice {n}"),
-                    (ClusterState::Expired, _) => "expired into tickets".to_owned(),
-                    _ => format!("waiting: /publish {}", a.id),
-                },
-                Err(StoreError::NotFound { .. }) => "its cluster is gone".to_owned(),
-                Err(e) => return Err(e.into()),
+            let outcome = match clusters.get(&a.cluster).map(|c| (c.state, c.notice)) {
+                Some((ClusterState::Noticed, Some(n))) => format!("answered by notice {n}"),
+                Some((ClusterState::Expired, _)) => "expired into tickets".to_owned(),
+                Some(_) => format!("waiting: /publish {}", a.id),
+                None => "its cluster is gone".to_owned(),
             };
             let _ = write!(
                 text,

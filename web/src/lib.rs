@@ -117,23 +117,3 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
-
-/// The clusters of these alerts, by id, to show what became of each (open, answered by a notice, expired).
-pub(crate) async fn alert_clusters(
-    store: &dyn Store,
-    alerts: &[webcare_domain::SpikeAlert],
-) -> webcare_domain::StoreResult<std::collections::HashMap<webcare_domain::ClusterId, webcare_domain::OutageCluster>> {
-    let mut clusters = std::collections::HashMap::new();
-    for a in alerts {
-        if let std::collections::hash_map::Entry::Vacant(slot) = clusters.entry(a.cluster) {
-            match store.cluster(a.cluster).await {
-                Ok(c) => {
-                    slot.insert(c);
-                }
-                Err(webcare_domain::StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(clusters)
-}

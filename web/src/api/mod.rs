@@ -480,7 +480,7 @@ async fn list_alerts(State(state): State<AppState>, _agent: Authed) -> Result<Js
     let alerts = state.store.alerts().await?;
     let mut webhooks: std::collections::HashMap<AlertId, webcare_domain::AlertWebhook> =
         state.store.alert_webhooks().await?.into_iter().map(|w| (w.alert, w)).collect();
-    let clusters = crate::alert_clusters(state.store.as_ref(), &alerts).await?;
+    let clusters = webcare_app::alerts::alert_clusters(state.store.as_ref(), &alerts).await?;
     Ok(Json(
         alerts
             .into_iter()

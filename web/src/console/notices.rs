@@ -336,7 +336,7 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         Ok(w) => w.into_iter().map(|w| (w.alert, w)).collect(),
         Err(e) => return unavailable(e, Some(&staff)),
     };
-    let clusters = match crate::alert_clusters(state.store.as_ref(), &alerts).await {
+    let clusters = match webcare_app::alerts::alert_clusters(state.store.as_ref(), &alerts).await {
         Ok(c) => c,
         Err(e) => return unavailable(e, Some(&staff)),
     };
