@@ -86,7 +86,9 @@ pub const TELEGRAM_PAID_STARS_PER_MESSAGE: f64 = 0.1;
 
 pub struct Notices {
     store: Arc<dyn Store>,
-    pipeline: Arc<Pipeline>,
+    /// The bridge of this process; `None` in a process that runs no bridge (the command line), where the deciding
+    /// instance's clock takes the waiting clusters in (`adopt_waiting`).
+    pipeline: Option<Arc<Pipeline>>,
     wake: Arc<Notify>,
     /// Whether a notice needs a second admin's approval before customers see it.
     pub four_eyes: bool,
@@ -122,6 +124,24 @@ fn admin(agent: &Agent) -> Result<(), NoticeError> {
 
 impl Notices {
     pub fn new(store: Arc<dyn Store>, pipeline: Arc<Pipeline>, wake: Arc<Notify>, four_eyes: bool) -> Self {
+        Self::with_pipeline(store, Some(pipeline), wake, four_eyes)
+    }
+
+    /// Notices for a process that runs no bridge, such as `webcare notice` on the command line beside a running
+    /// `webcare serve`: everything goes through the database. The rows it queues are sent by the serving instances
+    /// (they poll the outbox), and the customers waiting in clusters that a new notice covers join it on the
+    /// deciding instance's next clock tick (`adopt_waiting`, every 30 seconds); a question asked meanwhile is
+    /// answered from the notice already, since the bridge reads the active notices for every decision.
+    pub fn detached(store: Arc<dyn Store>, four_eyes: bool) -> Self {
+        Self::with_pipeline(store, None, Arc::new(Notify::new()), four_eyes)
+    }
+
+    fn with_pipeline(
+        store: Arc<dyn Store>,
+        pipeline: Option<Arc<Pipeline>>,
+        wake: Arc<Notify>,
+        four_eyes: bool,
+    ) -> Self {
         Notices {
             store,
             pipeline,
@@ -281,7 +301,13 @@ impl Notices {
                 at: now,
             })
             .await?;
-        match self.pipeline.publish_from_cluster(a.cluster, notice.id).await {
+        let moved = match &self.pipeline {
+            Some(pipeline) => pipeline.publish_from_cluster(a.cluster, notice.id).await,
+            // The cluster's members move to the notice in the database; the decider's engine learns of it when its
+            // clock adopts the clusters the notice covers.
+            None => self.store.close_cluster(a.cluster, Some(notice.id), now).await,
+        };
+        match moved {
             // A cluster that expired or became a notice already has no members left to move.
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -296,7 +322,8 @@ impl Notices {
     /// would publish it twice.
     async fn adopt_and_broadcast(&self, notice: &Notice, now: Timestamp) -> Result<usize, NoticeError> {
         if notice.is_active()
-            && let Err(e) = self.pipeline.adopt_clusters(notice, now).await
+            && let Some(pipeline) = &self.pipeline
+            && let Err(e) = pipeline.adopt_clusters(notice, now).await
         {
             tracing::warn!(notice = %notice.id, error = %e, "adopting the clusters the notice covers failed; the clock tries again");
         }
@@ -307,15 +334,15 @@ impl Notices {
     /// it, and their members get the notice's current version. This covers a notice published on an instance that
     /// does not decide, and a question decided while its notice was being published. Returns the clusters adopted.
     pub async fn adopt_waiting(&self, now: Timestamp) -> Result<usize, NoticeError> {
-        if !webcare_domain::Intake::deciding(self.pipeline.as_ref()) {
+        let Some(pipeline) = self.pipeline.as_ref().filter(|p| webcare_domain::Intake::deciding(p.as_ref())) else {
             return Ok(0);
-        }
+        };
         let mut notices = self.store.notices(true).await?;
         // A regional notice first: it is the more specific answer, as it is for a question (`Engine`).
         notices.sort_by_key(|n| n.regions.is_empty());
         let mut adopted = 0;
         for notice in notices {
-            let n = self.pipeline.adopt_clusters(&notice, now).await?;
+            let n = pipeline.adopt_clusters(&notice, now).await?;
             if n > 0 {
                 self.broadcast(&notice, now).await?;
                 adopted += n;

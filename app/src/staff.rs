@@ -370,16 +370,9 @@ impl Desk {
             Err(StoreError::NotFound { .. }) => return Err(NoticeError::AlertNotFound(id).into()),
             Err(e) => return Err(e.into()),
         };
-        let title = format!("Storing {} {}", alert.service, alert.region.as_deref().unwrap_or("")).trim().to_owned();
+        let title = alert.notice_title();
         let text = text.trim();
-        let (text, texts) = if text.is_empty() {
-            // The draft the alert came with: Dutch as the main text, English for those who asked in English.
-            let main = alert.draft.get("nl").or_else(|| alert.draft.values().next()).cloned().unwrap_or_default();
-            let english = alert.draft.get("en").filter(|_| alert.draft.contains_key("nl")).cloned();
-            (main, english.map(|e| BTreeMap::from([("en".to_owned(), e)])).unwrap_or_default())
-        } else {
-            (text.to_owned(), BTreeMap::new())
-        };
+        let (text, texts) = if text.is_empty() { alert.draft_texts() } else { (text.to_owned(), BTreeMap::new()) };
         let notice =
             self.notices.publish_from_alert(id, title, text, texts, NoticeState::Investigating, agent, now).await?;
         if notice.draft {

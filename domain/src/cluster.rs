@@ -70,6 +70,21 @@ pub struct SpikeAlert {
     pub created_at: Timestamp,
 }
 
+impl SpikeAlert {
+    /// The title of a notice published from this alert when the admin writes none: "Storing internet Utrecht".
+    pub fn notice_title(&self) -> String {
+        format!("Storing {} {}", self.service, self.region.as_deref().unwrap_or("")).trim().to_owned()
+    }
+
+    /// The draft as a notice's texts: the main text (the Dutch draft, else the first there is) and the English
+    /// draft beside it for those who asked in English.
+    pub fn draft_texts(&self) -> (String, std::collections::BTreeMap<String, String>) {
+        let main = self.draft.get("nl").or_else(|| self.draft.values().next()).cloned().unwrap_or_default();
+        let english = self.draft.get("en").filter(|_| self.draft.contains_key("nl")).cloned();
+        (main, english.map(|e| [("en".to_owned(), e)].into()).unwrap_or_default())
+    }
+}
+
 word_enum! {
     /// Where posting a spike alert to its service's webhook stands.
     WebhookState {

@@ -1,14 +1,12 @@
 //! Command-line parsing and the small commands; `serve` lives in its own module.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use webcare_config::{CONFIG_ENV, Config, LogFormat};
-use webcare_domain::{NewAgent, Role, Store as _};
 use webcare_storage::{Db, OpenOptions};
 
 #[derive(Debug, Parser)]
@@ -44,10 +42,20 @@ enum Command {
     CheckConfig,
     /// Print the effective configuration as TOML, secrets masked.
     PrintConfig,
-    /// Manage agents.
+    /// Manage agents: add, list, role, deactivate, activate, password, token.
     Agent {
         #[command(subcommand)]
-        command: AgentCommand,
+        command: crate::admin::AgentCommand,
+    },
+    /// Notices from a terminal (admins): list, show, create, update, approve.
+    Notice {
+        #[command(subcommand)]
+        command: crate::admin::NoticeCommand,
+    },
+    /// Spike alerts: list them, and publish a notice from one (admins).
+    Alert {
+        #[command(subcommand)]
+        command: crate::admin::AlertCommand,
     },
     /// Run the bridge over past messages (CSV or JSONL) without sending anything: one JSON line per message.
     Replay {
@@ -150,26 +158,6 @@ enum BenchCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum AgentCommand {
-    /// Create an agent and print a new API token, alone on the last line (shown once, stored hashed).
-    Add {
-        #[arg(long)]
-        name: String,
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// Read a console password from the first line of standard input.
-        #[arg(long)]
-        password_stdin: bool,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum RoleArg {
-    Agent,
-    Admin,
-}
-
 /// Why a command failed: a bad configuration (exit 2) or anything else (exit 1).
 enum Failure {
     Config(webcare_config::ConfigErrors),
@@ -231,9 +219,17 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             crate::serve::init_tracing(&config)?;
             crate::serve::serve(config).await.map_err(Failure::Other)
         }
-        Command::Agent { command: AgentCommand::Add { name, role, password_stdin } } => {
+        Command::Agent { command } => {
             crate::serve::init_tracing(&config)?;
-            agent_add(&config, name, role, password_stdin).await.map_err(Failure::Other)
+            crate::admin::agent(&config, command).await.map_err(Failure::Other)
+        }
+        Command::Notice { command } => {
+            crate::serve::init_tracing(&config)?;
+            crate::admin::notice(&config, command).await.map_err(Failure::Other)
+        }
+        Command::Alert { command } => {
+            crate::serve::init_tracing(&config)?;
+            crate::admin::alert(&config, command).await.map_err(Failure::Other)
         }
         Command::Replay { file, notices, out, clustering } => {
             crate::replay::replay(&config, &file, notices.as_deref(), out.as_deref(), &clustering)
@@ -387,45 +383,6 @@ async fn broadcast_status(config: &Config, notice: i64, follow: bool) -> anyhow:
     .await;
     db.close().await;
     result
-}
-
-async fn agent_add(config: &Config, name: String, role: RoleArg, password_stdin: bool) -> anyhow::Result<()> {
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        bail!("--name must be 1 to 100 printable characters");
-    }
-    let password_hash = if password_stdin {
-        let mut input = String::new();
-        std::io::stdin().read_to_string(&mut input).context("read the password from standard input")?;
-        let password = input.lines().next().unwrap_or_default();
-        if password.chars().count() < 8 {
-            bail!("the password on standard input must have at least 8 characters");
-        }
-        Some(webcare_web::auth::hash_password(password).map_err(anyhow::Error::msg)?)
-    } else {
-        None
-    };
-    let role = match role {
-        RoleArg::Agent => Role::Agent,
-        RoleArg::Admin => Role::Admin,
-    };
-    let db = open_db(config).await?;
-    let now = chrono::Utc::now();
-    let result = async {
-        let agent = db.create_agent(NewAgent { name, role, password_hash, at: now }).await?;
-        let token = webcare_web::auth::new_api_token();
-        db.add_api_token(agent.id, &webcare_web::auth::hash_api_token(&token), now).await?;
-        anyhow::Ok((agent, token))
-    }
-    .await;
-    db.close().await;
-    let (agent, token) = result.context("create the agent")?;
-    println!(
-        "created {} `{}` (id {}); its API token follows and is shown only this once:",
-        agent.role, agent.name, agent.id
-    );
-    println!("{token}");
-    Ok(())
 }
 
 impl From<webcare_config::ConfigErrors> for Failure {

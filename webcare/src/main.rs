@@ -4,6 +4,7 @@
 //! exits non-zero with a one-line reason on standard error when it fails; `check-config` exits 2 on an invalid
 //! configuration, as INTERFACES.md promises.
 
+mod admin;
 mod bench;
 mod bench_broadcast;
 mod cli;

@@ -89,16 +89,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     // Channels webcare posts to by configuration, registered before the bots start so that the notices and the
     // staff desk know them: Discord announcement channels, and the webcare team's own chats (spike alerts, commands).
-    let mut announcements = Vec::new();
-    if config.discord.token.is_some() {
-        for channel in &config.discord.announcement_channels {
-            let conversation =
-                register_channel(store.as_ref(), webcare_domain::Platform::Discord, channel, "announcements")
-                    .await
-                    .context("register the Discord announcement channels")?;
-            announcements.push(conversation);
-        }
-    }
+    let announcements = announcement_channels(store.as_ref(), &config).await?;
     let mut staff = Vec::new();
     let staff_chats = config
         .telegram
@@ -445,6 +436,24 @@ pub fn notifier_config(c: &webcare_config::Alerts) -> NotifierConfig {
 }
 
 /// A channel webcare posts to by configuration (an announcement channel, a staff chat), as a conversation of its own.
+/// The Discord announcement channels that get every notice version, registered as conversations; none while the
+/// Discord bot is not configured.
+pub(crate) async fn announcement_channels(
+    store: &dyn webcare_domain::Store,
+    config: &Config,
+) -> anyhow::Result<Vec<webcare_domain::ConversationId>> {
+    let mut announcements = Vec::new();
+    if config.discord.token.is_some() {
+        for channel in &config.discord.announcement_channels {
+            let conversation = register_channel(store, webcare_domain::Platform::Discord, channel, "announcements")
+                .await
+                .context("register the Discord announcement channels")?;
+            announcements.push(conversation);
+        }
+    }
+    Ok(announcements)
+}
+
 async fn register_channel(
     store: &dyn webcare_domain::Store,
     platform: webcare_domain::Platform,

@@ -348,8 +348,8 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
     for a in &alerts {
         let cluster = clusters.get(&a.cluster);
         let region = a.region.clone().unwrap_or_else(|| "unknown region".to_owned());
-        let draft = a.draft.get("nl").or_else(|| a.draft.values().next()).cloned().unwrap_or_default();
-        let title = format!("Storing {} {}", a.service, a.region.as_deref().unwrap_or("")).trim().to_owned();
+        let (draft, _) = a.draft_texts();
+        let title = a.notice_title();
         let _ = write!(
             body,
             "<section class=\"card alert\"><h2>{service} · {region}: {count} customers</h2>\

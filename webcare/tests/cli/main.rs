@@ -234,6 +234,172 @@ fn agent_add_prints_a_token_that_is_stored_only_as_a_hash() {
     assert_ne!(stdout.lines().last().unwrap(), token);
 }
 
+/// Runs `webcare` with `stdin` as standard input and gives the exit code, standard output and standard error.
+fn output_with_stdin(cmd: &mut Command, stdin: &str) -> (Option<i32>, String, String) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    (status.code(), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+/// The database of a test's directory, opened as a second process would (the command line's changes are there).
+fn open_sqlite(rt: &tokio::runtime::Runtime, dir: &Path) -> webcare_storage::Db {
+    let url = format!("sqlite://{}", dir.join("webcare.db").display());
+    rt.block_on(webcare_storage::Db::open(&url, &Default::default())).unwrap()
+}
+
+/// An agent created with `agent add`, with the API token it printed.
+fn agent_add(dir: &Path, name: &str, role: &str) -> String {
+    let (code, stdout, stderr) = output(webcare(dir).args(["agent", "add", "--name", name, "--role", role]));
+    assert_eq!(code, Some(0), "{stderr}");
+    stdout.lines().last().unwrap().to_owned()
+}
+
+#[test]
+fn agents_are_listed_and_changed_from_the_command_line_and_the_last_admin_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ria = agent_add(dir.path(), "ria", "admin");
+    agent_add(dir.path(), "sam", "agent");
+    let (code, list, stderr) = output(webcare(dir.path()).args(["agent", "list"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(list, "1 ria · admin · active\n2 sam · agent · active\n");
+
+    // Ria is the only admin: she can be neither demoted nor deactivated.
+    for args in [["agent", "role", "ria", "agent"].as_slice(), &["agent", "deactivate", "ria"]] {
+        let (code, _, stderr) = output(webcare(dir.path()).args(args));
+        assert_eq!(code, Some(1), "{args:?}");
+        assert!(stderr.contains("`ria` is the last active admin: make another agent admin first"), "{stderr}");
+    }
+    let (code, said, stderr) = output(webcare(dir.path()).args(["agent", "role", "sam", "ADMIN"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.starts_with("2 `sam` is now admin"), "{said}");
+    let (code, said, stderr) = output(webcare(dir.path()).args(["agent", "deactivate", "ria"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.contains("`ria` is deactivated"), "{said}");
+    let db = open_sqlite(&rt, dir.path());
+    let hash = webcare_web::auth::hash_api_token(&ria);
+    assert!(rt.block_on(db.agent_by_token_hash(&hash)).unwrap().is_none(), "a deactivated agent's token is refused");
+    rt.block_on(db.close());
+    let (code, _, stderr) = output(webcare(dir.path()).args(["agent", "activate", "ria"]));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A forgotten password is set again from standard input, never from the command line; a new token works.
+    let (code, said, stderr) = output_with_stdin(
+        webcare(dir.path()).args(["agent", "password", "sam", "--password-stdin"]),
+        "new horse battery\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.contains("`sam` has a new console password"), "{said}");
+    let (code, _, stderr) = output_with_stdin(webcare(dir.path()).args(["agent", "password", "sam"]), "x\n");
+    assert_eq!(code, Some(2), "clap refuses it without --password-stdin: {stderr}");
+    let (code, _, stderr) =
+        output_with_stdin(webcare(dir.path()).args(["agent", "password", "sam", "--password-stdin"]), "short\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("must have 8 to 1024 characters"), "{stderr}");
+    let (code, said, stderr) = output(webcare(dir.path()).args(["agent", "token", "sam"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let token = said.lines().last().unwrap();
+    let db = open_sqlite(&rt, dir.path());
+    let sam = rt.block_on(db.agent_by_token_hash(&webcare_web::auth::hash_api_token(token))).unwrap().unwrap();
+    assert_eq!((sam.name.as_str(), sam.role, sam.active), ("sam", webcare_domain::Role::Admin, true));
+    assert!(webcare_web::auth::verify_password("new horse battery", sam.password_hash.as_deref().unwrap()));
+    assert!(rt.block_on(db.agent_by_token_hash(&hash)).unwrap().is_some(), "ria works again");
+    rt.block_on(db.close());
+
+    let (code, _, stderr) = output(webcare(dir.path()).args(["agent", "role", "nobody", "admin"]));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no agent is named `nobody` (`webcare agent list` shows them)"), "{stderr}");
+    let (code, _, stderr) = output(webcare(dir.path()).args(["agent", "role", "sam", "boss"]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("boss"), "{stderr}");
+}
+
+/// Notices from the command line keep the console's rules: only admins, and under four eyes another admin approves.
+#[test]
+fn notices_are_written_and_approved_from_the_command_line_under_four_eyes() {
+    let dir = tempfile::tempdir().unwrap();
+    agent_add(dir.path(), "ria", "admin");
+    agent_add(dir.path(), "bas", "admin");
+    agent_add(dir.path(), "sam", "agent");
+    let notice = |args: &[&str]| {
+        let mut cmd = webcare(dir.path());
+        cmd.env("WEBCARE_NOTICES__FOUR_EYES", "true").arg("notice").args(args);
+        output(&mut cmd)
+    };
+    let create = [
+        "create",
+        "--as",
+        "ria",
+        "--title",
+        "Storing Utrecht",
+        "--text",
+        "We werken aan een internetstoring in Utrecht.",
+        "--translation",
+        "en=We are working on an internet outage in Utrecht.",
+        "--service",
+        "internet",
+        "--region",
+        "Utrecht",
+        "--region",
+        "Zeist",
+    ];
+    let (code, _, stderr) = notice(&[&["create", "--as", "sam"], &create[3..]].concat());
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("only admins manage notices"), "{stderr}");
+    let (code, said, stderr) = notice(&create);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.starts_with("notice 1 created (version 1) as a draft"), "{said}");
+    let (code, _, stderr) = notice(&["approve", "1", "--as", "ria"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("approved by another admin than its author"), "{stderr}");
+    let (code, said, stderr) = notice(&["approve", "1", "--as", "bas"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.starts_with("notice 1 approved (version 2, investigating): 0 subscribers get it"), "{said}");
+    let (code, list, _) = notice(&["list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(list, "1 Storing Utrecht · investigating · internet · Utrecht, Zeist · version 2\n");
+
+    // Once approved, updates go out at once, as in the console; a scope change is a version too.
+    let (code, said, stderr) = notice(&["update", "1", "--as", "ria", "--state", "identified", "--nationwide"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.starts_with("notice 1 updated (version 3, identified): 0 subscribers get it"), "{said}");
+    let (code, said, _) = notice(&["update", "1", "--as", "ria", "--service", "tv", "--service", "internet"]);
+    assert_eq!(code, Some(0));
+    assert!(said.starts_with("notice 1 updated (version 4, identified)"), "{said}");
+    let (code, show, _) = notice(&["show", "1"]);
+    assert_eq!(code, Some(0));
+    assert!(show.starts_with("1 Storing Utrecht · identified · tv, internet · nationwide · version 4\n"), "{show}");
+    assert!(show.contains("text (en): We are working on an internet outage in Utrecht."), "{show}");
+    assert!(show.contains("version 1 · investigating · "), "{show}");
+    assert!(show.contains(" · by ria\n"), "{show}");
+    assert!(show.contains("\nversion 2 · investigating · ") && show.contains(" · approved by bas\n"), "{show}");
+    assert!(show.contains("broadcast of version 4: 0 subscribers"), "{show}");
+
+    // Bad input is named, and nothing changes.
+    for (args, says) in [
+        (vec!["update", "1", "--as", "ria"], "nothing to change"),
+        (vec!["update", "9", "--as", "ria", "--state", "resolved"], "notice 9 not found"),
+        (vec!["show", "9"], "notice 9 not found"),
+        (vec!["create", "--as", "ria", "--title", " ", "--text", "x"], "invalid title: 1 to 200 characters"),
+    ] {
+        let (code, _, stderr) = notice(&args);
+        assert_eq!(code, Some(1), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    for (args, says) in [
+        (vec!["create", "--as", "ria", "--title", "t", "--text", "x", "--service", "gas"], "gas"),
+        (vec!["create", "--as", "ria", "--title", "t", "--text", "x", "--state", "fixed"], "fixed"),
+        (vec!["create", "--as", "ria", "--title", "t", "--text", "x", "--translation", "english"], "LANG=TEXT"),
+    ] {
+        let (code, _, stderr) = notice(&args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let (_, show, _) = notice(&["show", "1"]);
+    assert!(show.contains("version 4\n") && !show.contains("version 5"), "{show}");
+}
+
 #[test]
 fn migrate_creates_the_database_and_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
@@ -600,6 +766,112 @@ fn a_spike_alert_reaches_the_staff_group_and_the_staff_are_no_customers() {
     assert_eq!(stored.len(), 7, "the seven customers' questions; not the team's link in a private chat");
     assert!(!stored.iter().any(|m| m.text.contains("ik pak deze storing op")), "{stored:?}");
     rt.block_on(db.close());
+}
+
+/// An admin at a terminal beside a running `webcare serve`: lists the spike alerts, publishes a notice from one
+/// (every waiting customer gets it once), writes a notice by hand (a later question is answered from it at once, and
+/// the customer already waiting in a cluster it covers gets it on the decider's next clock tick) and resolves it.
+#[test]
+fn an_admin_at_a_terminal_answers_a_spike_with_one_broadcast_while_serve_runs() {
+    let (rt, fake) = fake_telegram();
+    let dir = tempfile::tempdir().unwrap();
+    agent_add(dir.path(), "ria", "admin");
+    let mut cmd = webcare(dir.path());
+    cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token()).env("WEBCARE_TELEGRAM__API_URL", fake.url());
+    let mut running = Serving::start(cmd);
+    let cli = |args: &[&str]| {
+        let (code, said, stderr) = output(webcare(dir.path()).args(args));
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        said
+    };
+    let said_in = |chat: webcare_fake_telegram::ChatId, text: &str| {
+        rt.block_on(
+            fake.wait_until(Duration::from_secs(45), || fake.bot_messages(chat).iter().any(|m| m.text.contains(text))),
+        )
+    };
+
+    // A customer in Utrecht waits in a cluster of their own; six in Eindhoven raise a spike alert.
+    let waiting = fake.create_user(webcare_fake_telegram::NewUser::named("wachtende"));
+    let waiting_chat = fake.private_chat(waiting);
+    fake.send_text(waiting, waiting_chat, "Storing in Utrecht? Geen tv sinds vanmiddag");
+    let customers = six_customers_report_an_outage_in_eindhoven(&fake);
+    let alerted =
+        poll_until(Duration::from_secs(60), || cli(&["alert", "list"]).starts_with("1 internet in Eindhoven"));
+    assert!(alerted, "{}", cli(&["alert", "list"]));
+    let list = cli(&["alert", "list"]);
+    assert!(list.contains("waiting: `webcare alert publish 1 --as ADMIN`"), "{list}");
+    assert!(list.contains("\n    > Storing in Eindhoven? Geen internet\n"), "with samples: {list}");
+    for chat in &customers {
+        assert!(said_in(*chat, "Bedankt voor je melding"), "the holding answer: {:?}", fake.bot_messages(*chat));
+    }
+
+    let said = cli(&["alert", "publish", "1", "--as", "ria"]);
+    assert!(said.starts_with("notice 1 published from alert 1 (version 1, investigating): 6 subscribers"), "{said}");
+    for chat in &customers {
+        assert!(
+            said_in(*chat, "Er is een storing in internet in de omgeving Eindhoven"),
+            "{:?}",
+            fake.bot_messages(*chat)
+        );
+    }
+    let (code, _, stderr) = output(webcare(dir.path()).args(["alert", "publish", "1", "--as", "ria"]));
+    assert_eq!(code, Some(1), "one outage, one notice");
+    assert!(stderr.contains("already follow notice 1: update that notice instead"), "{stderr}");
+    assert!(cli(&["alert", "list"]).contains("answered by notice 1"));
+
+    // A notice by hand for the TV outage in Utrecht: a new question is answered from it at once, and the customer
+    // who was waiting gets it too.
+    let said = cli(&[
+        "notice",
+        "create",
+        "--as",
+        "ria",
+        "--title",
+        "Storing tv Utrecht",
+        "--text",
+        "We werken aan een tv-storing in Utrecht.",
+        "--service",
+        "tv",
+        "--region",
+        "Utrecht",
+    ]);
+    assert!(said.starts_with("notice 2 created (version 1, investigating)"), "{said}");
+    let later = fake.create_user(webcare_fake_telegram::NewUser::named("later"));
+    let later_chat = fake.private_chat(later);
+    fake.send_text(later, later_chat, "Is er een tv storing in Utrecht?");
+    assert!(said_in(later_chat, "We werken aan een tv-storing in Utrecht."), "{:?}", fake.bot_messages(later_chat));
+    assert!(said_in(waiting_chat, "We werken aan een tv-storing in Utrecht."), "{:?}", fake.bot_messages(waiting_chat));
+
+    let said = cli(&[
+        "notice",
+        "update",
+        "1",
+        "--as",
+        "ria",
+        "--state",
+        "resolved",
+        "--text",
+        "Het internet in Eindhoven werkt weer.",
+    ]);
+    assert!(said.starts_with("notice 1 updated (version 2, resolved): 6 subscribers"), "{said}");
+    for chat in &customers {
+        assert!(said_in(*chat, "Het internet in Eindhoven werkt weer."), "{:?}", fake.bot_messages(*chat));
+    }
+    assert_eq!(
+        cli(&["notice", "list"]).lines().collect::<Vec<_>>(),
+        ["2 Storing tv Utrecht · investigating · tv · Utrecht · version 1"]
+    );
+    assert!(
+        cli(&["notice", "show", "1"]).contains("broadcast of version 2: 6 subscribers, sent 6, failed 0, pending 0")
+    );
+    running.signal("TERM");
+    let (status, log) = running.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+    for chat in customers.iter().chain([&waiting_chat, &later_chat]) {
+        let texts: Vec<String> = fake.bot_messages(*chat).into_iter().map(|m| m.text).collect();
+        let noticed = texts.iter().filter(|t| t.contains("Eindhoven") || t.contains("tv-storing")).count();
+        assert!(noticed <= 2, "each version once: {texts:?}");
+    }
 }
 
 #[test]

@@ -1,0 +1,560 @@
+//! The admins' commands: notices, spike alerts and agents from a terminal, beside a running `webcare serve` or
+//! without one. They work on the database directly, through the same services as the console and the staff chats
+//! (`Notices`), so roles, four-eyes approval and "one outage, one notice" hold here too; what they queue is sent
+//! by the serving instances, which poll the outbox.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use webcare_app::notices::{NoticeInput, Notices};
+use webcare_config::Config;
+use webcare_domain::{
+    Agent, AlertId, ClusterState, NewAgent, Notice, NoticeChange, NoticeId, NoticeState, Role, Service, Store as _,
+    StoreError,
+};
+use webcare_storage::Db;
+
+use crate::cli::open_db;
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Create an agent and print a new API token, alone on the last line (shown once, stored hashed).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = word::<Role>)]
+        role: Role,
+        /// Read a console password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Every agent: id, name, role, whether active, and the chat accounts linked for the staff chats.
+    List,
+    /// Give an agent another role (`agent` or `admin`); their console sessions end.
+    Role {
+        name: String,
+        #[arg(value_parser = word::<Role>)]
+        role: Role,
+    },
+    /// Stop an agent: no login, no API token, no staff-chat command works for them; their tickets stay theirs.
+    Deactivate { name: String },
+    /// Let a deactivated agent work again.
+    Activate { name: String },
+    /// Set an agent's console password from the first line of standard input; their console sessions end.
+    Password {
+        name: String,
+        /// Read the password from standard input (required: a password never goes on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Print a new API token for an agent, alone on the last line (shown once, stored hashed).
+    Token { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NoticeCommand {
+    /// The notices not yet resolved (all with `--all`): id, state, scope, version, and which await approval.
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// One notice: its texts, scope, versions (who wrote and approved each) and the current version's broadcast.
+    Show { id: i64 },
+    /// Create a notice; when active it answers every matching question at once, and the customers already waiting in
+    /// the clusters it covers get it.
+    Create {
+        /// The admin who writes it (their name).
+        #[arg(long = "as", value_name = "ADMIN")]
+        author: String,
+        /// What admins and the console call it ("Storing internet Utrecht"); customers get the text.
+        #[arg(long)]
+        title: String,
+        /// The main text (the operator's language, usually Dutch).
+        #[arg(long)]
+        text: String,
+        /// The text in another language, for those who asked in it: `--translation en="We are working on it."`.
+        #[arg(long = "translation", value_name = "LANG=TEXT", value_parser = translation)]
+        translations: Vec<(String, String)>,
+        /// A service it covers (internet, tv, mobile, landline); repeat for more; none means every service.
+        #[arg(long = "service", value_name = "SERVICE", value_parser = word::<Service>)]
+        services: Vec<Service>,
+        /// A region it covers (a place, municipality, province or postcode); repeat for more; none is nationwide.
+        #[arg(long = "region", value_name = "REGION")]
+        regions: Vec<String>,
+        /// investigating, identified, monitoring or resolved.
+        #[arg(long, value_parser = word::<NoticeState>, default_value = "investigating")]
+        state: NoticeState,
+        /// Keep it as a draft that customers do not see until it is published.
+        #[arg(long)]
+        draft: bool,
+        /// Send it on Telegram as a paid broadcast (up to 1,000 messages/s, 0.1 Star per message).
+        #[arg(long)]
+        paid_broadcast: bool,
+    },
+    /// A new version of a notice: each subscriber gets it once, in their language; `resolved` sends the final message.
+    Update {
+        id: i64,
+        #[arg(long = "as", value_name = "ADMIN")]
+        author: String,
+        #[arg(long, value_parser = word::<NoticeState>)]
+        state: Option<NoticeState>,
+        /// A new main text; without `--translation` the texts in other languages are dropped with the old text.
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long = "translation", value_name = "LANG=TEXT", value_parser = translation)]
+        translations: Vec<(String, String)>,
+        /// The services it covers from now on (repeat); `--all-services` for every service.
+        #[arg(long = "service", value_name = "SERVICE", value_parser = word::<Service>, conflicts_with = "all_services")]
+        services: Vec<Service>,
+        /// It covers every service from now on.
+        #[arg(long)]
+        all_services: bool,
+        /// The regions it covers from now on (repeat); `--nationwide` for everywhere.
+        #[arg(long = "region", value_name = "REGION", conflicts_with = "nationwide")]
+        regions: Vec<String>,
+        /// It covers the whole country from now on.
+        #[arg(long)]
+        nationwide: bool,
+        /// Publish a draft (not under four eyes: then another admin runs `notice approve`).
+        #[arg(long)]
+        publish: bool,
+    },
+    /// Publish a notice that awaits approval; under `notices.four_eyes` by another admin than its author.
+    Approve {
+        id: i64,
+        #[arg(long = "as", value_name = "ADMIN")]
+        approver: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Spike alerts, newest first, with what became of each: still waiting, answered by a notice, or expired.
+    List {
+        /// How far back, in hours.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+    /// Publish a notice from a spike alert: one broadcast reaches every customer of its cluster. Without `--text`
+    /// the alert's draft is used (Dutch, with the English draft for those who asked in English).
+    Publish {
+        id: i64,
+        #[arg(long = "as", value_name = "ADMIN")]
+        author: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long = "translation", value_name = "LANG=TEXT", value_parser = translation)]
+        translations: Vec<(String, String)>,
+        #[arg(long, value_parser = word::<NoticeState>, default_value = "investigating")]
+        state: NoticeState,
+    },
+}
+
+/// A word of one of the domain's enums, with the words it knows in the error.
+fn word<T: std::str::FromStr>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    s.trim().to_lowercase().parse::<T>().map_err(|e| e.to_string())
+}
+
+/// `LANG=TEXT`, as in `en="We are working on it."`.
+fn translation(s: &str) -> Result<(String, String), String> {
+    let (language, text) = s.split_once('=').ok_or("expected LANG=TEXT, as in en=\"We are working on it.\"")?;
+    let language = language.trim().to_lowercase();
+    if language.len() != 2 || !language.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err(format!("`{language}` is no two-letter language code (nl, en, fr, de)"));
+    }
+    Ok((language, text.trim().to_owned()))
+}
+
+/// Opens the database, runs `work` on it and closes it, whatever `work` gave.
+async fn with_db<T>(config: &Config, work: impl AsyncFnOnce(&Arc<Db>) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let db = Arc::new(open_db(config).await?);
+    let result = work(&db).await;
+    db.close().await;
+    result
+}
+
+async fn agent_named(db: &Db, name: &str) -> anyhow::Result<Agent> {
+    db.agent_by_name(name.trim())
+        .await?
+        .with_context(|| format!("no agent is named `{}` (`webcare agent list` shows them)", name.trim()))
+}
+
+fn check_name(name: &str) -> anyhow::Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        bail!("a name has 1 to 100 printable characters");
+    }
+    Ok(name.to_owned())
+}
+
+/// The console's rule for a password, read from the first line of standard input and hashed.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).context("read the password from standard input")?;
+    let password = input.lines().next().unwrap_or_default();
+    if password.chars().count() < 8 || password.len() > 1024 {
+        bail!("the password on standard input must have 8 to 1024 characters");
+    }
+    webcare_web::auth::hash_password(password).map_err(anyhow::Error::msg)
+}
+
+pub async fn agent(config: &Config, command: AgentCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match command {
+        AgentCommand::Add { name, role, password_stdin } => {
+            let name = check_name(&name)?;
+            let password_hash = if password_stdin { Some(password_from_stdin()?) } else { None };
+            let (agent, token) = with_db(config, async |db| {
+                let agent = db.create_agent(NewAgent { name, role, password_hash, at: now }).await?;
+                let token = webcare_web::auth::new_api_token();
+                db.add_api_token(agent.id, &webcare_web::auth::hash_api_token(&token), now).await?;
+                Ok((agent, token))
+            })
+            .await
+            .context("create the agent")?;
+            println!(
+                "created {} `{}` (id {}); its API token follows and is shown only this once:",
+                agent.role, agent.name, agent.id
+            );
+            println!("{token}");
+        }
+        AgentCommand::List => {
+            let lines = with_db(config, async |db| {
+                let mut lines = Vec::new();
+                for a in db.agents().await? {
+                    let accounts = db.chat_accounts(a.id).await?;
+                    let accounts = if accounts.is_empty() {
+                        String::new()
+                    } else {
+                        let named: Vec<String> = accounts.iter().map(|(p, user)| format!("{p} {user}")).collect();
+                        format!(" · chat accounts: {}", named.join(", "))
+                    };
+                    lines.push(format!(
+                        "{} {} · {} · {}{}{accounts}",
+                        a.id,
+                        a.name,
+                        a.role,
+                        if a.active { "active" } else { "deactivated" },
+                        if a.password_hash.is_some() { " · console login" } else { "" },
+                    ));
+                }
+                Ok(lines)
+            })
+            .await?;
+            if lines.is_empty() {
+                println!("no agents yet: `webcare agent add --name NAME --role admin` creates the first");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        AgentCommand::Role { name, role } => {
+            let agent = with_db(config, async |db| {
+                let agent = agent_named(db, &name).await?;
+                if agent.role == Role::Admin && role != Role::Admin {
+                    last_admin_stays(db, &agent).await?;
+                }
+                let agent = db.set_agent_role(agent.id, role).await?;
+                db.delete_agent_sessions(agent.id).await?;
+                Ok(agent)
+            })
+            .await?;
+            println!("{} `{}` is now {}; their console sessions ended", agent.id, agent.name, agent.role);
+        }
+        AgentCommand::Deactivate { name } => {
+            let agent = with_db(config, async |db| {
+                let agent = agent_named(db, &name).await?;
+                if agent.role == Role::Admin {
+                    last_admin_stays(db, &agent).await?;
+                }
+                let agent = db.set_agent_active(agent.id, false).await?;
+                db.delete_agent_sessions(agent.id).await?;
+                Ok(agent)
+            })
+            .await?;
+            println!(
+                "{} `{}` is deactivated: no login, API token or staff-chat command works for them",
+                agent.id, agent.name
+            );
+        }
+        AgentCommand::Activate { name } => {
+            let agent = with_db(config, async |db| {
+                let agent = agent_named(db, &name).await?;
+                Ok(db.set_agent_active(agent.id, true).await?)
+            })
+            .await?;
+            println!("{} `{}` is active again", agent.id, agent.name);
+        }
+        AgentCommand::Password { name, password_stdin: _ } => {
+            let hash = password_from_stdin()?;
+            let agent = with_db(config, async |db| {
+                let agent = agent_named(db, &name).await?;
+                let agent = db.set_agent_password(agent.id, &hash).await?;
+                db.delete_agent_sessions(agent.id).await?;
+                Ok(agent)
+            })
+            .await?;
+            println!("{} `{}` has a new console password; their console sessions ended", agent.id, agent.name);
+        }
+        AgentCommand::Token { name } => {
+            let (agent, token) = with_db(config, async |db| {
+                let agent = agent_named(db, &name).await?;
+                let token = webcare_web::auth::new_api_token();
+                db.add_api_token(agent.id, &webcare_web::auth::hash_api_token(&token), now).await?;
+                Ok((agent, token))
+            })
+            .await?;
+            println!("a new API token for {} `{}` follows and is shown only this once:", agent.id, agent.name);
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to take the last active admin's role: nobody could manage notices or agents any more, in the console or
+/// here without touching the database.
+async fn last_admin_stays(db: &Db, agent: &Agent) -> anyhow::Result<()> {
+    let others =
+        db.agents().await?.into_iter().filter(|a| a.role == Role::Admin && a.active && a.id != agent.id).count();
+    if agent.active && others == 0 {
+        bail!("`{}` is the last active admin: make another agent admin first", agent.name);
+    }
+    Ok(())
+}
+
+/// `Notices` for this process, which runs no bridge: the serving instances send what it queues.
+async fn notices(config: &Config, db: &Arc<Db>) -> anyhow::Result<Notices> {
+    let store: Arc<dyn webcare_domain::Store> = db.clone();
+    let announcements = crate::serve::announcement_channels(store.as_ref(), config).await?;
+    Ok(Notices::detached(store, config.notices.four_eyes)
+        .with_announcements(announcements)
+        .with_paid_fee(config.delivery.telegram_paid_stars_per_message))
+}
+
+fn scope(notice: &Notice) -> String {
+    let services = if notice.services.is_empty() {
+        "every service".to_owned()
+    } else {
+        notice.services.iter().map(Service::to_string).collect::<Vec<_>>().join(", ")
+    };
+    let regions = if notice.regions.is_empty() { "nationwide".to_owned() } else { notice.regions.join(", ") };
+    format!("{services} · {regions}")
+}
+
+fn line(notice: &Notice) -> String {
+    let waiting = if notice.draft { " · draft, awaiting approval" } else { "" };
+    format!(
+        "{} {} · {} · {} · version {}{waiting}",
+        notice.id,
+        notice.title,
+        notice.state,
+        scope(notice),
+        notice.version
+    )
+}
+
+/// What became of a published notice: how many get it now, or that it waits for approval.
+async fn published(notices: &Notices, notice: &Notice, what: &str) -> anyhow::Result<String> {
+    if notice.draft {
+        return Ok(format!(
+            "notice {} {what} (version {}) as a draft: customers see it once it is approved \
+             (`webcare notice approve {} --as ADMIN`, by another admin under four eyes)",
+            notice.id, notice.version, notice.id
+        ));
+    }
+    let progress = notices.progress(notice.id).await?;
+    Ok(format!(
+        "notice {} {what} (version {}, {}): {} subscribers get it; `webcare broadcast status {} --follow` shows the \
+         broadcast",
+        notice.id, notice.version, notice.state, progress.subscribers, notice.id
+    ))
+}
+
+pub async fn notice(config: &Config, command: NoticeCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let said = with_db(config, async |db| {
+        let notices = notices(config, db).await?;
+        match command {
+            NoticeCommand::List { all } => {
+                let list: Vec<String> = db
+                    .notices(false)
+                    .await?
+                    .iter()
+                    .filter(|n| all || n.state != NoticeState::Resolved)
+                    .map(line)
+                    .collect();
+                Ok(if list.is_empty() {
+                    if all { "no notices yet".to_owned() } else { "no open notices".to_owned() }
+                } else {
+                    list.join("\n")
+                })
+            }
+            NoticeCommand::Show { id } => show(db, &notices, NoticeId(id)).await,
+            NoticeCommand::Create {
+                author,
+                title,
+                text,
+                translations,
+                services,
+                regions,
+                state,
+                draft,
+                paid_broadcast,
+            } => {
+                let author = agent_named(db, &author).await?;
+                let input = NoticeInput {
+                    title,
+                    text,
+                    texts: translations.into_iter().collect(),
+                    services,
+                    regions,
+                    state,
+                    draft,
+                    paid_broadcast,
+                };
+                let notice = notices.create(input, &author, now).await?;
+                published(&notices, &notice, "created").await
+            }
+            NoticeCommand::Update {
+                id,
+                author,
+                state,
+                text,
+                translations,
+                services,
+                all_services,
+                regions,
+                nationwide,
+                publish,
+            } => {
+                let author = agent_named(db, &author).await?;
+                let change = NoticeChange {
+                    state,
+                    text,
+                    texts: (!translations.is_empty()).then(|| translations.into_iter().collect::<BTreeMap<_, _>>()),
+                    services: (all_services || !services.is_empty()).then_some(services),
+                    regions: (nationwide || !regions.is_empty()).then_some(regions),
+                    draft: publish.then_some(false),
+                    ..Default::default()
+                };
+                if change == NoticeChange::default() {
+                    bail!(
+                        "nothing to change: give --state, --text, --translation, --service, --region, --nationwide, \
+                         --all-services or --publish"
+                    );
+                }
+                let notice = notices.update(NoticeId(id), change, &author, now).await?;
+                published(&notices, &notice, "updated").await
+            }
+            NoticeCommand::Approve { id, approver } => {
+                let approver = agent_named(db, &approver).await?;
+                let notice = notices.approve(NoticeId(id), &approver, now).await?;
+                published(&notices, &notice, "approved").await
+            }
+        }
+    })
+    .await?;
+    println!("{said}");
+    Ok(())
+}
+
+async fn show(db: &Db, notices: &Notices, id: NoticeId) -> anyhow::Result<String> {
+    let notice = match db.notice(id).await {
+        Ok(n) => n,
+        Err(StoreError::NotFound { .. }) => bail!("notice {id} not found"),
+        Err(e) => return Err(e.into()),
+    };
+    let names: BTreeMap<_, _> = db.agents().await?.into_iter().map(|a| (a.id, a.name)).collect();
+    let name = |id: Option<webcare_domain::AgentId>| {
+        id.map_or("-".to_owned(), |id| names.get(&id).cloned().unwrap_or_else(|| id.to_string()))
+    };
+    let mut out = vec![line(&notice), format!("text: {}", notice.text)];
+    for (language, text) in &notice.texts {
+        out.push(format!("text ({language}): {text}"));
+    }
+    if let Some(cluster) = notice.cluster {
+        out.push(format!("published from cluster {cluster}"));
+    }
+    for v in db.notice_versions(id).await? {
+        // An approval is a version of its own, with the approver and no author.
+        let who = match (v.author, v.approved_by) {
+            (None, Some(approver)) => format!("approved by {}", name(Some(approver))),
+            (author, Some(approver)) => format!("by {}, approved by {}", name(author), name(Some(approver))),
+            (author, None) => format!("by {}", name(author)),
+        };
+        out.push(format!(
+            "version {} · {} · {} · {who}",
+            v.version,
+            v.state,
+            v.created_at.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    let p = notices.progress(id).await?;
+    out.push(format!(
+        "broadcast of version {}: {} subscribers, sent {}, failed {}, pending {}",
+        p.version, p.subscribers, p.sent, p.failed, p.pending
+    ));
+    Ok(out.join("\n"))
+}
+
+pub async fn alert(config: &Config, command: AlertCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let said = with_db(config, async |db| match command {
+        AlertCommand::List { hours } => {
+            let alerts = db.alerts_since(now - chrono::Duration::hours(i64::from(hours))).await?;
+            if alerts.is_empty() {
+                return Ok(format!("no spike alerts in the last {hours} hours"));
+            }
+            let clusters = webcare_app::alerts::alert_clusters(db.as_ref(), &alerts).await?;
+            let mut out = Vec::new();
+            for a in &alerts {
+                let outcome = match clusters.get(&a.cluster).map(|c| (c.state, c.notice)) {
+                    Some((ClusterState::Noticed, Some(n))) => format!("answered by notice {n}"),
+                    Some((ClusterState::Expired, _)) => "expired into tickets".to_owned(),
+                    Some(_) => format!("waiting: `webcare alert publish {} --as ADMIN`", a.id),
+                    None => "its cluster is gone".to_owned(),
+                };
+                out.push(format!(
+                    "{} {} in {} · {} customers · raised {} · {outcome}",
+                    a.id,
+                    a.service,
+                    a.region.as_deref().unwrap_or("an unknown region"),
+                    a.count,
+                    a.created_at.format("%Y-%m-%d %H:%M UTC"),
+                ));
+                for sample in a.samples.iter().take(3) {
+                    out.push(format!("    > {}", sample.split_whitespace().collect::<Vec<_>>().join(" ")));
+                }
+            }
+            Ok(out.join("\n"))
+        }
+        AlertCommand::Publish { id, author, title, text, translations, state } => {
+            let author = agent_named(db, &author).await?;
+            let notices = notices(config, db).await?;
+            let alert = match db.alert(AlertId(id)).await {
+                Ok(a) => a,
+                Err(StoreError::NotFound { .. }) => bail!("alert {id} not found (`webcare alert list` shows them)"),
+                Err(e) => return Err(e.into()),
+            };
+            let (text, mut texts) = match text {
+                Some(text) => (text, BTreeMap::new()),
+                None => alert.draft_texts(),
+            };
+            texts.extend(translations);
+            let title = title.unwrap_or_else(|| alert.notice_title());
+            let notice = notices.publish_from_alert(alert.id, title, text, texts, state, &author, now).await?;
+            published(&notices, &notice, &format!("published from alert {id}")).await
+        }
+    })
+    .await?;
+    println!("{said}");
+    Ok(())
+}
