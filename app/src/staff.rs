@@ -1,7 +1,7 @@
 //! The webcare team's own chats (a Telegram staff group, a Discord staff channel) as a place to work: agents see the
 //! queue and claim, answer, note, set pending, solve, release and transfer tickets there, admins publish a notice
-//! from a spike alert, move it through its states, approve a colleague's draft and resolve it, as they would in the
-//! console.
+//! from a spike alert or write one (`/notice SCOPE: TEXT`), change its scope, move it through its states, approve a
+//! colleague's draft and resolve it, as they would in the console.
 //!
 //! A command acts as the agent whose chat account wrote it. An agent links an account once: the console (or
 //! `POST /api/v1/me/chat-link`) gives a code valid for [`LINK_VALID`], and `/link CODE` in a private chat with the
@@ -86,6 +86,9 @@ const HELP: &str = "webcare commands in this chat:\n\
 /alerts: spike alerts of the last 24 hours\n\
 /publish ALERT [TEXT]: publish a notice from a spike alert (admins), with the draft text unless you give one\n\
 /notices: the notices that are not resolved\n\
+/notice SCOPE: TEXT: a notice written here (admins), as in /notice internet,tv in Utrecht, Zeist: We werken aan een storing. \
+(no \"in\" for nationwide, \"all\" for every service)\n\
+/scope NOTICE SCOPE: what a notice covers from now on (admins), as in /scope 3 internet in Utrecht\n\
 /update NOTICE STATE [TEXT]: investigating, identified, monitoring or resolved, with a new text if given (admins)\n\
 /resolve NOTICE [TEXT]: mark a notice resolved (admins); its subscribers get the final message\n\
 /approve NOTICE: publish a notice that awaits a second admin's approval (admins)";
@@ -148,6 +151,8 @@ impl Desk {
             "alerts" => self.alerts(now).await,
             "publish" => self.publish(args, &agent, now).await,
             "notices" => self.notices().await,
+            "notice" => self.create_notice(args, &agent, now).await,
+            "scope" => self.scope(args, &agent, now).await,
             "update" | "resolve" => self.update(name, args, &agent, now).await,
             "approve" => self.approve(args, &agent, now).await,
             _ => Ok(format!("Unknown command /{name}. Send /help for the list.")),
@@ -450,6 +455,69 @@ impl Desk {
         })
     }
 
+    /// `/notice SCOPE: TEXT`: a notice written in the chat, for an outage no spike alert shows (a few customers, or
+    /// what the network team reports), in the main language; the console adds other languages.
+    async fn create_notice(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        let usage = |why: &str| {
+            Failure::Said(format!(
+                "{why}Usage: /notice SCOPE: TEXT, as in /notice internet in Utrecht: We werken aan een storing. \
+                 SCOPE is services (internet, tv, mobile, landline, or all) and, after \"in\", places; without \
+                 \"in\" the notice is nationwide."
+            ))
+        };
+        let Some((scope, text)) = args.split_once(':') else { return Err(usage("")) };
+        let (services, regions) = parse_scope(scope).map_err(|why| usage(&format!("{why} ")))?;
+        let input = crate::notices::NoticeInput {
+            title: notice_title(&services, &regions),
+            text: text.trim().to_owned(),
+            texts: BTreeMap::new(),
+            services,
+            regions,
+            state: NoticeState::Investigating,
+            draft: false,
+            paid_broadcast: false,
+        };
+        let notice = self.notices.create(input, agent, now).await?;
+        if notice.draft {
+            return Ok(format!(
+                "Notice {} ({}) is saved; under four-eyes approval another admin publishes it: /approve {}.",
+                notice.id, notice.title, notice.id
+            ));
+        }
+        Ok(format!(
+            "Notice {} ({}) is published: it answers every matching question from now on, and the customers waiting \
+             in the outage clusters it covers get it.",
+            notice.id, notice.title
+        ))
+    }
+
+    /// `/scope NOTICE SCOPE`: a new version that covers other services or places.
+    async fn scope(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        let usage = |why: &str| {
+            Failure::Said(format!(
+                "{why}Usage: /scope NOTICE SCOPE, as in /scope 3 internet,tv in Utrecht, Zeist (without \"in\": \
+                 nationwide)."
+            ))
+        };
+        let (number, scope) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        let Some(id) = number.trim_start_matches('#').parse().ok().map(NoticeId) else { return Err(usage("")) };
+        if scope.trim().is_empty() {
+            return Err(usage(""));
+        }
+        let (services, regions) = parse_scope(scope).map_err(|why| usage(&format!("{why} ")))?;
+        let change = NoticeChange { services: Some(services), regions: Some(regions), ..Default::default() };
+        let notice = self.notices.update(id, change, agent, now).await?;
+        let covers = |v: Vec<String>, all: &str| if v.is_empty() { all.to_owned() } else { v.join(", ") };
+        Ok(format!(
+            "Notice {} now covers {} in {} (version {}{}).",
+            notice.id,
+            covers(notice.services.iter().map(|s| s.to_string()).collect(), "every service"),
+            covers(notice.regions.clone(), "the whole country"),
+            notice.version,
+            if notice.draft { ", awaiting approval" } else { "" }
+        ))
+    }
+
     async fn approve(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
         let Some(id) = args.parse().ok().map(NoticeId) else {
             return Err(Failure::Said("Usage: /approve NOTICE".to_owned()));
@@ -572,6 +640,46 @@ fn sentence(s: &str) -> String {
     format!("{first}{}.", chars.as_str())
 }
 
+/// A notice's scope as the team writes it: services (comma-separated; `all`/`alle` for every service) and, after
+/// `in`, places (comma-separated); without `in` it is nationwide. `internet,tv in Utrecht, Den Bosch`.
+fn parse_scope(scope: &str) -> Result<(Vec<webcare_domain::Service>, Vec<String>), String> {
+    let scope = scope.trim();
+    // ASCII case folding keeps byte offsets, so a position in `lower` is one in `scope`.
+    let lower = scope.to_ascii_lowercase();
+    let (services, places) = match lower.find(" in ").or_else(|| lower.starts_with("in ").then_some(0)) {
+        // The places keep the team's spelling; only the services are read case-blind.
+        Some(at) => (&lower[..at], scope[at..].trim_start()[2..].trim()),
+        None => (lower.as_str(), ""),
+    };
+    let mut list = Vec::new();
+    for word in services.split([',', ' ']).map(str::trim).filter(|w| !w.is_empty()) {
+        if matches!(word, "all" | "alle" | "every" | "everything") {
+            list.clear();
+            break;
+        }
+        let service = word
+            .parse::<webcare_domain::Service>()
+            .map_err(|_| format!("\"{word}\" is no service (internet, tv, mobile, landline, or all)."))?;
+        if !list.contains(&service) {
+            list.push(service);
+        }
+    }
+    if services.trim().is_empty() && places.is_empty() {
+        return Err("Say what the notice covers.".to_owned());
+    }
+    let regions: Vec<String> = places.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
+    if !places.is_empty() && regions.is_empty() {
+        return Err("Name the places after \"in\".".to_owned());
+    }
+    Ok((list, regions))
+}
+
+/// "Storing internet, tv Utrecht, Zeist", as a notice from a spike alert is titled.
+fn notice_title(services: &[webcare_domain::Service], regions: &[String]) -> String {
+    let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+    format!("Storing {} {}", services.join(", "), regions.join(", ")).split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +729,33 @@ mod tests {
         assert_eq!(link_code_hash(&typed), link_code_hash(&code));
         assert_ne!(link_code_hash("ABCDEFGHJK"), link_code_hash("ABCDEFGHJM"));
         assert_eq!(link_code_hash(&code).len(), 64, "SHA-256, hex");
+    }
+
+    #[test]
+    fn a_scope_is_services_and_after_in_places() {
+        use webcare_domain::Service::{Internet, Tv};
+        let ok = |s: &str| parse_scope(s).unwrap();
+        assert_eq!(ok("internet in Utrecht"), (vec![Internet], vec!["Utrecht".to_owned()]));
+        assert_eq!(
+            ok(" Internet, TV  in Den Bosch,  Zeist "),
+            (vec![Internet, Tv], vec!["Den Bosch".to_owned(), "Zeist".to_owned()]),
+            "places keep their spelling"
+        );
+        assert_eq!(ok("tv"), (vec![Tv], vec![]), "nationwide");
+        assert_eq!(ok("all in Gent"), (vec![], vec!["Gent".to_owned()]), "every service");
+        assert_eq!(ok("in 3512"), (vec![], vec!["3512".to_owned()]));
+        assert_eq!(ok("internet internet"), (vec![Internet], vec![]));
+        assert_eq!(ok("TV in İzmir, Ürdingen"), (vec![Tv], vec!["İzmir".to_owned(), "Ürdingen".to_owned()]));
+        assert!(parse_scope("İnternet in Ürdingen").unwrap_err().contains("\"İnternet\" is no service"));
+        assert!(parse_scope("gas in Utrecht").unwrap_err().contains("\"gas\" is no service"));
+        assert!(parse_scope("  ").is_err());
+        assert!(parse_scope("internet in , ").unwrap_err().contains("Name the places"));
+    }
+
+    #[test]
+    fn a_title_names_the_scope() {
+        assert_eq!(notice_title(&[webcare_domain::Service::Internet], &["Utrecht".into()]), "Storing internet Utrecht");
+        assert_eq!(notice_title(&[], &[]), "Storing");
     }
 
     #[test]

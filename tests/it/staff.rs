@@ -26,6 +26,7 @@ contract!(
     a_staff_command_is_carried_out_once,
     a_reply_is_recorded_sent_and_answered_all_or_nothing,
     under_four_eyes_another_admin_approves_in_the_chat,
+    admins_write_a_notice_and_widen_its_scope_in_the_chat,
 );
 
 struct Setup {
@@ -313,4 +314,59 @@ async fn under_four_eyes_another_admin_approves_in_the_chat(db: &TestDb) {
     let approved = say("14", &format!("/approve {}", notice.id)).await;
     assert_eq!(approved, format!("Notice {} (version 2) is published: 0 customers get it.", notice.id));
     assert!(!store.notice(notice.id).await.unwrap().draft);
+}
+
+async fn admins_write_a_notice_and_widen_its_scope_in_the_chat(db: &TestDb) {
+    let Setup { store, pipeline, desk } = setup(db).await;
+    let now = t(600);
+    let mut n = 0;
+    let mut say = async |user: &str, text: &str| {
+        n += 1;
+        desk.answer(&said(user, n, text), now).await.unwrap().unwrap()
+    };
+    for (user, name, role) in [("11", "ann", Role::Agent), ("13", "ria", Role::Admin)] {
+        let agent = agent(store.as_ref(), name, role).await;
+        let code = issue_link_code(store.as_ref(), &agent, now).await.unwrap();
+        assert!(say(user, &format!("/link {code}")).await.starts_with("Linked"));
+    }
+    // A customer in Zeist waits in an outage cluster with the holding answer.
+    pipeline.receive(private("601", "1", "Storing in Zeist? Geen internet", t(100))).await.unwrap();
+    let zeist = store.tickets(&[]).await.unwrap();
+    assert!(zeist.is_empty(), "an outage question, no ticket: {zeist:?}");
+
+    let write = "/notice internet in Utrecht: We werken aan een internetstoring in Utrecht.";
+    assert_eq!(say("11", write).await, "Only admins manage notices.");
+    for (bad, says) in [
+        ("/notice internet in Utrecht", "Usage: /notice SCOPE: TEXT"),
+        ("/notice gas in Utrecht: Geen gas.", "\"gas\" is no service"),
+        ("/notice internet in Utrecht:   ", "Invalid text: 1 to 4000 characters"),
+    ] {
+        let answer = say("13", bad).await;
+        assert!(answer.contains(says), "{bad}: {answer}");
+    }
+    assert!(store.notices(false).await.unwrap().is_empty(), "bad input changes nothing");
+    let written = say("13", write).await;
+    let notice = store.notices(false).await.unwrap().remove(0);
+    assert!(written.starts_with(&format!("Notice {} (Storing internet Utrecht) is published", notice.id)), "{written}");
+    assert_eq!(
+        (notice.services.clone(), notice.regions.clone(), notice.text.as_str()),
+        (vec![Service::Internet], vec!["Utrecht".to_owned()], "We werken aan een internetstoring in Utrecht.")
+    );
+    let subscribers = |store: Arc<dyn Store>| async move {
+        store.subscribers(webcare_domain::SubscriptionTarget::Notice(notice.id)).await.unwrap().len()
+    };
+    assert_eq!(subscribers(store.clone()).await, 0, "Zeist is not Utrecht");
+
+    // Widened to Zeist, the notice takes the waiting customer in, who gets it once.
+    assert!(say("13", &format!("/scope {}", notice.id)).await.starts_with("Usage: /scope NOTICE SCOPE"));
+    assert!(say("11", &format!("/scope {} internet in Utrecht, Zeist", notice.id)).await.contains("Only admins"));
+    let widened = say("13", &format!("/scope {} internet in Utrecht, Zeist", notice.id)).await;
+    assert_eq!(widened, format!("Notice {} now covers internet in Utrecht, Zeist (version 2).", notice.id));
+    assert_eq!(subscribers(store.clone()).await, 1, "the customer in Zeist follows the notice");
+    let rows = store.claim_outbox("w", now, std::time::Duration::from_secs(60), 50).await.unwrap();
+    let noticed: Vec<_> = rows.iter().filter(|r| r.body.contains("We werken aan een internetstoring")).collect();
+    assert_eq!(noticed.len(), 1, "{rows:?}");
+    let nationwide = say("13", &format!("/scope {} all", notice.id)).await;
+    assert_eq!(nationwide, format!("Notice {} now covers every service in the whole country (version 3).", notice.id));
+    assert!(say("11", "/notices").await.contains("Storing internet Utrecht · investigating · everywhere · everywhere"));
 }
