@@ -96,6 +96,8 @@ pub struct Notices {
     announcements: Vec<webcare_domain::ConversationId>,
     /// Telegram's fee per paid-broadcast message, for the estimate.
     paid_stars_per_message: f64,
+    /// The active notices (id, version) at the last pass that took waiting clusters in (`adopt_new`).
+    adopted: std::sync::Mutex<Vec<(NoticeId, i64)>>,
 }
 
 const MAX_TITLE: usize = 200;
@@ -130,7 +132,7 @@ impl Notices {
     /// Notices for a process that runs no bridge, such as `webcare notice` on the command line beside a running
     /// `webcare serve`: everything goes through the database. The rows it queues are sent by the serving instances
     /// (they poll the outbox), and the customers waiting in clusters that a new notice covers join it on the
-    /// deciding instance's next clock tick (`adopt_waiting`, every 30 seconds); a question asked meanwhile is
+    /// deciding instance's clock (`adopt_new`, every 2 seconds in `serve`); a question asked meanwhile is
     /// answered from the notice already, since the bridge reads the active notices for every decision.
     pub fn detached(store: Arc<dyn Store>, four_eyes: bool) -> Self {
         Self::with_pipeline(store, None, Arc::new(Notify::new()), four_eyes)
@@ -149,6 +151,7 @@ impl Notices {
             four_eyes,
             announcements: Vec::new(),
             paid_stars_per_message: TELEGRAM_PAID_STARS_PER_MESSAGE,
+            adopted: Default::default(),
         }
     }
 
@@ -334,10 +337,27 @@ impl Notices {
     /// it, and their members get the notice's current version. This covers a notice published on an instance that
     /// does not decide, and a question decided while its notice was being published. Returns the clusters adopted.
     pub async fn adopt_waiting(&self, now: Timestamp) -> Result<usize, NoticeError> {
+        self.adopt(now, false).await
+    }
+
+    /// `adopt_waiting`, but only when an active notice is new or has a new version since the last pass: one read of
+    /// the active notices otherwise, cheap enough for every couple of seconds, so that a notice published on another
+    /// instance or from the command line reaches the waiting customers soon. The full pass stays on the slower clock
+    /// for a question decided while its notice was being published.
+    pub async fn adopt_new(&self, now: Timestamp) -> Result<usize, NoticeError> {
+        self.adopt(now, true).await
+    }
+
+    async fn adopt(&self, now: Timestamp, only_when_changed: bool) -> Result<usize, NoticeError> {
         let Some(pipeline) = self.pipeline.as_ref().filter(|p| webcare_domain::Intake::deciding(p.as_ref())) else {
             return Ok(0);
         };
         let mut notices = self.store.notices(true).await?;
+        let mut seen: Vec<(NoticeId, i64)> = notices.iter().map(|n| (n.id, n.version)).collect();
+        seen.sort_unstable();
+        if only_when_changed && *self.adopted.lock().expect("not poisoned") == seen {
+            return Ok(0);
+        }
         // A regional notice first: it is the more specific answer, as it is for a question (`Engine`).
         notices.sort_by_key(|n| n.regions.is_empty());
         let mut adopted = 0;
@@ -348,6 +368,8 @@ impl Notices {
                 adopted += n;
             }
         }
+        // Only after a pass that went through: a failed one is tried again on the next tick.
+        *self.adopted.lock().expect("not poisoned") = seen;
         Ok(adopted)
     }
 

@@ -922,16 +922,36 @@ async fn a_notice_published_where_nobody_decides_reaches_those_waiting(db: TestD
         draft: false,
         paid_broadcast: false,
     };
-    let notice = notices(&b).create(input, &admin, Utc::now()).await.unwrap();
+    let decider = notices(&a);
+    assert_eq!(decider.adopt_new(Utc::now()).await.unwrap(), 0, "no notice yet");
+    let notice = notices(&b).create(input.clone(), &admin, Utc::now()).await.unwrap();
     let subscribers = || store.subscribers(SubscriptionTarget::Notice(notice.id));
     assert!(subscribers().await.unwrap().is_empty(), "b does not know the cluster");
     assert_eq!(notices(&b).adopt_waiting(Utc::now()).await.unwrap(), 0, "nor does b's clock");
-    assert_eq!(notices(&a).adopt_waiting(Utc::now()).await.unwrap(), 1, "the decider's clock does");
-    assert_eq!(notices(&a).adopt_waiting(Utc::now()).await.unwrap(), 0, "once");
+    assert_eq!(decider.adopt_new(Utc::now()).await.unwrap(), 1, "the decider's quick clock does: the notice is new");
+    assert_eq!(decider.adopt_new(Utc::now()).await.unwrap(), 0, "once");
+    assert_eq!(decider.adopt_waiting(Utc::now()).await.unwrap(), 0, "once, on the slow clock too");
+
+    // From the command line, with no bridge in the process at all, it is the same.
+    let waiting = b.receive(private("u2", "1", "Storing in Deventer? Geen internet meer", t(5))).await.unwrap();
+    assert_eq!(waiting.action, "stored");
+    all_decided(store.as_ref()).await;
+    assert_eq!(decider.adopt_new(Utc::now()).await.unwrap(), 0, "nothing new: no pass");
+    let terminal = webcare_app::notices::Notices::detached(store.clone(), false);
+    let deventer = webcare_app::notices::NoticeInput {
+        title: "Storing Deventer".into(),
+        regions: vec!["Deventer".into()],
+        text: "We werken aan een internetstoring in Deventer.".into(),
+        ..input
+    };
+    let other = terminal.create(deventer, &admin, Utc::now()).await.unwrap();
+    assert_eq!(decider.adopt_new(Utc::now()).await.unwrap(), 1);
+    assert_eq!(store.subscribers(SubscriptionTarget::Notice(other.id)).await.unwrap().len(), 1);
     assert_eq!(subscribers().await.unwrap().len(), 1);
     assert!(store.open_clusters().await.unwrap().is_empty());
     let bodies = outbox_bodies(store.as_ref()).await;
     assert_eq!(bodies.iter().filter(|b| b.contains("internetstoring in Zwolle")).count(), 1, "{bodies:?}");
+    assert_eq!(bodies.iter().filter(|b| b.contains("internetstoring in Deventer")).count(), 1, "{bodies:?}");
     // Covered by the notice, the customer gets no ticket when the grace period ends.
     assert_eq!(a.tick(Utc::now() + chrono::Duration::hours(2)).await.unwrap(), 0);
     assert!(store.tickets(&[]).await.unwrap().is_empty());

@@ -186,9 +186,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(30));
+            let mut soon = tokio::time::interval(Duration::from_secs(2));
+            soon.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    // A notice that is new or changed since the last pass (published on another instance, or from the
+                    // command line) takes the customers waiting in the clusters it covers in within seconds.
+                    _ = soon.tick() => {
+                        if let Err(e) = notices.adopt_new(chrono::Utc::now()).await {
+                            tracing::warn!(error = %e, "adopting clusters into new notices failed");
+                        }
+                    }
                     _ = every.tick() => {
                         if let Err(e) = notices.adopt_waiting(chrono::Utc::now()).await {
                             tracing::warn!(error = %e, "adopting clusters into notices failed");
