@@ -121,8 +121,9 @@ pub struct Pipeline {
 
 struct Core {
     store: Arc<dyn Store>,
-    /// The engine's classifier, for classifying messages before they reach the decider's lock.
-    classifier: Arc<Classifier>,
+    /// The engine's classifier, for classifying messages before they reach the decider's lock; replaced as a whole
+    /// when an admin reloads the bridge's data (`Pipeline::reload_classifier`).
+    classifier: std::sync::RwLock<Arc<Classifier>>,
     ticketing: Ticketing,
     decider: Mutex<Decider>,
     config: IntakeConfig,
@@ -454,7 +455,7 @@ impl Pipeline {
         let engine = Engine::with_state(config.engine.clone(), classifier.clone(), EngineState::default());
         let core = Arc::new(Core {
             store,
-            classifier,
+            classifier: std::sync::RwLock::new(classifier),
             ticketing,
             decider: Mutex::new(Decider::new(engine, InboundId(0))),
             config,
@@ -516,6 +517,14 @@ impl Pipeline {
         notice: webcare_domain::NoticeId,
     ) -> StoreResult<()> {
         self.core.publish_from_cluster(cluster, notice).await
+    }
+
+    /// Classifies every later message with `classifier` (the bridge's data files read again): the messages waiting
+    /// for the decider and those after them. Clusters, notices, flood counters and what was decided stay as they are.
+    pub async fn reload_classifier(&self, classifier: Arc<Classifier>) {
+        let mut d = self.core.decider.lock().await;
+        *self.core.classifier.write().expect("not poisoned") = classifier.clone();
+        d.engine.set_classifier(classifier);
     }
 
     /// The open clusters an active notice covers close into it; see `Core::adopt_clusters`.
@@ -642,6 +651,10 @@ impl Core {
 
     /// Makes this instance's engine current, as on a restart: the last snapshot, then the messages after it (those
     /// still undecided are decided), then what other instances stored before it.
+    fn core_classifier(&self) -> Arc<Classifier> {
+        self.classifier.read().expect("not poisoned").clone()
+    }
+
     async fn take_over(&self) -> StoreResult<()> {
         {
             let mut d = self.decider.lock().await;
@@ -666,7 +679,7 @@ impl Core {
             },
             None => (EngineState::default(), InboundId(0)),
         };
-        let engine = Engine::with_state(self.config.engine.clone(), self.classifier.clone(), state);
+        let engine = Engine::with_state(self.config.engine.clone(), self.core_classifier(), state);
         *d = Decider::new(engine, last);
         self.replay_after(d, last).await?;
         Ok(last)
@@ -1295,7 +1308,7 @@ impl Intake for Pipeline {
         // that callers classify in parallel while the batching task holds the decider. The same call as in
         // `Engine::process`.
         let class = (event.kind == InboundKind::Message)
-            .then(|| self.core.classifier.classify(&event.text, event.place.as_deref()));
+            .then(|| self.core.core_classifier().classify(&event.text, event.place.as_deref()));
         let (done, outcome) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = self.batches.send(Job { event, class, done }) {
             // The batching task is gone (the runtime is shutting down): this message goes on its own.

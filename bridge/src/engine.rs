@@ -331,6 +331,11 @@ impl Engine {
         &self.classifier
     }
 
+    /// Classifies from now on with other data (an admin changed a lexicon); clusters, notices and counters stay.
+    pub fn set_classifier(&mut self, classifier: Arc<Classifier>) {
+        self.classifier = classifier;
+    }
+
     /// Classifies and handles a message. `notices` are the notices of the message's account.
     pub fn process(&mut self, msg: &Incoming, notices: &[Notice]) -> Output {
         let class = self.classifier.classify(&msg.text, msg.place.as_deref());

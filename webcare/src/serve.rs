@@ -247,6 +247,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The handlers are in place before anyone can know the address: a signal sent as soon as the line below is
     // read stops webcare in order instead of killing it.
     let mut signals = StopSignals::install()?;
+    let hangups =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("install the SIGHUP handler")?;
+    tracker.spawn(reload_on_hangup(hangups, config.clone(), pipeline.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();
     let mut http = tokio::spawn(async move { webcare_web::serve(listener, router, http_shutdown).await });
     tracing::info!(%addr, "webcare listening on http://{addr}/");
@@ -323,6 +326,39 @@ impl StopSignals {
         tokio::select! {
             _ = self.int.recv() => "SIGINT",
             _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// On SIGHUP reads the bridge's data files again (`bridge.data_dir`, else the shipped ones), so that an admin who
+/// changed a lexicon, pattern or region file, and checked it with `webcare replay`, applies it without a restart.
+/// Files that do not load are named in the log, and the running data stays.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    config: Config,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+) {
+    let source = config
+        .bridge
+        .data_dir
+        .as_ref()
+        .map_or("the shipped files (bridge.data_dir is not set)".to_owned(), |d| d.display().to_string());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        let config = config.clone();
+        match tokio::task::spawn_blocking(move || crate::cli::classifier(&config)).await {
+            Ok(Ok(classifier)) => {
+                pipeline.reload_classifier(Arc::new(classifier)).await;
+                tracing::info!(data = %source, "bridge data reloaded: later messages are classified with it");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = format!("{e:#}"), "bridge data not reloaded; the running data stays");
+            }
+            Err(e) => tracing::error!(error = %e, "bridge data not reloaded; the running data stays"),
         }
     }
 }

@@ -874,6 +874,68 @@ fn an_admin_at_a_terminal_answers_a_spike_with_one_broadcast_while_serve_runs() 
     }
 }
 
+/// An admin changes a lexicon and applies it with SIGHUP, without a restart: later messages are classified with it.
+/// A file that does not load is named in the log, and the running data stays.
+#[test]
+fn sighup_reloads_the_bridge_data_and_a_broken_file_changes_nothing() {
+    let (rt, fake) = fake_telegram();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lexicons");
+    std::fs::create_dir(&data).unwrap();
+    let shipped = include_str!("../../../bridge/data/lexicon-nl.toml");
+    let lexicon = data.join("lexicon-nl.toml");
+    std::fs::write(&lexicon, shipped).unwrap();
+    let mut cmd = webcare(dir.path());
+    cmd.env("WEBCARE_TELEGRAM__TOKEN", fake.token())
+        .env("WEBCARE_TELEGRAM__API_URL", fake.url())
+        .env("WEBCARE_BRIDGE__DATA_DIR", &data);
+    let mut running = Serving::start(cmd);
+    // The log line that says `text`, taken out of what was seen, so that a later wait finds a later one.
+    let logged = |running: &mut Serving, text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(at) = running.seen.iter().position(|l| l.contains(text)) {
+                return running.seen.remove(at);
+            }
+            let line = running.log.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            running.seen.push(line.unwrap_or_else(|_| panic!("no {text:?} in the log: {:#?}", running.seen)));
+        }
+    };
+    // A customer writes a word the lexicon does not know, then a plain outage question, answered after the first
+    // was decided.
+    // What the bot said a second after its first answer.
+    let ask = |name: &str, texts: &[&str]| {
+        let user = fake.create_user(webcare_fake_telegram::NewUser::named(name));
+        let chat = fake.private_chat(user);
+        for text in texts {
+            fake.send_text(user, chat, text);
+        }
+        let answered = rt.block_on(fake.wait_until(Duration::from_secs(30), || !fake.bot_messages(chat).is_empty()));
+        assert!(answered, "{name} got no answer");
+        std::thread::sleep(Duration::from_secs(1));
+        fake.bot_messages(chat).into_iter().map(|m| m.text).collect::<Vec<_>>()
+    };
+    let before = ask("een", &["Zwolle: blorp?", "Storing in Utrecht? Geen internet"]);
+    assert_eq!(before.len(), 1, "only the outage question is answered: {before:?}");
+
+    std::fs::write(&lexicon, shipped.replacen("\"uitval\", ", "\"uitval\", \"blorp\", ", 1)).unwrap();
+    running.signal("HUP");
+    logged(&mut running, "bridge data reloaded");
+    let after = ask("twee", &["Zwolle: blorp?"]);
+    assert!(after[0].starts_with("Bedankt voor je melding"), "{after:?}");
+
+    std::fs::write(&lexicon, "[[group]\nname = ").unwrap();
+    running.signal("HUP");
+    let error = logged(&mut running, "bridge data not reloaded; the running data stays");
+    assert!(error.contains("lexicon-nl.toml"), "the file is named: {error}");
+    assert!(running.seen.iter().all(|l| !l.contains("bridge data reloaded")), "{:#?}", running.seen);
+    let still = ask("drie", &["Deventer: blorp?"]);
+    assert!(still[0].starts_with("Bedankt voor je melding"), "the loaded data stays: {still:?}");
+    running.signal("TERM");
+    let (status, log) = running.wait(Duration::from_secs(10));
+    assert!(status.success(), "{log:#?}");
+}
+
 #[test]
 fn a_bad_telegram_token_stops_the_start_without_printing_it() {
     let (_rt, fake) = fake_telegram();
