@@ -72,26 +72,51 @@ pub struct Desk {
     chats: HashMap<(Platform, String), ConversationId>,
 }
 
-const HELP: &str = "webcare commands in this chat:\n\
-/link CODE: link your account (get the code in the console, under Account)\n\
-/queue: the open tickets, by due time\n\
-/claim N: take ticket N\n\
-/reply N TEXT: answer the customer of ticket N\n\
-/canned: the approved replies; /canned N REPLY sends one to the customer of ticket N\n\
-/note N TEXT: an internal note on ticket N\n\
-/pending N: ticket N waits for the customer\n\
-/solve N: mark ticket N solved\n\
-/release N: give ticket N back to the queue\n\
-/transfer N NAME: hand ticket N to another agent\n\
-/alerts: spike alerts of the last 24 hours\n\
-/publish ALERT [TEXT]: publish a notice from a spike alert (admins), with the draft text unless you give one\n\
-/notices: the notices that are not resolved\n\
-/notice SCOPE: TEXT: a notice written here (admins), as in /notice internet,tv in Utrecht, Zeist: We werken aan een storing. \
-(no \"in\" for nationwide, \"all\" for every service)\n\
-/scope NOTICE SCOPE: what a notice covers from now on (admins), as in /scope 3 internet in Utrecht\n\
-/update NOTICE STATE [TEXT]: investigating, identified, monitoring or resolved, with a new text if given (admins)\n\
-/resolve NOTICE [TEXT]: mark a notice resolved (admins); its subscribers get the final message\n\
-/approve NOTICE: publish a notice that awaits a second admin's approval (admins)";
+/// The commands: name, arguments, and what it does, for `/help` and the platforms' command menus.
+const COMMANDS: &[(&str, &str, &str)] = &[
+    ("link", "CODE", "link your account (get the code in the console, under Account)"),
+    ("queue", "", "the open tickets, by due time"),
+    ("claim", "N", "take ticket N"),
+    ("reply", "N TEXT", "answer the customer of ticket N"),
+    ("canned", "[N REPLY]", "the approved replies, or send one to the customer of ticket N"),
+    ("note", "N TEXT", "an internal note on ticket N"),
+    ("pending", "N", "ticket N waits for the customer"),
+    ("solve", "N", "mark ticket N solved"),
+    ("release", "N", "give ticket N back to the queue"),
+    ("transfer", "N NAME", "hand ticket N to another agent"),
+    ("alerts", "", "spike alerts of the last 24 hours"),
+    (
+        "publish",
+        "ALERT [TEXT]",
+        "publish a notice from a spike alert (admins), with the draft text unless you give one",
+    ),
+    ("notices", "", "the notices that are not resolved"),
+    (
+        "notice",
+        "SCOPE: TEXT",
+        "write a notice (admins): /notice internet,tv in Utrecht, Zeist: We werken aan een storing. (no \"in\" for \
+         nationwide, \"all\" for every service)",
+    ),
+    ("scope", "NOTICE SCOPE", "what a notice covers from now on (admins), as in /scope 3 internet in Utrecht"),
+    (
+        "update",
+        "NOTICE STATE [TEXT]",
+        "investigating, identified, monitoring or resolved, with a new text if given (admins)",
+    ),
+    ("resolve", "NOTICE [TEXT]", "mark a notice resolved (admins); its subscribers get the final message"),
+    ("approve", "NOTICE", "publish a notice that awaits a second admin's approval (admins)"),
+    ("help", "", "this list"),
+];
+
+/// `/help`: every command with its arguments.
+fn help() -> String {
+    let mut text = String::from("webcare commands in this chat:");
+    for (name, args, what) in COMMANDS.iter().filter(|(name, _, _)| *name != "help") {
+        let args = if args.is_empty() { String::new() } else { format!(" {args}") };
+        let _ = write!(text, "\n/{name}{args}: {what}");
+    }
+    text
+}
 
 impl Desk {
     /// `chats` are the staff chats as (platform, the platform's chat id, conversation).
@@ -123,7 +148,7 @@ impl Desk {
 
     async fn run(&self, event: &InboundEvent, name: &str, args: &str, now: Timestamp) -> Result<String, Failure> {
         if name == "help" || name == "start" {
-            return Ok(HELP.to_owned());
+            return Ok(help());
         }
         if event.user_id == event.chat_id && event.chat_kind != ConversationKind::Private {
             // Telegram's anonymous group admins write as the group itself: one link would act for all of them.
@@ -577,6 +602,10 @@ impl webcare_domain::StaffDesk for Desk {
             .map_err(unavailable)?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    fn commands(&self) -> Vec<(&'static str, &'static str)> {
+        COMMANDS.iter().map(|(name, _, what)| (*name, *what)).collect()
     }
 }
 

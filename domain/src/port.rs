@@ -114,6 +114,9 @@ pub trait StaffDesk: Send + Sync {
     /// acknowledge the event. A redelivered event (the same message id) is carried out once. Anything
     /// that is not a command is the team talking among themselves, and is left alone.
     async fn command(&self, event: InboundEvent) -> Result<(), IntakeError>;
+
+    /// The commands as (name, what it does in a line), for a platform's command menu in the staff chats.
+    fn commands(&self) -> Vec<(&'static str, &'static str)>;
 }
 
 /// What the platform said when it accepted a message.

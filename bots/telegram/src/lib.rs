@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use teloxide::prelude::*;
-use teloxide::types::AllowedUpdate;
+use teloxide::types::{AllowedUpdate, BotCommand, BotCommandScope, Recipient};
 use teloxide::{ApiError, RequestError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -130,6 +130,18 @@ impl fmt::Debug for Running {
     }
 }
 
+/// The customers' commands (`inbound` and the intake carry them out), for Telegram's command menu.
+const CUSTOMER_COMMANDS_EN: &[(&str, &str)] = &[
+    ("status", "Your case and the outages you follow"),
+    ("stop", "No more outage updates"),
+    ("ticket", "Talk to a person"),
+];
+const CUSTOMER_COMMANDS_NL: &[(&str, &str)] = &[
+    ("status", "Je zaak en de storingen die je volgt"),
+    ("stop", "Geen storingsupdates meer"),
+    ("ticket", "Een medewerker spreken"),
+];
+
 /// The updates webcare asks for: messages, edits and button presses. Everything else (member changes, polls,
 /// reactions) would only be confirmed and dropped.
 const ALLOWED_UPDATES: [AllowedUpdate; 3] =
@@ -195,8 +207,34 @@ impl Telegram {
         self
     }
 
+    /// Sets the command menus Telegram shows when one types `/`: the customers' commands for everyone (in Dutch for
+    /// Dutch users, in English otherwise) and, in each staff chat, the staff desk's commands instead. A menu is a
+    /// convenience, not a function: when Telegram refuses or cannot be reached, webcare says so in its log and runs
+    /// on, and the next start sets it again.
+    pub async fn register_commands(&self) {
+        let menu = |commands: &[(&str, &str)]| -> Vec<BotCommand> {
+            commands.iter().map(|(name, what)| BotCommand::new(*name, *what)).collect()
+        };
+        let mut requests = vec![
+            ("everyone", self.bot.set_my_commands(menu(CUSTOMER_COMMANDS_EN))),
+            ("Dutch users", self.bot.set_my_commands(menu(CUSTOMER_COMMANDS_NL)).language_code("nl")),
+        ];
+        if let Some(desk) = &self.desk {
+            for chat in &self.settings.staff_chats {
+                let scope = BotCommandScope::Chat { chat_id: Recipient::Id(ChatId(*chat)) };
+                requests.push(("a staff chat", self.bot.set_my_commands(menu(&desk.commands())).scope(scope)));
+            }
+        }
+        for (whom, request) in requests {
+            if let Err(e) = request.await {
+                tracing::warn!(platform = "telegram", error = %e, "could not set the command menu for {whom}");
+            }
+        }
+    }
+
     /// Starts taking updates into `intake`: long polling, or the webhook when `webhook_url` is set.
     pub async fn start(self, intake: Arc<dyn Intake>, shutdown: CancellationToken) -> Result<Running, StartError> {
+        self.register_commands().await;
         let handler = Arc::new(inbound::Handler::new(
             self.bot.clone(),
             self.me.clone(),

@@ -30,6 +30,8 @@ pub const METHODS: &[&str] = &[
     "sendChatAction",
     "getChat",
     "getFile",
+    "setMyCommands",
+    "getMyCommands",
 ];
 
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -129,6 +131,12 @@ pub async fn call(shared: &Shared, method: &str, p: Params) -> Result<ApiOk, Api
             ok(w.chat_full_info_json(chat))
         }),
         "getFile" => shared.read(|w| get_file(w, &p)),
+        "setMyCommands" => shared.write(|w| set_my_commands(w, &p)),
+        "getMyCommands" => shared.read(|w| {
+            let key = (command_scope(w, &p)?, command_language(&p)?);
+            let list = w.commands.get(&key).cloned().unwrap_or_default();
+            ok(Value::Array(list.into_iter().map(|(c, d)| json!({"command": c, "description": d})).collect()))
+        }),
         _ => Err(ApiError::not_found()),
     }
 }
@@ -644,4 +652,85 @@ fn get_file(w: &World, p: &Params) -> Result<ApiOk, ApiError> {
         "file_size": f.bytes.len(),
         "file_path": f.path,
     }))
+}
+
+// ---------------------------------------------------------------- command menus
+
+/// The scope of a command menu as the fake keys it: `default`, `all_private_chats`, `all_group_chats`,
+/// `all_chat_administrators`, `chat:<id>`, `chat_administrators:<id>`, `chat_member:<chat>:<user>`.
+fn command_scope(w: &World, p: &Params) -> Result<String, ApiError> {
+    let scope = p.json("scope").map_err(|_| ApiError::bad_request("can't parse BotCommandScope JSON object"))?;
+    let Some(scope) = scope else { return Ok("default".to_owned()) };
+    let kind = scope.get("type").and_then(Value::as_str).unwrap_or_default();
+    let chat = || -> Result<i64, ApiError> {
+        let id = match scope.get("chat_id") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        id.filter(|id| w.chats.contains_key(id)).ok_or_else(|| ApiError::bad_request("chat not found"))
+    };
+    match kind {
+        "default" | "all_private_chats" | "all_group_chats" | "all_chat_administrators" => Ok(kind.to_owned()),
+        "chat" | "chat_administrators" => Ok(format!("{kind}:{}", chat()?)),
+        "chat_member" => {
+            let user =
+                scope.get("user_id").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("user not found"))?;
+            Ok(format!("chat_member:{}:{user}", chat()?))
+        }
+        _ => Err(ApiError::bad_request("unsupported bot command scope type")),
+    }
+}
+
+/// "" (every language without a menu of its own) or a two-letter ISO 639-1 code.
+fn command_language(p: &Params) -> Result<String, ApiError> {
+    let code = p.str("language_code").unwrap_or_default();
+    if code.is_empty() || (code.len() == 2 && code.bytes().all(|b| b.is_ascii_lowercase())) {
+        Ok(code)
+    } else {
+        Err(ApiError::bad_request("invalid language code specified"))
+    }
+}
+
+/// setMyCommands: at most 100 commands, each 1–32 of `a-z0-9_`, with a description of 1–256 characters; an empty
+/// list deletes the menu of that scope and language.
+fn set_my_commands(w: &mut World, p: &Params) -> Result<ApiOk, ApiError> {
+    let commands = match p.json("commands") {
+        Ok(Some(Value::Array(items))) => items,
+        _ => return Err(ApiError::bad_request("can't parse commands JSON object")),
+    };
+    if commands.len() > 100 {
+        return Err(ApiError::bad_request("too many commands specified"));
+    }
+    let mut list = Vec::new();
+    for c in &commands {
+        let (Some(command), Some(description)) =
+            (c.get("command").and_then(Value::as_str), c.get("description").and_then(Value::as_str))
+        else {
+            return Err(ApiError::bad_request("can't parse BotCommand"));
+        };
+        let command = command.trim();
+        if command.is_empty()
+            || command.len() > 32
+            || !command.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ApiError::bad_request("BOT_COMMAND_INVALID"));
+        }
+        let description = description.trim();
+        if description.is_empty() {
+            return Err(ApiError::bad_request("command description must be non-empty"));
+        }
+        // Over 256 characters: the documented limit; the wording of Telegram's refusal is the fake's own.
+        if description.chars().count() > 256 {
+            return Err(ApiError::bad_request("command description is too long"));
+        }
+        list.push((command.to_owned(), description.to_owned()));
+    }
+    let key = (command_scope(w, p)?, command_language(p)?);
+    if list.is_empty() {
+        w.commands.remove(&key);
+    } else {
+        w.commands.insert(key, list);
+    }
+    ok(json!(true))
 }

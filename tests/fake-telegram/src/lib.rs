@@ -81,6 +81,12 @@ impl FakeTelegram {
         FakeTelegram { shared, addr, stop, tasks }
     }
 
+    /// The command menu the bot set for a scope (`"default"`, `"chat:<id>"`, ...) and language (`""` for every
+    /// language without its own), as (command, description); empty when none is set.
+    pub fn commands(&self, scope: &str, language: &str) -> Vec<(String, String)> {
+        self.shared.read(|w| w.commands.get(&(scope.to_owned(), language.to_owned())).cloned().unwrap_or_default())
+    }
+
     /// The server's base URL, e.g. `http://127.0.0.1:41234`; methods live under `/bot<token>/<method>`
     /// and files under `/file/bot<token>/<file_path>`, as on api.telegram.org.
     pub fn url(&self) -> String {

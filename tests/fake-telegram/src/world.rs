@@ -117,6 +117,9 @@ pub(crate) struct World {
     pub limiter: Limiter,
     pub stats: Stats,
     pub events: Vec<BotEvent>,
+    /// The bot's command menus (setMyCommands), by scope (`default`, `chat:<id>`, ...) and language code ("" for
+    /// all languages), as (command, description).
+    pub commands: BTreeMap<(String, String), Vec<(String, String)>>,
     next_user_id: i64,
     next_group_seq: i64,
     next_serial: u64,
@@ -143,6 +146,7 @@ impl World {
             faults: HashMap::new(),
             limiter: Limiter::default(),
             stats: Stats::default(),
+            commands: BTreeMap::new(),
             events: Vec::new(),
             next_user_id: 100_000_001,
             next_group_seq: 1,

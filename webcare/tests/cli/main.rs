@@ -694,6 +694,10 @@ fn a_spike_alert_reaches_the_staff_group_and_the_staff_are_no_customers() {
     assert!(alerted, "the staff group got the spike alert");
     let alert = &fake.bot_messages(staff)[0].text;
     assert!(alert.starts_with("Spike alert:") && alert.contains("internet trouble in Eindhoven"), "{alert}");
+    // Typing `/` in the staff group shows the desk's commands, not the customers'.
+    let menu: Vec<String> = fake.commands(&format!("chat:{}", staff.0), "").into_iter().map(|(c, _)| c).collect();
+    assert!(menu.contains(&"publish".to_owned()) && menu.contains(&"claim".to_owned()), "{menu:?}");
+    assert!(!menu.contains(&"stop".to_owned()), "{menu:?}");
     assert!(alert.contains("Draft notice:"), "{alert}");
 
     // A team member answers the bot in the group; then a customer asks. The customer is answered, the team member

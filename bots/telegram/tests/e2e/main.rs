@@ -349,6 +349,11 @@ async fn stop_ends_notice_updates() {
 #[tokio::test]
 async fn commands_edits_and_unknown_commands() {
     let h = Harness::start().await;
+    // The menu Telegram shows on `/`: the customers' commands, in Dutch for Dutch users.
+    let names = |menu: Vec<(String, String)>| menu.into_iter().map(|(c, _)| c).collect::<Vec<_>>();
+    assert_eq!(names(h.tg.commands("default", "")), ["status", "stop", "ticket"]);
+    let dutch = h.tg.commands("default", "nl");
+    assert_eq!(dutch[2], ("ticket".to_owned(), "Een medewerker spreken".to_owned()));
     let (gert, chat) = h.user("Gert");
     h.tg.send_text(gert, chat, "/help");
     let help = h.bot_messages(chat, 1).await.remove(0);

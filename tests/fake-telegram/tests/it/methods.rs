@@ -306,3 +306,42 @@ async fn chat_actions_chats_and_files() {
     let missing = client().get(format!("{}/file/bot{}/documents/none.pdf", tg.url(), tg.token())).send().await.unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn command_menus_per_scope_and_language_with_their_documented_rules() {
+    let tg = FakeTelegram::start().await;
+    let group = tg.create_group("team", BotMembership::Member);
+    let menu =
+        json!([{"command": "status", "description": "Your case"}, {"command": "stop", "description": "No more"}]);
+    assert_eq!(ok(&tg, "setMyCommands", json!({"commands": menu})).await, json!(true));
+    let dutch = json!([{"command": "status", "description": "Je zaak"}]);
+    ok(&tg, "setMyCommands", json!({"commands": dutch, "language_code": "nl"})).await;
+    let staff = json!([{"command": "queue", "description": "The open tickets"}]);
+    let scope = json!({"type": "chat", "chat_id": group.0});
+    ok(&tg, "setMyCommands", json!({"commands": staff, "scope": scope})).await;
+    assert_eq!(ok(&tg, "getMyCommands", json!({})).await, menu);
+    assert_eq!(ok(&tg, "getMyCommands", json!({"language_code": "nl"})).await, dutch);
+    assert_eq!(ok(&tg, "getMyCommands", json!({"scope": scope})).await, staff);
+    assert_eq!(ok(&tg, "getMyCommands", json!({"language_code": "de"})).await, json!([]), "none of its own");
+    assert_eq!(tg.commands("default", ""), [("status".into(), "Your case".into()), ("stop".into(), "No more".into())]);
+    assert_eq!(tg.commands(&format!("chat:{}", group.0), ""), [("queue".to_owned(), "The open tickets".to_owned())]);
+
+    for (body, says) in [
+        (json!({"commands": [{"command": "Status", "description": "x"}]}), "Bad Request: BOT_COMMAND_INVALID"),
+        (json!({"commands": [{"command": "/status", "description": "x"}]}), "Bad Request: BOT_COMMAND_INVALID"),
+        (json!({"commands": [{"command": "status", "description": " "}]}), "command description must be non-empty"),
+        (
+            json!({"commands": [{"command": "status", "description": "x".repeat(257)}]}),
+            "command description is too long",
+        ),
+        (json!({"commands": menu, "scope": {"type": "chat", "chat_id": -999}}), "Bad Request: chat not found"),
+        (json!({"commands": menu, "language_code": "dutch"}), "invalid language code"),
+    ] {
+        let (status, answer) = call(&tg, "setMyCommands", body.clone()).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(answer["description"].as_str().unwrap().contains(says), "{body}: {answer}");
+    }
+    assert_eq!(ok(&tg, "getMyCommands", json!({})).await, menu, "a refused call changes nothing");
+    ok(&tg, "setMyCommands", json!({"commands": []})).await;
+    assert_eq!(ok(&tg, "getMyCommands", json!({})).await, json!([]), "an empty list deletes the menu");
+}
