@@ -10,4 +10,5 @@ pub mod alerts;
 pub mod delivery;
 pub mod intake;
 pub mod notices;
+pub mod reports;
 pub mod staff;

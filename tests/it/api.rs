@@ -578,3 +578,46 @@ async fn an_agent_gets_a_chat_link_code_that_links_once() {
     let (_, other) = a.call(Method::POST, "/api/v1/me/chat-link", Some(&a.agent), None).await;
     assert_ne!(other["code"], body["code"], "a new code each time");
 }
+
+/// The reports as data: what the console charts, for a team's own reporting.
+#[tokio::test]
+async fn reports_count_messages_per_day_category_and_region_with_spikes_tickets_and_response_times() {
+    let a = api().await;
+    a.customer_says(None, "m1", "Mijn factuur is veel te hoog deze maand").await;
+    a.customer_says(None, "m2", "Storing in Utrecht? Geen internet").await;
+    a.customer_says(None, "m3", "Storing in Utrecht? Ook geen tv hier").await;
+    let alert =
+        crate::alerts::raise(a.store.as_ref(), webcare_domain::Service::Internet, Some("Utrecht"), Utc::now()).await;
+    let ticket = a.store.tickets(&[]).await.unwrap().remove(0);
+    let (status, _) = a.call(Method::POST, &format!("/api/v1/tickets/{}/claim", ticket.id), Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let reply = json!({"text": "We zoeken het uit."});
+    let path = format!("/api/v1/tickets/{}/replies", ticket.id);
+    assert_eq!(a.call(Method::POST, &path, Some(&a.agent), Some(reply)).await.0, StatusCode::CREATED);
+
+    let (status, report) = a.call(Method::GET, "/api/v1/reports?days=7", Some(&a.admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["messages"], 3, "{report}");
+    assert_eq!(report["cut"], false);
+    let days = report["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7);
+    assert_eq!(days[6]["date"], Utc::now().format("%Y-%m-%d").to_string(), "today last");
+    assert_eq!(days[6]["categories"], json!({"billing": 1, "outage": 2}), "{report}");
+    assert_eq!(days[0]["messages"], 0);
+    assert_eq!(report["regions"][0], json!({"name": "Utrecht", "messages": 2}), "{report}");
+    assert_eq!(report["spikes"][0]["alert"], alert.id.0);
+    assert_eq!(report["spikes"][0]["customers"], 6);
+    assert_eq!(report["tickets"]["open"], 1, "{report}");
+    assert_eq!(report["first_response"]["answered"], 1, "{report}");
+    assert_eq!(report["first_response"]["median_minutes"], 0);
+
+    let (status, default) = a.call(Method::GET, "/api/v1/reports", Some(&a.admin), None).await;
+    assert_eq!((status, default["days"].as_array().unwrap().len()), (StatusCode::OK, 30));
+    for bad in ["0", "367", "week", "-1"] {
+        let (status, err) = a.call(Method::GET, &format!("/api/v1/reports?days={bad}"), Some(&a.admin), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(err["error"]["message"].as_str().unwrap().starts_with("days: a whole number from 1 to 366"), "{err}");
+    }
+    let (status, _) = a.call(Method::GET, "/api/v1/reports", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "reports are for admins, as in the console");
+}

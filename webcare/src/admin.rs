@@ -558,3 +558,53 @@ pub async fn alert(config: &Config, command: AlertCommand) -> anyhow::Result<()>
     println!("{said}");
     Ok(())
 }
+
+pub async fn report(config: &Config, days: u32, json: bool) -> anyhow::Result<()> {
+    let report =
+        with_db(config, async |db| Ok(webcare_app::reports::report(db.as_ref(), chrono::Utc::now(), days).await?))
+            .await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let joined = |counts: &mut dyn Iterator<Item = (&str, u64)>| {
+        counts.map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(" · ")
+    };
+    println!(
+        "{} to {} ({days} days, UTC): {} messages, {} spike alerts{}",
+        report.from.format("%Y-%m-%d"),
+        report.to.format("%Y-%m-%d %H:%M"),
+        report.messages,
+        report.spikes.len(),
+        if report.cut { "; only the oldest 200,000 messages are counted" } else { "" }
+    );
+    println!("messages per day (days without any left out):");
+    for day in report.days.iter().filter(|d| d.messages > 0) {
+        let categories = joined(&mut day.categories.iter().map(|(c, n)| (c.as_str(), *n)));
+        println!("  {}  {:>6}  {categories}", day.date, day.messages);
+    }
+    let regions = joined(&mut report.regions.iter().take(10).map(|r| (r.name.as_str(), r.messages)));
+    println!("regions (the ten with most messages): {}", if regions.is_empty() { "none" } else { &regions });
+    for spike in &report.spikes {
+        println!(
+            "spike alert {}: {} in {}, {} customers, {}",
+            spike.alert,
+            spike.service,
+            spike.region.as_deref().unwrap_or("an unknown region"),
+            spike.customers,
+            spike.at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    println!(
+        "tickets opened, by their state now: {}",
+        joined(&mut report.tickets.iter().map(|(s, n)| (s.as_str(), *n)))
+    );
+    let f = &report.first_response;
+    match (f.median_minutes, f.p90_minutes) {
+        (Some(median), Some(p90)) => {
+            println!("first response: {} answered, median {median} min, 90% within {p90} min", f.answered)
+        }
+        _ => println!("first response: no ticket of the period answered yet"),
+    }
+    Ok(())
+}

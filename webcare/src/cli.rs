@@ -75,6 +75,15 @@ enum Command {
         #[command(flatten)]
         clustering: Clustering,
     },
+    /// The reports as text (or JSON with `--json`, as `GET /api/v1/reports` gives them): messages per day and
+    /// category, per region, spike alerts, tickets and first-response times.
+    Report {
+        /// How many days, today included (UTC), 1 to 366.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+        days: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Broadcasts of notices.
     Broadcast {
         #[command(subcommand)]
@@ -236,6 +245,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .map_err(Failure::Other)
         }
         Command::Eval { file, clustering } => crate::replay::eval(&config, &file, &clustering).map_err(Failure::Other),
+        Command::Report { days, json } => {
+            crate::serve::init_tracing(&config)?;
+            crate::admin::report(&config, days, json).await.map_err(Failure::Other)
+        }
         Command::Broadcast { command: BroadcastCommand::Status { notice, follow } } => {
             crate::serve::init_tracing(&config)?;
             broadcast_status(&config, notice, follow).await.map_err(Failure::Other)

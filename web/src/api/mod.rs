@@ -183,6 +183,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}/notice", post(notice_from_alert))
         .route("/v1/me/chat-link", post(chat_link))
+        .route("/v1/reports", get(reports))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
 }
 
@@ -517,6 +518,30 @@ struct FromAlert {
     #[serde(default)]
     texts: std::collections::BTreeMap<String, String>,
     state: NoticeState,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    days: Option<String>,
+}
+
+/// The figures of the last `days` days (default 30): messages per day and category, per region, spike alerts,
+/// tickets and first-response times (`webcare_app::reports::Report`).
+async fn reports(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<webcare_app::reports::Report>, ApiError> {
+    let max = webcare_app::reports::MAX_DAYS;
+    let days = match q.days.as_deref().map(str::trim) {
+        None | Some("") => 30,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=max).contains(d))
+            .ok_or_else(|| ApiError::invalid(format!("days: a whole number from 1 to {max}, not {raw:?}")))?,
+    };
+    Ok(Json(webcare_app::reports::report(state.store.as_ref(), Utc::now(), days).await?))
 }
 
 /// A code for the calling agent to link a chat account with `/link CODE` in a staff chat; shown once.

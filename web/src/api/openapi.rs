@@ -17,6 +17,12 @@ pub const ROUTES: &[(&str, &str, bool, &str)] = &[
     ("get", "/api/v1/alerts", false, "Spike alerts, each with where its post to its service's webhook stands"),
     ("post", "/api/v1/alerts/{id}/notice", true, "Publish a notice from an alert; its cluster's members subscribe"),
     ("post", "/api/v1/me/chat-link", false, "A code that links a chat account to you: send /link CODE in a staff chat"),
+    (
+        "get",
+        "/api/v1/reports",
+        true,
+        "Messages per day and category and per region, spike alerts, tickets, first-response times (days=30)",
+    ),
 ];
 
 fn error_responses(admin: bool) -> Value {
@@ -39,6 +45,10 @@ pub fn document() -> Value {
         if *path == "/api/v1/tickets" && *method == "get" {
             op["parameters"] = json!([{"name": "state", "in": "query", "required": false, "schema": {"type": "string"},
                 "description": "comma-separated: new, open, pending, solved, closed"}]);
+        }
+        if *path == "/api/v1/reports" {
+            op["parameters"] = json!([{"name": "days", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}}]);
         }
         if ["post", "patch"].contains(method) && !path.ends_with("/claim") && !path.ends_with("/chat-link") {
             op["requestBody"] =

@@ -16,8 +16,6 @@ use super::html::{self, E, Live};
 use super::{Staff, unavailable};
 use crate::AppState;
 
-/// The most messages one report reads; beyond it the charts say they are cut.
-const MAX_MESSAGES: u32 = 200_000;
 /// Regions drawn separately; the rest are summed as "other".
 const TOP_REGIONS: usize = 6;
 const PALETTE: &[&str] = &["#0b5fff", "#e8590c", "#2b8a3e", "#ae3ec9", "#f08c00", "#1098ad", "#c92a2a", "#868e96"];
@@ -204,27 +202,17 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
     let hours_start = now.duration_trunc(hour).unwrap_or(now) - hour * 47;
     let days_start = now.duration_trunc(day).unwrap_or(now) - day * 29;
     let loaded = async {
-        let messages = state.store.inbound_since(days_start, MAX_MESSAGES).await.map_err(|e| e.to_string())?;
+        let messages =
+            webcare_app::reports::messages_since(state.store.as_ref(), days_start).await.map_err(|e| e.to_string())?;
         let alerts = state.store.alerts().await.map_err(|e| e.to_string())?;
         let tickets = state.store.find_tickets(&TicketFilter::default()).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((messages, alerts, tickets))
     };
-    let (messages, alerts, tickets) = match loaded.await {
+    let ((messages, cut), alerts, tickets) = match loaded.await {
         Ok(l) => l,
         Err(e) => return unavailable(e, Some(&staff)),
     };
-    let cut = messages.len() as u32 >= MAX_MESSAGES;
-    let field = |d: &Option<serde_json::Value>, k: &str| {
-        d.as_ref().and_then(|d| d.get(k)).and_then(|v| v.as_str()).map(str::to_owned)
-    };
-    let rows: Vec<(Timestamp, String, String)> = messages
-        .iter()
-        .map(|m| {
-            let category = field(&m.decision, "category").unwrap_or_else(|| "unclassified".to_owned());
-            let region = field(&m.decision, "region").unwrap_or_else(|| "unknown".to_owned());
-            (m.received_at, category, region)
-        })
-        .collect();
+    let rows: Vec<(Timestamp, String, String)> = messages.into_iter().map(|m| (m.at, m.category, m.region)).collect();
 
     let mut categories: Vec<String> = super::tickets::CATEGORIES.iter().map(|c| (*c).to_owned()).collect();
     if rows.iter().any(|r| !categories.contains(&r.1)) {
@@ -296,9 +284,7 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
         .collect();
     body.push_str("<div class=\"pair\">");
     body.push_str(&bars("Tickets per state", &states));
-    let mut waits: Vec<i64> =
-        tickets.iter().filter_map(|t| t.first_responded_at.map(|f| (f - t.created_at).num_minutes().max(0))).collect();
-    waits.sort_unstable();
+    let waits = webcare_app::reports::first_response_minutes(&tickets);
     let limits: [(&str, i64); 5] =
         [("< 15 min", 15), ("< 1 h", 60), ("< 4 h", 240), ("< 1 day", 1440), ("1 day +", i64::MAX)];
     let mut lower = 0;
@@ -310,7 +296,7 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
             ((*label).to_owned(), n)
         })
         .collect();
-    let percentile = |p: usize| waits.get((waits.len() * p / 100).min(waits.len().saturating_sub(1))).copied();
+    let percentile = |p: usize| webcare_app::reports::percentile(&waits, p);
     let caption = match (percentile(50), percentile(90)) {
         (Some(m), Some(p90)) if !waits.is_empty() => {
             format!("First-response times ({} tickets; median {m} min, 90% within {p90} min)", waits.len())

@@ -868,6 +868,15 @@ fn an_admin_at_a_terminal_answers_a_spike_with_one_broadcast_while_serve_runs() 
     assert!(
         cli(&["notice", "show", "1"]).contains("broadcast of version 2: 6 subscribers, sent 6, failed 0, pending 0")
     );
+    // The reports from the terminal: eight outage questions today, one spike.
+    let report = cli(&["report", "--days", "2"]);
+    assert!(report.contains("(2 days, UTC): 8 messages, 1 spike alerts"), "{report}");
+    assert!(report.contains("outage 8") && report.contains("Eindhoven 6 · Utrecht 2"), "{report}");
+    assert!(report.contains("spike alert 1: internet in Eindhoven"), "{report}");
+    let json: serde_json::Value = serde_json::from_str(&cli(&["report", "--json"])).unwrap();
+    assert_eq!((json["messages"].as_u64(), json["days"].as_array().map(Vec::len)), (Some(8), Some(30)));
+    let (code, _, stderr) = output(webcare(dir.path()).args(["report", "--days", "0"]));
+    assert_eq!(code, Some(2), "{stderr}");
     running.signal("TERM");
     let (status, log) = running.wait(Duration::from_secs(10));
     assert!(status.success(), "{log:#?}");
