@@ -105,6 +105,11 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("resolve", "NOTICE [TEXT]", "mark a notice resolved (admins); its subscribers get the final message"),
     ("approve", "NOTICE", "publish a notice that awaits a second admin's approval (admins)"),
+    (
+        "report",
+        "[DAYS]",
+        "messages per category and place, spikes, tickets and response times of the last days (admins)",
+    ),
     ("help", "", "this list"),
 ];
 
@@ -180,6 +185,7 @@ impl Desk {
             "scope" => self.scope(args, &agent, now).await,
             "update" | "resolve" => self.update(name, args, &agent, now).await,
             "approve" => self.approve(args, &agent, now).await,
+            "report" => self.report(args, &agent, now).await,
             _ => Ok(format!("Unknown command /{name}. Send /help for the list.")),
         }
     }
@@ -541,6 +547,51 @@ impl Desk {
             notice.version,
             if notice.draft { ", awaiting approval" } else { "" }
         ))
+    }
+
+    /// `/report [DAYS]`: the reports' figures in a few lines (admins, as in the console); counts and place names
+    /// only, no customer's words.
+    async fn report(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        if agent.role != webcare_domain::Role::Admin {
+            return Err(Failure::Said("Only admins see the reports.".to_owned()));
+        }
+        let max = crate::reports::MAX_DAYS;
+        let days = match args.trim() {
+            "" => 1,
+            raw => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=max).contains(d))
+                .ok_or_else(|| Failure::Said(format!("Usage: /report [DAYS], DAYS from 1 to {max}.")))?,
+        };
+        let r = crate::reports::report(self.store.as_ref(), now, days).await?;
+        let list = |items: &mut dyn Iterator<Item = (&str, u64)>| {
+            let parts: Vec<String> = items.filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name} {n}")).collect();
+            if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
+        };
+        let mut categories: BTreeMap<&str, u64> = BTreeMap::new();
+        for day in &r.days {
+            for (c, n) in &day.categories {
+                *categories.entry(c.as_str()).or_default() += n;
+            }
+        }
+        let period = if days == 1 { "Today (UTC)".to_owned() } else { format!("The last {days} days (UTC)") };
+        let mut text = format!(
+            "{period}: {} messages ({}).\nMost named places: {}.\nSpike alerts: {}.\nTickets opened, by state now: {}.",
+            r.messages,
+            list(&mut categories.iter().map(|(c, n)| (*c, *n))),
+            list(&mut r.regions.iter().filter(|p| p.name != "unknown").take(5).map(|p| (p.name.as_str(), p.messages))),
+            r.spikes.len(),
+            list(&mut r.tickets.iter().map(|(s, n)| (s.as_str(), *n))),
+        );
+        let f = &r.first_response;
+        let _ = match (f.median_minutes, f.p90_minutes) {
+            (Some(m), Some(p90)) => {
+                write!(text, "\nFirst response: {} answered, median {m} min, 90% within {p90} min.", f.answered)
+            }
+            _ => write!(text, "\nFirst response: none answered yet."),
+        };
+        Ok(text)
     }
 
     async fn approve(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
