@@ -419,6 +419,33 @@ fn inert(s: &str) -> String {
     out
 }
 
+/// What became of a spike alert's cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// Still open: a notice published from the alert reaches its customers.
+    Waiting,
+    /// A notice answers it (published from the alert or by hand).
+    Answered(webcare_domain::NoticeId),
+    /// No notice came within the grace period: its customers got tickets.
+    Expired,
+    /// The cluster is no longer stored.
+    Gone,
+}
+
+/// The outcome of `alert`, from the clusters [`alert_clusters`] read.
+pub fn outcome(
+    clusters: &std::collections::HashMap<webcare_domain::ClusterId, webcare_domain::OutageCluster>,
+    alert: &SpikeAlert,
+) -> AlertOutcome {
+    use webcare_domain::ClusterState;
+    match clusters.get(&alert.cluster).map(|c| (c.state, c.notice)) {
+        Some((ClusterState::Noticed, Some(notice))) => AlertOutcome::Answered(notice),
+        Some((ClusterState::Expired, _)) => AlertOutcome::Expired,
+        Some(_) => AlertOutcome::Waiting,
+        None => AlertOutcome::Gone,
+    }
+}
+
 /// The clusters of these alerts, by id, to show what became of each (open, answered by a notice, expired).
 pub async fn alert_clusters(
     store: &dyn Store,

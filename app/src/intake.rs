@@ -649,12 +649,13 @@ impl Core {
             && Utc::now().timestamp_millis().saturating_add(spare) < self.lease_until.load(Ordering::Acquire)
     }
 
-    /// Makes this instance's engine current, as on a restart: the last snapshot, then the messages after it (those
-    /// still undecided are decided), then what other instances stored before it.
+    /// The classifier now (an admin may reload it).
     fn core_classifier(&self) -> Arc<Classifier> {
         self.classifier.read().expect("not poisoned").clone()
     }
 
+    /// Makes this instance's engine current, as on a restart: the last snapshot, then the messages after it (those
+    /// still undecided are decided), then what other instances stored before it.
     async fn take_over(&self) -> StoreResult<()> {
         {
             let mut d = self.decider.lock().await;

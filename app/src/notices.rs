@@ -87,7 +87,7 @@ pub const TELEGRAM_PAID_STARS_PER_MESSAGE: f64 = 0.1;
 pub struct Notices {
     store: Arc<dyn Store>,
     /// The bridge of this process; `None` in a process that runs no bridge (the command line), where the deciding
-    /// instance's clock takes the waiting clusters in (`adopt_waiting`).
+    /// instance's clock takes the waiting clusters in (`adopt_new`, `adopt_waiting`).
     pipeline: Option<Arc<Pipeline>>,
     wake: Arc<Notify>,
     /// Whether a notice needs a second admin's approval before customers see it.

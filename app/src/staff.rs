@@ -23,12 +23,13 @@ use chrono::{TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use webcare_domain::{
-    Agent, AlertId, ClusterState, ConversationId, ConversationKind, InboundEvent, InboundKind, IntakeError,
-    NewConversation, NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError,
-    TicketFilter, TicketId, TicketState, Timestamp,
+    Agent, AlertId, ConversationId, ConversationKind, InboundEvent, InboundKind, IntakeError, NewConversation,
+    NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError, TicketFilter,
+    TicketId, TicketState, Timestamp,
 };
 use webcare_ticketing::{TicketError, Ticketing};
 
+use crate::alerts::AlertOutcome;
 use crate::notices::{NoticeError, Notices};
 
 /// How long a link code may be redeemed.
@@ -377,11 +378,11 @@ impl Desk {
         let clusters = crate::alerts::alert_clusters(self.store.as_ref(), &recent).await?;
         let mut text = String::from("Spike alerts of the last 24 hours:");
         for a in &recent {
-            let outcome = match clusters.get(&a.cluster).map(|c| (c.state, c.notice)) {
-                Some((ClusterState::Noticed, Some(n))) => format!("answered by notice {n}"),
-                Some((ClusterState::Expired, _)) => "expired into tickets".to_owned(),
-                Some(_) => format!("waiting: /publish {}", a.id),
-                None => "its cluster is gone".to_owned(),
+            let outcome = match crate::alerts::outcome(&clusters, a) {
+                AlertOutcome::Answered(n) => format!("answered by notice {n}"),
+                AlertOutcome::Expired => "expired into tickets".to_owned(),
+                AlertOutcome::Waiting => format!("waiting: /publish {}", a.id),
+                AlertOutcome::Gone => "its cluster is gone".to_owned(),
             };
             let _ = write!(
                 text,
@@ -499,7 +500,7 @@ impl Desk {
         let Some((scope, text)) = args.split_once(':') else { return Err(usage("")) };
         let (services, regions) = parse_scope(scope).map_err(|why| usage(&format!("{why} ")))?;
         let input = crate::notices::NoticeInput {
-            title: notice_title(&services, &regions),
+            title: webcare_domain::notice_title(&services, &regions),
             text: text.trim().to_owned(),
             texts: BTreeMap::new(),
             services,
@@ -754,12 +755,6 @@ fn parse_scope(scope: &str) -> Result<(Vec<webcare_domain::Service>, Vec<String>
     Ok((list, regions))
 }
 
-/// "Storing internet, tv Utrecht, Zeist", as a notice from a spike alert is titled.
-fn notice_title(services: &[webcare_domain::Service], regions: &[String]) -> String {
-    let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
-    format!("Storing {} {}", services.join(", "), regions.join(", ")).split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -834,8 +829,9 @@ mod tests {
 
     #[test]
     fn a_title_names_the_scope() {
-        assert_eq!(notice_title(&[webcare_domain::Service::Internet], &["Utrecht".into()]), "Storing internet Utrecht");
-        assert_eq!(notice_title(&[], &[]), "Storing");
+        let title = webcare_domain::notice_title;
+        assert_eq!(title(&[webcare_domain::Service::Internet], &["Utrecht".into()]), "Storing internet Utrecht");
+        assert_eq!(title(&[], &[]), "Storing");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub struct SpikeAlert {
 impl SpikeAlert {
     /// The title of a notice published from this alert when the admin writes none: "Storing internet Utrecht".
     pub fn notice_title(&self) -> String {
-        format!("Storing {} {}", self.service, self.region.as_deref().unwrap_or("")).trim().to_owned()
+        crate::notice_title(&[self.service], self.region.as_slice())
     }
 
     /// The draft as a notice's texts: the main text (the Dutch draft, else the first there is) and the English

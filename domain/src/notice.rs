@@ -63,6 +63,13 @@ pub struct Notice {
     pub updated_at: Timestamp,
 }
 
+/// The title a notice gets when the admin writes none: "Storing internet, tv Utrecht, Zeist" (the Dutch word
+/// for outage, as the operators' teams name them).
+pub fn notice_title(services: &[Service], regions: &[String]) -> String {
+    let services: Vec<String> = services.iter().map(Service::to_string).collect();
+    format!("Storing {} {}", services.join(", "), regions.join(", ")).split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 impl Notice {
     /// Whether customers are answered from this notice now.
     pub fn is_active(&self) -> bool {

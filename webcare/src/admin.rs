@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use webcare_app::alerts::AlertOutcome;
 use webcare_app::notices::{NoticeInput, Notices};
 use webcare_config::Config;
 use webcare_domain::{
-    Agent, AlertId, ClusterState, NewAgent, Notice, NoticeChange, NoticeId, NoticeState, Role, Service, Store as _,
-    StoreError,
+    Agent, AlertId, NewAgent, Notice, NoticeChange, NoticeId, NoticeState, Role, Service, Store as _, StoreError,
 };
 use webcare_storage::Db;
 
@@ -516,11 +516,11 @@ pub async fn alert(config: &Config, command: AlertCommand) -> anyhow::Result<()>
             let clusters = webcare_app::alerts::alert_clusters(db.as_ref(), &alerts).await?;
             let mut out = Vec::new();
             for a in &alerts {
-                let outcome = match clusters.get(&a.cluster).map(|c| (c.state, c.notice)) {
-                    Some((ClusterState::Noticed, Some(n))) => format!("answered by notice {n}"),
-                    Some((ClusterState::Expired, _)) => "expired into tickets".to_owned(),
-                    Some(_) => format!("waiting: `webcare alert publish {} --as ADMIN`", a.id),
-                    None => "its cluster is gone".to_owned(),
+                let outcome = match webcare_app::alerts::outcome(&clusters, a) {
+                    AlertOutcome::Answered(n) => format!("answered by notice {n}"),
+                    AlertOutcome::Expired => "expired into tickets".to_owned(),
+                    AlertOutcome::Waiting => format!("waiting: `webcare alert publish {} --as ADMIN`", a.id),
+                    AlertOutcome::Gone => "its cluster is gone".to_owned(),
                 };
                 out.push(format!(
                     "{} {} in {} · {} customers · raised {} · {outcome}",

@@ -13,8 +13,7 @@ use axum::response::Response;
 use chrono::Utc;
 use webcare_app::notices::{NoticeError, NoticeInput};
 use webcare_domain::{
-    AgentId, AlertId, AlertWebhook, ClusterState, Notice, NoticeChange, NoticeId, NoticeState, Service, StoreError,
-    WebhookState,
+    AgentId, AlertId, AlertWebhook, Notice, NoticeChange, NoticeId, NoticeState, Service, StoreError, WebhookState,
 };
 
 use super::html::{self, E, Live, csrf_field, options, when};
@@ -346,7 +345,6 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         body.push_str("<p class=\"empty\">No spike alerts.</p>");
     }
     for a in &alerts {
-        let cluster = clusters.get(&a.cluster);
         let region = a.region.clone().unwrap_or_else(|| "unknown region".to_owned());
         let (draft, _) = a.draft_texts();
         let title = a.notice_title();
@@ -369,15 +367,15 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         }
         body.push_str("</ul>");
         // What became of the cluster: a cluster a notice answers needs no second one.
-        match cluster.map(|c| (c.state, c.notice)) {
-            Some((ClusterState::Noticed, Some(notice))) => {
+        match webcare_app::alerts::outcome(&clusters, a) {
+            webcare_app::alerts::AlertOutcome::Answered(notice) => {
                 let _ = write!(
                     body,
                     "<p class=\"outcome\">Answered: its customers follow <a href=\"/notices/{notice}\">notice {notice}</a>.</p></section>"
                 );
                 continue;
             }
-            Some((ClusterState::Expired, _)) => body.push_str(
+            webcare_app::alerts::AlertOutcome::Expired => body.push_str(
                 "<p class=\"outcome\">Expired without a notice: its customers got tickets. A notice published now \
                  answers later questions.</p>",
             ),
