@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Notify;
 use webcare_domain::{
-    Agent, AlertId, NewNotice, NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, OutboxState, Priority, Role,
-    Service, Store, StoreError, SubscriptionTarget, Ticket, Timestamp,
+    Agent, AlertId, NewNotice, NewOutbox, Notice, NoticeChange, NoticeId, NoticeProposal, NoticeState, OutboxState,
+    Priority, Role, Service, Store, StoreError, SubscriptionTarget, Ticket, Timestamp,
 };
 
 use crate::intake::{Pipeline, TALK_TO_PERSON};
@@ -58,6 +58,16 @@ pub struct NoticeInput {
     /// cases, after the admin has seen the estimate ([`Progress::paid_cost_stars`]).
     #[serde(default)]
     pub paid_broadcast: bool,
+}
+
+/// What [`Notices::update`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    /// The notice as customers see it now.
+    pub notice: Notice,
+    /// Under four eyes a change with new words (a text) waits for another admin's approval ([`Notices::approve`]):
+    /// `notice` is then as it was.
+    pub proposed: bool,
 }
 
 /// A broadcast's progress, as `GET /api/v1/notices/{id}/delivery` shows it.
@@ -200,15 +210,31 @@ impl Notices {
 
     /// Applies a change as a new version and sends it to every subscriber once, in their language where the notice
     /// has a text in it. A new `text` without `texts` drops the texts in other languages, written for the old one.
+    ///
+    /// Under four eyes, a change to a published notice that brings new words (a text) waits for another admin's
+    /// approval, as a new notice does, and customers keep seeing the approved words meanwhile; a change of state or
+    /// scope alone goes out at once (it says nothing the team has not approved), and a waiting change then no longer
+    /// carries the state or scope it would have set, so approving it later does not undo this one.
     pub async fn update(
         &self,
         id: NoticeId,
         mut change: NoticeChange,
         author: &Agent,
         now: Timestamp,
-    ) -> Result<Notice, NoticeError> {
+    ) -> Result<Updated, NoticeError> {
         admin(author)?;
         let current = self.store.notice(id).await.map_err(|e| not_found(e, id))?;
+        // A form that sends every field sends the current words too: they are no new words.
+        let same = |a: &str, b: &str| a.replace("\r\n", "\n").trim() == b.replace("\r\n", "\n").trim();
+        if change.text.as_deref().is_none_or(|t| same(t, &current.text))
+            && change.texts.as_ref().is_none_or(|t| {
+                t.len() == current.texts.len()
+                    && t.iter().all(|(l, v)| current.texts.get(l).is_some_and(|c| same(v, c)))
+            })
+        {
+            change.text = None;
+            change.texts = None;
+        }
         if let Some(text) = &change.text
             && (text.trim().is_empty() || text.chars().count() > MAX_TEXT)
         {
@@ -224,20 +250,83 @@ impl Notices {
         {
             return Err(NoticeError::Invalid { field: "texts", reason: "each text 1 to 4000 characters".into() });
         }
+        change.author = Some(author.id);
         if self.four_eyes && current.draft {
             // Editing a notice that awaits approval keeps it waiting; only `approve` publishes it.
             change.draft = Some(true);
+        } else if self.four_eyes && change.texts.is_some() {
+            change.draft = None;
+            let proposal = NoticeProposal {
+                notice: id,
+                author: author.id,
+                change: serde_json::to_string(&change).expect("a change serialises"),
+                created_at: now,
+            };
+            self.store.propose_notice_change(&proposal).await?;
+            return Ok(Updated { notice: current, proposed: true });
+        } else if self.four_eyes
+            && (change.state.is_some() || change.services.is_some() || change.regions.is_some())
+            && let Some(mut waiting) = self.store.notice_proposal(id).await?
+        {
+            let mut pending: NoticeChange = serde_json::from_str(&waiting.change).unwrap_or_default();
+            pending.state = pending.state.filter(|_| change.state.is_none());
+            pending.services = pending.services.filter(|_| change.services.is_none());
+            pending.regions = pending.regions.filter(|_| change.regions.is_none());
+            waiting.change = serde_json::to_string(&pending).expect("a change serialises");
+            self.store.propose_notice_change(&waiting).await?;
         }
-        change.author = Some(author.id);
         let notice = self.store.update_notice(id, change, now).await.map_err(|e| not_found(e, id))?;
         // A wider scope covers more of the customers waiting in clusters.
         self.adopt_and_broadcast(&notice, now).await?;
-        Ok(notice)
+        Ok(Updated { notice, proposed: false })
     }
 
-    /// Publishes a notice that waits for approval; under four eyes the approver must not be its author.
+    /// The change to a notice that waits for approval, if any.
+    pub async fn proposal(&self, id: NoticeId) -> Result<Option<NoticeProposal>, NoticeError> {
+        Ok(self.store.notice_proposal(id).await?)
+    }
+
+    /// Publishes a notice that waits for approval, or the change to a published one that waits (see `update`); under
+    /// four eyes the approver must not be its author.
     pub async fn approve(&self, id: NoticeId, approver: &Agent, now: Timestamp) -> Result<Notice, NoticeError> {
         admin(approver)?;
+        let current = self.store.notice(id).await.map_err(|e| not_found(e, id))?;
+        if !current.draft {
+            let Some(proposal) = self.store.notice_proposal(id).await? else {
+                return Err(NoticeError::Invalid {
+                    field: "notice",
+                    reason: format!("notice {id} is published and no change of it awaits approval"),
+                });
+            };
+            if self.four_eyes && proposal.author == approver.id {
+                return Err(NoticeError::SameApprover);
+            }
+            let mut change: NoticeChange = serde_json::from_str(&proposal.change)
+                .map_err(|e| NoticeError::Invalid { field: "proposal", reason: e.to_string() })?;
+            change.author = Some(proposal.author);
+            change.approved_by = Some(approver.id);
+            change.draft = None;
+            // The new version and the end of the proposal in one unit: approving twice cannot publish it twice.
+            let unit = self.store.begin().await?;
+            let applied = async {
+                let notice = unit.update_notice(id, change, now).await?;
+                unit.drop_notice_proposal(id).await?;
+                Ok::<_, StoreError>(notice)
+            }
+            .await;
+            let notice = match applied {
+                Ok(notice) => {
+                    unit.commit().await?;
+                    notice
+                }
+                Err(e) => {
+                    let _ = unit.rollback().await;
+                    return Err(not_found(e, id));
+                }
+            };
+            self.adopt_and_broadcast(&notice, now).await?;
+            return Ok(notice);
+        }
         if self.four_eyes {
             let versions = self.store.notice_versions(id).await?;
             if versions.last().and_then(|v| v.author) == Some(approver.id) {

@@ -432,7 +432,13 @@ impl Desk {
         for n in &open {
             let scope = |v: Vec<String>| if v.is_empty() { "everywhere".to_owned() } else { v.join(", ") };
             let services = scope(n.services.iter().map(|s| s.to_string()).collect());
-            let waiting = if n.draft { " · awaiting approval: /approve" } else { "" };
+            let waiting = if n.draft {
+                " · awaiting approval: /approve"
+            } else if self.store.notice_proposal(n.id).await?.is_some() {
+                " · a new text awaits approval: /approve"
+            } else {
+                ""
+            };
             let _ = write!(
                 text,
                 "\nNotice {}: {} · {} · {services} · {} · version {}{waiting}",
@@ -468,8 +474,15 @@ impl Desk {
             text: (!text.is_empty()).then(|| text.to_owned()),
             ..Default::default()
         };
-        let notice = self.notices.update(id, change, agent, now).await?;
-        Ok(if notice.draft {
+        let updated = self.notices.update(id, change, agent, now).await?;
+        let notice = updated.notice;
+        Ok(if updated.proposed {
+            format!(
+                "Notice {}'s new text awaits another admin's approval: /approve {}. Customers keep the approved \
+                 words (version {}) until then.",
+                notice.id, notice.id, notice.version
+            )
+        } else if notice.draft {
             format!(
                 "Notice {} is {} (version {}), awaiting approval: /approve {}.",
                 notice.id, notice.state, notice.version, notice.id
@@ -538,7 +551,7 @@ impl Desk {
         }
         let (services, regions) = parse_scope(scope).map_err(|why| usage(&format!("{why} ")))?;
         let change = NoticeChange { services: Some(services), regions: Some(regions), ..Default::default() };
-        let notice = self.notices.update(id, change, agent, now).await?;
+        let notice = self.notices.update(id, change, agent, now).await?.notice;
         let covers = |v: Vec<String>, all: &str| if v.is_empty() { all.to_owned() } else { v.join(", ") };
         Ok(format!(
             "Notice {} now covers {} in {} (version {}{}).",

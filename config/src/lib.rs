@@ -45,7 +45,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Notices {
-    /// "Four eyes": a notice reaches customers only after a second admin approved it.
+    /// "Four eyes": a notice, and every new text of it, reaches customers only after a second admin approved it.
     pub four_eyes: bool,
 }
 

@@ -28,7 +28,9 @@ pub use conversation::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, NewConversation, NewCustomer, Platform,
 };
 pub use message::{Inbound, InboundId, InboundMessage, Inserted, NewInbound};
-pub use notice::{NewNotice, Notice, NoticeChange, NoticeId, NoticeState, NoticeVersion, Service, notice_title};
+pub use notice::{
+    NewNotice, Notice, NoticeChange, NoticeId, NoticeProposal, NoticeState, NoticeVersion, Service, notice_title,
+};
 pub use outbox::{NewOutbox, OutboxId, OutboxItem, OutboxState, Priority};
 pub use port::{
     AlertSink, InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, PostError, SendError, Sender,

@@ -63,6 +63,16 @@ pub struct Notice {
     pub updated_at: Timestamp,
 }
 
+/// A change to a published notice that waits for another admin's approval (four eyes): its new words are not shown
+/// to customers until then. `change` is the change as the application wrote it (JSON); the store keeps it as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoticeProposal {
+    pub notice: NoticeId,
+    pub author: AgentId,
+    pub change: String,
+    pub created_at: Timestamp,
+}
+
 /// The title a notice gets when the admin writes none: "Storing internet, tv Utrecht, Zeist" (the Dutch word
 /// for outage, as the operators' teams name them).
 pub fn notice_title(services: &[Service], regions: &[String]) -> String {
@@ -142,7 +152,8 @@ impl NewNotice {
 }
 
 /// A change to a notice; it becomes a new version. Fields left `None` keep their current value.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NoticeChange {
     pub text: Option<String>,
     pub texts: Option<BTreeMap<String, String>>,

@@ -176,6 +176,12 @@ pub trait Store: Send + Sync {
     async fn notices(&self, active_only: bool) -> StoreResult<Vec<Notice>>;
     /// A notice's versions, oldest first.
     async fn notice_versions(&self, id: NoticeId) -> StoreResult<Vec<NoticeVersion>>;
+    /// Stores a change that waits for approval, replacing the notice's earlier one.
+    async fn propose_notice_change(&self, proposal: &crate::NoticeProposal) -> StoreResult<()>;
+    /// The change that waits for approval, if any.
+    async fn notice_proposal(&self, id: NoticeId) -> StoreResult<Option<crate::NoticeProposal>>;
+    /// Drops the waiting change (approved, or withdrawn); false when there was none.
+    async fn drop_notice_proposal(&self, id: NoticeId) -> StoreResult<bool>;
 
     // Outage clusters and subscriptions.
 

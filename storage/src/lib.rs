@@ -1120,6 +1120,49 @@ impl Store for Db {
         rows::all(rows)
     }
 
+    async fn propose_notice_change(&self, p: &webcare_domain::NoticeProposal) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO notice_proposals (notice_id, author_id, change, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (notice_id) DO UPDATE
+             SET author_id = excluded.author_id, change = excluded.change, created_at = excluded.created_at"
+        )
+        .bind(p.notice.0)
+        .bind(p.author.0)
+        .bind(&p.change)
+        .bind(ms(p.created_at))
+        .execute(&mut *pool)
+        .await
+        .map(|_| ())
+        .map_err(err))
+    }
+
+    async fn notice_proposal(&self, id: NoticeId) -> StoreResult<Option<webcare_domain::NoticeProposal>> {
+        let row: Option<(i64, String, i64)> = on_pool!(self, |pool| optional(
+            sqlx::query_as("SELECT author_id, change, created_at FROM notice_proposals WHERE notice_id = $1")
+                .bind(id.0)
+                .fetch_one(&mut *pool)
+                .await
+        )?);
+        row.map(|(author, change, at)| {
+            Ok(webcare_domain::NoticeProposal {
+                notice: id,
+                author: AgentId(author),
+                change,
+                created_at: rows::time(at)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn drop_notice_proposal(&self, id: NoticeId) -> StoreResult<bool> {
+        on_pool!(self, |pool| sqlx::query("DELETE FROM notice_proposals WHERE notice_id = $1")
+            .bind(id.0)
+            .execute(&mut *pool)
+            .await
+            .map(|done| done.rows_affected() > 0)
+            .map_err(err))
+    }
+
     async fn create_cluster(&self, new: NewCluster) -> StoreResult<OutageCluster> {
         let row: rows::ClusterRow = on_pool!(self, |pool| sqlx::query_as(
             "INSERT INTO outage_clusters (account, service, region, state, members, first_at, last_at)

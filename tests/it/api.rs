@@ -13,6 +13,7 @@ use webcare_tests::TestDb;
 
 struct Api {
     router: axum::Router,
+    state: webcare_web::AppState,
     delivery: Delivery,
     pipeline: Arc<webcare_app::intake::Pipeline>,
     notices: Arc<webcare_app::notices::Notices>,
@@ -43,7 +44,18 @@ async fn api_on(db: TestDb) -> Api {
     let admin = token(store.as_ref(), "ria", Role::Admin).await;
     let agent = token(store.as_ref(), "sam", Role::Agent).await;
     let other = token(store.as_ref(), "kim", Role::Agent).await;
-    Api { router: webcare_web::router(state), delivery, pipeline, notices, store, admin, agent, other, _db: db }
+    Api {
+        router: webcare_web::router(state.clone()),
+        state,
+        delivery,
+        pipeline,
+        notices,
+        store,
+        admin,
+        agent,
+        other,
+        _db: db,
+    }
 }
 
 async fn api() -> Api {
@@ -620,4 +632,39 @@ async fn reports_count_messages_per_day_category_and_region_with_spikes_tickets_
     }
     let (status, _) = a.call(Method::GET, "/api/v1/reports", Some(&a.agent), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "reports are for admins, as in the console");
+}
+
+/// Under four eyes a PATCH with new words for a published notice waits for another admin, who approves it with
+/// `{"draft": false}`; customers keep the approved words meanwhile.
+#[tokio::test]
+async fn under_four_eyes_new_words_wait_for_another_admin() {
+    let mut a = api().await;
+    let mut state = a.state.clone();
+    state.notices = Arc::new(webcare_app::notices::Notices::detached(a.store.clone(), true));
+    a.router = webcare_web::router(state);
+    let second = token(a.store.as_ref(), "bas", Role::Admin).await;
+    let body = json!({"title": "Storing Utrecht", "text": "We werken eraan.", "services": ["internet"], "regions": ["Utrecht"], "state": "investigating"});
+    let (status, created) = a.call(Method::POST, "/api/v1/notices", Some(&a.admin), Some(body)).await;
+    assert_eq!((status, created["draft"].as_bool()), (StatusCode::CREATED, Some(true)), "{created}");
+    let path = format!("/api/v1/notices/{}", created["id"]);
+    let publish = json!({"draft": false});
+    assert_eq!(a.call(Method::PATCH, &path, Some(&second), Some(publish.clone())).await.0, StatusCode::OK);
+
+    let (status, n) =
+        a.call(Method::PATCH, &path, Some(&a.admin), Some(json!({"text": "Monteurs zijn onderweg."}))).await;
+    assert_eq!(status, StatusCode::OK, "{n}");
+    assert_eq!(
+        (n["proposed"].as_bool(), n["text"].as_str(), n["version"].as_i64()),
+        (Some(true), Some("We werken eraan."), Some(2))
+    );
+    let (status, own) = a.call(Method::PATCH, &path, Some(&a.admin), Some(publish.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
+    let (status, n) = a.call(Method::PATCH, &path, Some(&second), Some(publish.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{n}");
+    assert_eq!(
+        (n["proposed"].as_bool(), n["text"].as_str(), n["version"].as_i64()),
+        (Some(false), Some("Monteurs zijn onderweg."), Some(3))
+    );
+    let (status, none) = a.call(Method::PATCH, &path, Some(&second), Some(publish)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "nothing waits: {none}");
 }

@@ -668,6 +668,55 @@ async fn admins_publish_update_and_resolve_notices_and_agents_are_offered_their_
     assert!(versions.iter().all(|v| v.author == Some(ada_id)), "every version records its author");
 }
 
+/// Under four eyes a published notice's new words wait on its page for another admin; customers keep the approved
+/// ones, and a change of state alone (the form sends the unchanged text along) goes out at once.
+#[tokio::test]
+async fn under_four_eyes_a_new_text_waits_on_the_notice_page_for_another_admin() {
+    let mut s = setup().await;
+    s.state.notices = Arc::new(webcare_app::notices::Notices::detached(s.state.store.clone(), true));
+    s.router = webcare_web::router(s.state.clone());
+    let hash = webcare_web::auth::hash_password("dee-secret").unwrap();
+    let new = NewAgent { name: "dee".into(), role: Role::Admin, password_hash: Some(hash), at: chrono::Utc::now() };
+    s.state.store.create_agent(new).await.unwrap();
+    let (mut ada, mut dee) = (Client::new(&s), Client::new(&s));
+    ada.login("ada").await;
+    dee.login("dee").await;
+    let fields = [
+        ("title", "Storing internet Utrecht"),
+        ("text", "We werken aan een internetstoring in Utrecht."),
+        ("service", "internet"),
+        ("regions", "Utrecht"),
+        ("state", "investigating"),
+    ];
+    let r = ada.submit("/notices", "/notices", &fields).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = r.location().to_owned();
+    let id = s.state.store.notices(false).await.unwrap()[0].id;
+    assert_eq!(dee.submit(&page, &page, &[("action", "approve")]).await.status, StatusCode::SEE_OTHER);
+    assert!(s.state.store.notice(id).await.unwrap().is_active());
+
+    let update = |text: &'static str, state: &'static str| {
+        [("action", "update"), ("text", text), ("service", "internet"), ("regions", "Utrecht"), ("state", state)]
+    };
+    let r = ada.submit(&page, &page, &update("Monteurs zijn onderweg.", "identified")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let notice = s.state.store.notice(id).await.unwrap();
+    assert_eq!((notice.version, notice.text.as_str()), (2, "We werken aan een internetstoring in Utrecht."));
+    let view = dee.get(&page).await.body;
+    assert!(view.contains("id=\"proposal\"") && view.contains("Monteurs zijn onderweg."), "{view}");
+    assert!(view.contains("written by ada") && view.contains("id=\"approve-change\""), "{view}");
+    // The form sends the approved text along with a new state: that goes out at once.
+    let r = dee.submit(&page, &page, &update("We werken aan een internetstoring in Utrecht.", "monitoring")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(s.state.store.notice(id).await.unwrap().version, 3);
+    let r = ada.submit(&page, &page, &[("action", "approve")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "the author does not approve their own words: {}", r.body);
+    assert_eq!(dee.submit(&page, &page, &[("action", "approve")]).await.status, StatusCode::SEE_OTHER);
+    let notice = s.state.store.notice(id).await.unwrap();
+    assert_eq!((notice.version, notice.text.as_str()), (4, "Monteurs zijn onderweg."));
+    assert!(!dee.get(&page).await.body.contains("id=\"proposal\""), "nothing waits any more");
+}
+
 #[tokio::test]
 async fn the_covering_notice_is_offered_on_an_outage_ticket() {
     let s = setup().await;

@@ -291,9 +291,10 @@ async fn under_four_eyes_another_admin_approves_in_the_chat(db: &TestDb) {
         n += 1;
         desk.answer(&said(user, n, text), now).await.unwrap().unwrap()
     };
-    for (user, name) in [("13", "ria"), ("14", "sam")] {
-        let admin = agent(store.as_ref(), name, Role::Admin).await;
-        let code = issue_link_code(store.as_ref(), &admin, now).await.unwrap();
+    let ria = agent(store.as_ref(), "ria", Role::Admin).await;
+    let sam = agent(store.as_ref(), "sam", Role::Admin).await;
+    for (user, admin) in [("13", &ria), ("14", &sam)] {
+        let code = issue_link_code(store.as_ref(), admin, now).await.unwrap();
         assert!(say(user, &format!("/link {code}")).await.starts_with("Linked"));
     }
     let alert = crate::alerts::raise(store.as_ref(), Service::Tv, Some("Gent"), t(300)).await;
@@ -314,6 +315,29 @@ async fn under_four_eyes_another_admin_approves_in_the_chat(db: &TestDb) {
     let approved = say("14", &format!("/approve {}", notice.id)).await;
     assert_eq!(approved, format!("Notice {} (version 2) is published: 0 customers get it.", notice.id));
     assert!(!store.notice(notice.id).await.unwrap().draft);
+
+    // Published, its new words wait for approval too; customers keep the approved ones meanwhile.
+    let proposed = say("13", &format!("/update {} identified Een kabelbreuk in Gent.", notice.id)).await;
+    assert!(
+        proposed.starts_with(&format!("Notice {}'s new text awaits another admin's approval", notice.id)),
+        "{proposed}"
+    );
+    let current = store.notice(notice.id).await.unwrap();
+    assert_eq!((current.version, current.state), (2, NoticeState::Investigating), "nothing went out");
+    assert!(say("14", "/notices").await.contains("a new text awaits approval: /approve"));
+    // A change of state alone goes out at once, and the waiting text no longer carries the state it would have set.
+    let monitoring = say("14", &format!("/update {} monitoring", notice.id)).await;
+    assert!(monitoring.contains("is monitoring (version 3)"), "{monitoring}");
+    let own = say("13", &format!("/approve {}", notice.id)).await;
+    assert!(own.contains("approved by another admin than its author"), "{own}");
+    let approved = say("14", &format!("/approve {}", notice.id)).await;
+    assert!(approved.starts_with(&format!("Notice {} (version 4) is published", notice.id)), "{approved}");
+    let current = store.notice(notice.id).await.unwrap();
+    assert_eq!((current.text.as_str(), current.state), ("Een kabelbreuk in Gent.", NoticeState::Monitoring));
+    let versions = store.notice_versions(notice.id).await.unwrap();
+    assert_eq!((versions[3].author, versions[3].approved_by), (Some(ria.id), Some(sam.id)), "{versions:?}");
+    let again = say("14", &format!("/approve {}", notice.id)).await;
+    assert!(again.contains("no change of it awaits approval"), "{again}");
 }
 
 async fn admins_write_a_notice_and_widen_its_scope_in_the_chat(db: &TestDb) {

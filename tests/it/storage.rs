@@ -415,6 +415,23 @@ async fn notices_keep_every_version(t_db: &TestDb) {
         .unwrap();
     assert!(published.is_active());
     assert_eq!(db.notice_versions(draft.id).await.unwrap()[1].approved_by, Some(admin.id));
+
+    // A change that waits for approval: one per notice, a newer one replaces it, dropping it says whether it was there.
+    assert_eq!(db.notice_proposal(n.id).await.unwrap(), None);
+    let proposal = |change: &str, at| webcare_domain::NoticeProposal {
+        notice: n.id,
+        author: admin.id,
+        change: change.to_owned(),
+        created_at: at,
+    };
+    db.propose_notice_change(&proposal(r#"{"text":"eerste"}"#, t(200))).await.unwrap();
+    db.propose_notice_change(&proposal(r#"{"text":"tweede"}"#, t(210))).await.unwrap();
+    assert_eq!(db.notice_proposal(n.id).await.unwrap(), Some(proposal(r#"{"text":"tweede"}"#, t(210))));
+    assert_eq!(db.notice_proposal(active.id).await.unwrap(), None, "per notice");
+    assert!(db.drop_notice_proposal(n.id).await.unwrap());
+    assert!(!db.drop_notice_proposal(n.id).await.unwrap());
+    assert_eq!(db.notice_proposal(n.id).await.unwrap(), None);
+    assert_eq!(db.notice_versions(n.id).await.unwrap().len(), 3, "a proposal is no version");
 }
 
 async fn concurrent_notice_updates_get_consecutive_versions(t_db: &TestDb) {

@@ -451,8 +451,15 @@ pub async fn notice(config: &Config, command: NoticeCommand) -> anyhow::Result<(
                          --all-services or --publish"
                     );
                 }
-                let notice = notices.update(NoticeId(id), change, &author, now).await?;
-                published(&notices, &notice, "updated").await
+                let updated = notices.update(NoticeId(id), change, &author, now).await?;
+                if updated.proposed {
+                    return Ok(format!(
+                        "notice {id}'s new text awaits another admin's approval (`webcare notice approve {id} --as \
+                         ADMIN`); customers keep version {} until then",
+                        updated.notice.version
+                    ));
+                }
+                published(&notices, &updated.notice, "updated").await
             }
             NoticeCommand::Approve { id, approver } => {
                 let approver = agent_named(db, &approver).await?;
@@ -495,6 +502,15 @@ async fn show(db: &Db, notices: &Notices, id: NoticeId) -> anyhow::Result<String
             v.version,
             v.state,
             v.created_at.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    if let Some(waiting) = notices.proposal(id).await? {
+        let change: NoticeChange = serde_json::from_str(&waiting.change).unwrap_or_default();
+        out.push(format!(
+            "awaiting approval, by {} at {}: {}",
+            name(Some(waiting.author)),
+            waiting.created_at.format("%Y-%m-%d %H:%M UTC"),
+            change.text.as_deref().unwrap_or("(the same text, other translations)")
         ));
     }
     let p = notices.progress(id).await?;

@@ -443,7 +443,7 @@ async fn patch_notice(
     let admin = &admin;
     let notice = id(&raw, NoticeId, "notice")?;
     let now = Utc::now();
-    let n = if body.draft == Some(false)
+    let (n, proposed) = if body.draft == Some(false)
         && body.text.is_none()
         && body.texts.is_none()
         && body.state.is_none()
@@ -451,7 +451,7 @@ async fn patch_notice(
         && body.regions.is_none()
         && body.paid_broadcast.is_none()
     {
-        state.notices.approve(notice, admin, now).await?
+        (state.notices.approve(notice, admin, now).await?, false)
     } else {
         let change = NoticeChange {
             text: body.text,
@@ -463,9 +463,13 @@ async fn patch_notice(
             paid_broadcast: body.paid_broadcast,
             ..Default::default()
         };
-        state.notices.update(notice, change, admin, now).await?
+        let updated = state.notices.update(notice, change, admin, now).await?;
+        (updated.notice, updated.proposed)
     };
-    Ok(Json(notice_json(&n)))
+    // Under four eyes new words wait for another admin: the notice is returned as customers still see it.
+    let mut json = notice_json(&n);
+    json["proposed"] = json!(proposed);
+    Ok(Json(json))
 }
 
 async fn delivery(

@@ -97,7 +97,7 @@ pub async fn list(State(state): State<AppState>, staff: Staff) -> Response {
             states = state_options("investigating"),
         );
         if state.notices.four_eyes {
-            body.push_str("<p class=\"hint\">Four eyes: a new notice waits until another admin approves it.</p>");
+            body.push_str("<p class=\"hint\">Four eyes: a new notice, and a new text for a published one, wait until another admin approves them.</p>");
         }
     }
     body.push_str("<div id=\"live\">");
@@ -187,9 +187,10 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         let versions = state.store.notice_versions(id).await.map_err(|e| e.to_string())?;
         let agents = state.store.agents().await.map_err(|e| e.to_string())?;
         let progress = state.notices.progress(id).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((versions, agents, progress))
+        let proposal = state.notices.proposal(id).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((versions, agents, progress, proposal))
     };
-    let (versions, agents, progress) = match loaded.await {
+    let (versions, agents, progress, proposal) = match loaded.await {
         Ok(l) => l,
         Err(e) => return unavailable(e, Some(&staff)),
     };
@@ -218,6 +219,35 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         subs = progress.subscribers,
         progress = E(&progress_text(&progress)),
     );
+    if let Some(p) = &proposal {
+        // Four eyes: new words wait for another admin; customers see the version above until then.
+        let change: NoticeChange = serde_json::from_str(&p.change).unwrap_or_default();
+        let _ = write!(
+            body,
+            "<section class=\"card proposal\" id=\"proposal\"><h2>A new text awaits approval</h2>\
+             <p class=\"scope\">written by {author} at {at}; customers see version {version} until another admin \
+             approves it</p><p class=\"text\">{text}</p>{english}",
+            author = E(&name(Some(p.author))),
+            at = p.created_at.format("%Y-%m-%d %H:%M UTC"),
+            version = notice.version,
+            text = E(change.text.as_deref().unwrap_or(&notice.text)),
+            english = change
+                .texts
+                .as_ref()
+                .and_then(|t| t.get("en"))
+                .map(|t| format!("<p class=\"text\"><span class=\"lang\">EN</span> {}</p>", E(t)))
+                .unwrap_or_default(),
+        );
+        if staff.is_admin() {
+            let _ = write!(
+                body,
+                "<form method=\"post\" action=\"/notices/{id}\">{csrf}<input type=\"hidden\" name=\"action\" \
+                 value=\"approve\"><button type=\"submit\" class=\"primary\" id=\"approve-change\">Approve and \
+                 publish this text</button></form>"
+            );
+        }
+        body.push_str("</section>");
+    }
     if staff.is_admin() {
         let _ = write!(
             body,
@@ -308,12 +338,12 @@ pub async fn act(State(state): State<AppState>, Path(id): Path<String>, posted: 
                 paid_broadcast: Some(fields.get("paid_broadcast").is_some()),
                 ..NoticeChange::default()
             };
-            state.notices.update(id, change, &staff.agent, now).await
+            state.notices.update(id, change, &staff.agent, now).await.map(|u| u.notice)
         }
         "approve" => state.notices.approve(id, &staff.agent, now).await,
         "resolve" => {
             let change = NoticeChange { state: Some(NoticeState::Resolved), ..NoticeChange::default() };
-            state.notices.update(id, change, &staff.agent, now).await
+            state.notices.update(id, change, &staff.agent, now).await.map(|u| u.notice)
         }
         _ => return html::error_page(StatusCode::UNPROCESSABLE_ENTITY, "Unknown notice action.", Some(&staff)),
     };

@@ -375,6 +375,16 @@ fn notices_are_written_and_approved_from_the_command_line_under_four_eyes() {
     assert!(show.contains(" · by ria\n"), "{show}");
     assert!(show.contains("\nversion 2 · investigating · ") && show.contains(" · approved by bas\n"), "{show}");
     assert!(show.contains("broadcast of version 4: 0 subscribers"), "{show}");
+    // New words for a published notice wait for the second admin too.
+    let (code, said, stderr) = notice(&["update", "1", "--as", "ria", "--text", "Monteurs zijn onderweg."]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.starts_with("notice 1's new text awaits another admin's approval"), "{said}");
+    let (_, show, _) = notice(&["show", "1"]);
+    assert!(show.contains("version 4\n") && show.contains("awaiting approval, by ria at "), "{show}");
+    assert!(show.contains(": Monteurs zijn onderweg.\n"), "{show}");
+    let (code, said, _) = notice(&["approve", "1", "--as", "bas"]);
+    assert_eq!(code, Some(0));
+    assert!(said.starts_with("notice 1 approved (version 5, identified)"), "{said}");
 
     // Bad input is named, and nothing changes.
     for (args, says) in [
@@ -397,7 +407,7 @@ fn notices_are_written_and_approved_from_the_command_line_under_four_eyes() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     let (_, show, _) = notice(&["show", "1"]);
-    assert!(show.contains("version 4\n") && !show.contains("version 5"), "{show}");
+    assert!(show.contains("version 5\n") && !show.contains("version 6"), "{show}");
 }
 
 #[test]
