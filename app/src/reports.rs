@@ -1,12 +1,14 @@
 //! Reports: what customers wrote about and where, which spikes were found, and how fast people were answered. The
 //! console draws them as charts; the API (`GET /api/v1/reports`) and `webcare report` give the same figures as data,
-//! for a team's own reporting. A message counts under the category and region its decision gave it.
+//! for a team's own reporting. A message counts under the category and region its decision gave it, on the day it
+//! arrived in the team's time zone (the SLA's, `tickets.sla.timezone`).
 
 use std::collections::BTreeMap;
 
-use chrono::{DurationRound as _, TimeDelta};
+use chrono::{NaiveDate, NaiveTime, TimeZone as _, Utc};
 use serde::Serialize;
 use webcare_domain::{AlertId, Service, Store, StoreResult, Ticket, TicketFilter, TicketState, Timestamp};
+use webcare_ticketing::Tz;
 
 /// The most messages one report reads; beyond it the report says it is cut.
 pub const MAX_MESSAGES: u32 = 200_000;
@@ -59,9 +61,19 @@ pub fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
     sorted.get((sorted.len() * p / 100).min(sorted.len() - 1)).copied()
 }
 
-/// The figures of the last `days` days (UTC days, today included).
+/// When a day begins in a time zone: its local midnight (the first one where a clock change repeats it), as an
+/// instant.
+pub fn day_start(zone: &Tz, date: NaiveDate) -> Timestamp {
+    let midnight = date.and_time(NaiveTime::MIN);
+    // No European or American zone skips midnight; should one, the day is counted from midnight UTC.
+    zone.from_local_datetime(&midnight).earliest().map_or_else(|| Utc.from_utc_datetime(&midnight), |t| t.to_utc())
+}
+
+/// The figures of the last `days` days (days in the team's time zone, today included).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// The time zone the days are counted in.
+    pub timezone: String,
     pub from: Timestamp,
     pub to: Timestamp,
     /// Messages received in the period.
@@ -82,7 +94,7 @@ pub struct Report {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Day {
-    /// `YYYY-MM-DD`, in UTC.
+    /// `YYYY-MM-DD`, in the report's time zone.
     pub date: String,
     pub messages: u64,
     pub categories: BTreeMap<String, u64>,
@@ -110,22 +122,20 @@ pub struct FirstResponse {
     pub p90_minutes: Option<i64>,
 }
 
-/// The report of the `days` days up to `now` (1 to [`MAX_DAYS`]).
-pub async fn report(store: &dyn Store, now: Timestamp, days: u32) -> StoreResult<Report> {
-    let day = TimeDelta::days(1);
+/// The report of the `days` days up to `now` (1 to [`MAX_DAYS`]), counted in `zone`'s days.
+pub async fn report(store: &dyn Store, now: Timestamp, days: u32, zone: Tz) -> StoreResult<Report> {
     let days = days.clamp(1, MAX_DAYS);
-    let from = now.duration_trunc(day).unwrap_or(now) - day * (days as i32 - 1);
+    let first = now.with_timezone(&zone).date_naive() - chrono::Days::new(u64::from(days - 1));
+    let from = day_start(&zone, first);
     let (rows, cut) = messages_since(store, from).await?;
-    let mut per_day: Vec<Day> = (0..days)
-        .map(|i| Day {
-            date: (from + day * i as i32).format("%Y-%m-%d").to_string(),
-            messages: 0,
-            categories: BTreeMap::new(),
-        })
+    let mut per_day: Vec<Day> = first
+        .iter_days()
+        .take(days as usize)
+        .map(|date| Day { date: date.format("%Y-%m-%d").to_string(), messages: 0, categories: BTreeMap::new() })
         .collect();
     let mut regions: BTreeMap<&str, u64> = BTreeMap::new();
     for r in &rows {
-        let i = ((r.at - from).num_seconds() / 86_400) as usize;
+        let Ok(i) = usize::try_from((r.at.with_timezone(&zone).date_naive() - first).num_days()) else { continue };
         let Some(d) = per_day.get_mut(i) else { continue };
         d.messages += 1;
         *d.categories.entry(r.category.clone()).or_default() += 1;
@@ -153,6 +163,7 @@ pub async fn report(store: &dyn Store, now: Timestamp, days: u32) -> StoreResult
         .collect();
     let waits = first_response_minutes(&opened);
     Ok(Report {
+        timezone: zone.name().to_owned(),
         from,
         to: now,
         messages: per_day.iter().map(|d| d.messages).sum(),
@@ -172,6 +183,16 @@ pub async fn report(store: &dyn Store, now: Timestamp, days: u32) -> StoreResult
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_starts_at_local_midnight() {
+        let amsterdam: Tz = "Europe/Amsterdam".parse().unwrap();
+        let winter = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        assert_eq!(day_start(&amsterdam, winter).to_rfc3339(), "2026-11-24T23:00:00+00:00");
+        let summer = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
+        assert_eq!(day_start(&amsterdam, summer).to_rfc3339(), "2026-06-30T22:00:00+00:00");
+        assert_eq!(day_start(&Tz::UTC, summer).to_rfc3339(), "2026-07-01T00:00:00+00:00");
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

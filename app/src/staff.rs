@@ -578,7 +578,7 @@ impl Desk {
                 .filter(|d| (1..=max).contains(d))
                 .ok_or_else(|| Failure::Said(format!("Usage: /report [DAYS], DAYS from 1 to {max}.")))?,
         };
-        let r = crate::reports::report(self.store.as_ref(), now, days).await?;
+        let r = crate::reports::report(self.store.as_ref(), now, days, self.ticketing.policy().sla.timezone).await?;
         let list = |items: &mut dyn Iterator<Item = (&str, u64)>| {
             let parts: Vec<String> = items.filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name} {n}")).collect();
             if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
@@ -589,7 +589,11 @@ impl Desk {
                 *categories.entry(c.as_str()).or_default() += n;
             }
         }
-        let period = if days == 1 { "Today (UTC)".to_owned() } else { format!("The last {days} days (UTC)") };
+        let period = if days == 1 {
+            format!("Today ({})", r.timezone)
+        } else {
+            format!("The last {days} days ({})", r.timezone)
+        };
         let mut text = format!(
             "{period}: {} messages ({}).\nMost named places: {}.\nSpike alerts: {}.\nTickets opened, by state now: {}.",
             r.messages,

@@ -613,7 +613,9 @@ async fn reports_count_messages_per_day_category_and_region_with_spikes_tickets_
     assert_eq!(report["cut"], false);
     let days = report["days"].as_array().unwrap();
     assert_eq!(days.len(), 7);
-    assert_eq!(days[6]["date"], Utc::now().format("%Y-%m-%d").to_string(), "today last");
+    assert_eq!(report["timezone"], "Europe/Amsterdam", "the SLA's time zone");
+    let today = Utc::now().with_timezone(&webcare_ticketing::Tz::Europe__Amsterdam).format("%Y-%m-%d").to_string();
+    assert_eq!(days[6]["date"], today, "today last, in the team's days");
     assert_eq!(days[6]["categories"], json!({"billing": 1, "outage": 2}), "{report}");
     assert_eq!(days[0]["messages"], 0);
     assert_eq!(report["regions"][0], json!({"name": "Utrecht", "messages": 2}), "{report}");

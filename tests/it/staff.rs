@@ -394,7 +394,7 @@ async fn admins_write_a_notice_and_widen_its_scope_in_the_chat(db: &TestDb) {
     assert_eq!(say("11", "/report").await, "Only admins see the reports.");
     assert!(say("13", "/report 0").await.starts_with("Usage: /report [DAYS]"));
     let report = say("13", "/report 7").await;
-    assert!(report.starts_with("The last 7 days (UTC): 1 messages (outage 1)."), "{report}");
+    assert!(report.starts_with("The last 7 days (Europe/Amsterdam): 1 messages (outage 1)."), "{report}");
     assert!(report.contains("Most named places: Zeist 1.") && report.contains("Spike alerts: 0."), "{report}");
     let nationwide = say("13", &format!("/scope {} all", notice.id)).await;
     assert_eq!(nationwide, format!("Notice {} now covers every service in the whole country (version 3).", notice.id));

@@ -576,9 +576,13 @@ pub async fn alert(config: &Config, command: AlertCommand) -> anyhow::Result<()>
 }
 
 pub async fn report(config: &Config, days: u32, json: bool) -> anyhow::Result<()> {
+    let zone = crate::cli::ticket_policy(config)?.sla.timezone;
     let report =
-        with_db(config, async |db| Ok(webcare_app::reports::report(db.as_ref(), chrono::Utc::now(), days).await?))
-            .await?;
+        with_db(
+            config,
+            async |db| Ok(webcare_app::reports::report(db.as_ref(), chrono::Utc::now(), days, zone).await?),
+        )
+        .await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
@@ -587,9 +591,10 @@ pub async fn report(config: &Config, days: u32, json: bool) -> anyhow::Result<()
         counts.map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(" · ")
     };
     println!(
-        "{} to {} ({days} days, UTC): {} messages, {} spike alerts{}",
-        report.from.format("%Y-%m-%d"),
-        report.to.format("%Y-%m-%d %H:%M"),
+        "{} to {} ({days} days, {}): {} messages, {} spike alerts{}",
+        report.days.first().map_or("", |d| d.date.as_str()),
+        report.to.with_timezone(&zone).format("%Y-%m-%d %H:%M"),
+        report.timezone,
         report.messages,
         report.spikes.len(),
         if report.cut { "; only the oldest 200,000 messages are counted" } else { "" }

@@ -545,7 +545,8 @@ async fn reports(
             .filter(|d| (1..=max).contains(d))
             .ok_or_else(|| ApiError::invalid(format!("days: a whole number from 1 to {max}, not {raw:?}")))?,
     };
-    Ok(Json(webcare_app::reports::report(state.store.as_ref(), Utc::now(), days).await?))
+    let zone = state.ticketing.policy().sla.timezone;
+    Ok(Json(webcare_app::reports::report(state.store.as_ref(), Utc::now(), days, zone).await?))
 }
 
 /// A code for the calling agent to link a chat account with `/link CODE` in a staff chat; shown once.

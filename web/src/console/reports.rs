@@ -1,5 +1,6 @@
 //! Reports (`/reports`, admins): messages per category and per region, per hour (48 hours) and per day
-//! (30 days), with spike alerts marked; tickets per state; first-response times. Charts are SVG drawn here on the
+//! (30 days, the team's days: `tickets.sla.timezone`), with spike alerts marked; tickets per state; first-response
+//! times. Charts are SVG drawn here on the
 //! server, so the page needs no chart library and nothing from the internet. Region names come from customers'
 //! messages and are escaped like everything else.
 
@@ -11,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DurationRound, TimeDelta, Utc};
 use webcare_domain::{SpikeAlert, TicketFilter, TicketState, Timestamp};
+use webcare_ticketing::Tz;
 
 use super::html::{self, E, Live};
 use super::{Staff, unavailable};
@@ -150,11 +152,31 @@ fn bars(title: &str, items: &[(String, u64)]) -> String {
     out
 }
 
+/// Which of `buckets` buckets a time falls in, if any.
+trait Buckets: Fn(Timestamp) -> Option<usize> {}
+impl<F: Fn(Timestamp) -> Option<usize>> Buckets for F {}
+
+/// Buckets of `step` from `start`.
+fn steps(start: Timestamp, step: TimeDelta, buckets: usize) -> impl Buckets {
+    move |at: Timestamp| {
+        let offset = (at - start).num_milliseconds();
+        let b = usize::try_from(offset / step.num_milliseconds()).ok().filter(|_| offset >= 0)?;
+        (b < buckets).then_some(b)
+    }
+}
+
+/// Buckets of the days from `first` in `zone`: a day with a clock change has 23 or 25 hours.
+fn local_days(zone: Tz, first: chrono::NaiveDate, buckets: usize) -> impl Buckets {
+    move |at: Timestamp| {
+        let b = usize::try_from((at.with_timezone(&zone).date_naive() - first).num_days()).ok()?;
+        (b < buckets).then_some(b)
+    }
+}
+
 /// Counts per bucket and key, with the keys in a fixed order.
 fn bucketed(
     messages: &[(Timestamp, String, String)],
-    start: Timestamp,
-    step: TimeDelta,
+    bucket: &impl Buckets,
     buckets: usize,
     key: impl Fn(&(Timestamp, String, String)) -> String,
     series: &[String],
@@ -163,14 +185,7 @@ fn bucketed(
     let other = series.iter().position(|s| s == "other");
     let mut counts = vec![vec![0u64; series.len()]; buckets];
     for m in messages {
-        let offset = (m.0 - start).num_milliseconds();
-        if offset < 0 {
-            continue;
-        }
-        let b = (offset / step.num_milliseconds()) as usize;
-        if b >= buckets {
-            continue;
-        }
+        let Some(b) = bucket(m.0) else { continue };
         let k = key(m);
         if let Some(s) = index.get(k.as_str()).copied().or(other) {
             counts[b][s] += 1;
@@ -179,15 +194,12 @@ fn bucketed(
     counts
 }
 
-fn spikes(alerts: &[SpikeAlert], start: Timestamp, step: TimeDelta, buckets: usize) -> Vec<(usize, String)> {
+fn spikes(alerts: &[SpikeAlert], bucket: &impl Buckets) -> Vec<(usize, String)> {
     alerts
         .iter()
-        .filter(|a| a.created_at >= start)
         .filter_map(|a| {
-            let b = ((a.created_at - start).num_milliseconds() / step.num_milliseconds()) as usize;
-            (b < buckets).then(|| {
-                (b, format!("spike: {} {} ({} customers)", a.service, a.region.as_deref().unwrap_or(""), a.count))
-            })
+            let b = bucket(a.created_at)?;
+            Some((b, format!("spike: {} {} ({} customers)", a.service, a.region.as_deref().unwrap_or(""), a.count)))
         })
         .collect()
 }
@@ -197,10 +209,12 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
         return r;
     }
     let now = Utc::now();
+    let zone = state.ticketing.policy().sla.timezone;
     let hour = TimeDelta::hours(1);
-    let day = TimeDelta::days(1);
     let hours_start = now.duration_trunc(hour).unwrap_or(now) - hour * 47;
-    let days_start = now.duration_trunc(day).unwrap_or(now) - day * 29;
+    let first_day = now.with_timezone(&zone).date_naive() - chrono::Days::new(29);
+    let days_start = webcare_app::reports::day_start(&zone, first_day);
+    let (per_hour, per_day) = (steps(hours_start, hour, 48), local_days(zone, first_day, 30));
     let loaded = async {
         let messages =
             webcare_app::reports::messages_since(state.store.as_ref(), days_start).await.map_err(|e| e.to_string())?;
@@ -229,39 +243,40 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
         regions.push("other".to_owned());
     }
 
-    let hour_labels: Vec<String> = (0..48).map(|i| (hours_start + hour * i).format("%d %H:00").to_string()).collect();
-    let day_labels: Vec<String> = (0..30).map(|i| (days_start + day * i).format("%m-%d").to_string()).collect();
+    let hour_labels: Vec<String> =
+        (0..48).map(|i| (hours_start + hour * i).with_timezone(&zone).format("%d %H:00").to_string()).collect();
+    let day_labels: Vec<String> = first_day.iter_days().take(30).map(|d| d.format("%m-%d").to_string()).collect();
     let charts = [
         Chart {
             title: "Messages per category per hour (last 48 hours)",
             labels: hour_labels.clone(),
-            counts: bucketed(&rows, hours_start, hour, 48, |m| m.1.clone(), &categories),
+            counts: bucketed(&rows, &per_hour, 48, |m| m.1.clone(), &categories),
             series: categories.clone(),
-            spikes: spikes(&alerts, hours_start, hour, 48),
+            spikes: spikes(&alerts, &per_hour),
             label_every: 6,
         },
         Chart {
             title: "Messages per category per day (last 30 days)",
             labels: day_labels.clone(),
-            counts: bucketed(&rows, days_start, day, 30, |m| m.1.clone(), &categories),
+            counts: bucketed(&rows, &per_day, 30, |m| m.1.clone(), &categories),
             series: categories.clone(),
-            spikes: spikes(&alerts, days_start, day, 30),
+            spikes: spikes(&alerts, &per_day),
             label_every: 3,
         },
         Chart {
             title: "Messages per region per hour (last 48 hours)",
             labels: hour_labels,
-            counts: bucketed(&rows, hours_start, hour, 48, |m| m.2.clone(), &regions),
+            counts: bucketed(&rows, &per_hour, 48, |m| m.2.clone(), &regions),
             series: regions.clone(),
-            spikes: spikes(&alerts, hours_start, hour, 48),
+            spikes: spikes(&alerts, &per_hour),
             label_every: 6,
         },
         Chart {
             title: "Messages per region per day (last 30 days)",
             labels: day_labels,
-            counts: bucketed(&rows, days_start, day, 30, |m| m.2.clone(), &regions),
+            counts: bucketed(&rows, &per_day, 30, |m| m.2.clone(), &regions),
             series: regions,
-            spikes: spikes(&alerts, days_start, day, 30),
+            spikes: spikes(&alerts, &per_day),
             label_every: 3,
         },
     ];
@@ -323,11 +338,20 @@ mod tests {
             (start - TimeDelta::minutes(1), "outage".to_owned(), "Utrecht".to_owned()),
         ];
         let series = vec!["outage".to_owned(), "billing".to_owned()];
-        let counts = bucketed(&rows, start, hour, 2, |m| m.1.clone(), &series);
+        let counts = bucketed(&rows, &steps(start, hour, 2), 2, |m| m.1.clone(), &series);
         assert_eq!(counts, vec![vec![1, 1], vec![1, 0]]);
         let regions = vec!["Utrecht".to_owned(), "other".to_owned()];
-        let counts = bucketed(&rows, start, hour, 2, |m| m.2.clone(), &regions);
+        let counts = bucketed(&rows, &steps(start, hour, 2), 2, |m| m.2.clone(), &regions);
         assert_eq!(counts, vec![vec![1, 1], vec![0, 1]], "unlisted regions count as other");
+
+        // The team's days: in Amsterdam 23:30 UTC in November is already the next day.
+        let amsterdam: Tz = "Europe/Amsterdam".parse().unwrap();
+        let first = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        let day = local_days(amsterdam, first, 2);
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert_eq!(day(at("2026-11-24T22:30:00Z")), Some(0));
+        assert_eq!(day(at("2026-11-24T23:30:00Z")), Some(1));
+        assert_eq!((day(at("2026-11-23T22:59:00Z")), day(at("2026-11-25T23:00:00Z"))), (None, None));
 
         let svg = stacked(&Chart {
             title: "t",

@@ -880,7 +880,7 @@ fn an_admin_at_a_terminal_answers_a_spike_with_one_broadcast_while_serve_runs() 
     );
     // The reports from the terminal: eight outage questions today, one spike.
     let report = cli(&["report", "--days", "2"]);
-    assert!(report.contains("(2 days, UTC): 8 messages, 1 spike alerts"), "{report}");
+    assert!(report.contains("(2 days, Europe/Amsterdam): 8 messages, 1 spike alerts"), "{report}");
     assert!(report.contains("outage 8") && report.contains("Eindhoven 6 · Utrecht 2"), "{report}");
     assert!(report.contains("spike alert 1: internet in Eindhoven"), "{report}");
     let json: serde_json::Value = serde_json::from_str(&cli(&["report", "--json"])).unwrap();
