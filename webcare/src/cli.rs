@@ -209,6 +209,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     }
     match cli.command {
         Command::CheckConfig => {
+            // The bridge's data files are part of the configuration: a broken lexicon is found here, before a start
+            // or a SIGHUP would find it.
+            bridge_data_checked(&config, path.as_deref()).map_err(Failure::Config)?;
             let source = path.map_or("built-in defaults".to_owned(), |p| p.display().to_string());
             println!("configuration is valid ({source})");
             Ok(())
@@ -304,21 +307,13 @@ fn alert_routes_checked(
     file: Option<&std::path::Path>,
 ) -> Result<webcare_app::alerts::AlertRoutes, webcare_config::ConfigErrors> {
     use std::sync::Arc;
-    use webcare_config::{ConfigError, ConfigErrors, Origin};
+    use webcare_config::{ConfigError, ConfigErrors};
     let mut routes = webcare_app::alerts::AlertRoutes::new();
     let hooks = config.alerts.webhooks.all();
     if hooks.is_empty() {
         return Ok(routes);
     }
-    // A value from the environment is blamed on its variable, as `Config::load` does.
-    let origin = |key: &str| {
-        let var = format!("{}{}", webcare_config::ENV_PREFIX, key.to_ascii_uppercase().replace('.', "__"));
-        match (std::env::var_os(&var), file) {
-            (Some(_), _) => Origin::Env(var),
-            (None, Some(p)) => Origin::File(p.to_path_buf()),
-            (None, None) => Origin::Defaults,
-        }
-    };
+    let origin = |key: &str| origin_of(key, file);
     let client = webcare_webhook::client(Duration::from_secs(config.alerts.timeout_secs)).map_err(|e| {
         ConfigErrors(vec![ConfigError { origin: origin("alerts"), key: "alerts".into(), message: e.to_string() }])
     })?;
@@ -338,6 +333,29 @@ fn alert_routes_checked(
         };
     }
     if errors.is_empty() { Ok(routes) } else { Err(ConfigErrors(errors)) }
+}
+
+/// Where a key's value came from: a value from the environment is blamed on its variable, as `Config::load` does.
+fn origin_of(key: &str, file: Option<&std::path::Path>) -> webcare_config::Origin {
+    use webcare_config::Origin;
+    let var = format!("{}{}", webcare_config::ENV_PREFIX, key.to_ascii_uppercase().replace('.', "__"));
+    match (std::env::var_os(&var), file) {
+        (Some(_), _) => Origin::Env(var),
+        (None, Some(p)) => Origin::File(p.to_path_buf()),
+        (None, None) => Origin::Defaults,
+    }
+}
+
+/// Loads `bridge.data_dir`'s files as `serve` would; a file that does not load is an error of that key.
+fn bridge_data_checked(config: &Config, file: Option<&std::path::Path>) -> Result<(), webcare_config::ConfigErrors> {
+    match classifier(config) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(webcare_config::ConfigErrors(vec![webcare_config::ConfigError {
+            origin: origin_of("bridge.data_dir", file),
+            key: "bridge.data_dir".into(),
+            message: format!("{:#}", e.root_cause()),
+        }])),
+    }
 }
 
 /// The classifier with the shipped data, or with `bridge.data_dir`'s files in place of the shipped ones.

@@ -948,6 +948,10 @@ fn sighup_reloads_the_bridge_data_and_a_broken_file_changes_nothing() {
     assert!(after.starts_with("Bedankt voor je melding"), "{after}");
 
     std::fs::write(&lexicon, "[[group]\nname = ").unwrap();
+    // `check-config` finds it before a SIGHUP would, naming the key and the file.
+    let (code, _, stderr) = output(webcare(dir.path()).env("WEBCARE_BRIDGE__DATA_DIR", &data).arg("check-config"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("key `bridge.data_dir`") && stderr.contains("lexicon-nl.toml"), "{stderr}");
     running.signal("HUP");
     let error = logged(&mut running, "bridge data not reloaded; the running data stays");
     assert!(error.contains("lexicon-nl.toml"), "the file is named: {error}");
