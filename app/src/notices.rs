@@ -256,23 +256,17 @@ impl Notices {
             change.draft = Some(true);
         } else if self.four_eyes && change.texts.is_some() {
             change.draft = None;
-            let proposal = NoticeProposal {
-                notice: id,
-                author: author.id,
-                change: serde_json::to_string(&change).expect("a change serialises"),
-                created_at: now,
-            };
+            let proposal = NoticeProposal { notice: id, author: author.id, change, created_at: now };
             self.store.propose_notice_change(&proposal).await?;
             return Ok(Updated { notice: current, proposed: true });
         } else if self.four_eyes
             && (change.state.is_some() || change.services.is_some() || change.regions.is_some())
             && let Some(mut waiting) = self.store.notice_proposal(id).await?
         {
-            let mut pending: NoticeChange = serde_json::from_str(&waiting.change).unwrap_or_default();
+            let pending = &mut waiting.change;
             pending.state = pending.state.filter(|_| change.state.is_none());
-            pending.services = pending.services.filter(|_| change.services.is_none());
-            pending.regions = pending.regions.filter(|_| change.regions.is_none());
-            waiting.change = serde_json::to_string(&pending).expect("a change serialises");
+            pending.services = pending.services.take().filter(|_| change.services.is_none());
+            pending.regions = pending.regions.take().filter(|_| change.regions.is_none());
             self.store.propose_notice_change(&waiting).await?;
         }
         let notice = self.store.update_notice(id, change, now).await.map_err(|e| not_found(e, id))?;
@@ -301,8 +295,7 @@ impl Notices {
             if self.four_eyes && proposal.author == approver.id {
                 return Err(NoticeError::SameApprover);
             }
-            let mut change: NoticeChange = serde_json::from_str(&proposal.change)
-                .map_err(|e| NoticeError::Invalid { field: "proposal", reason: e.to_string() })?;
+            let mut change = proposal.change;
             change.author = Some(proposal.author);
             change.approved_by = Some(approver.id);
             change.draft = None;

@@ -15,6 +15,11 @@ pub const MAX_MESSAGES: u32 = 200_000;
 /// The longest report, in days.
 pub const MAX_DAYS: u32 = 366;
 
+/// A report's length as someone typed it: a whole number of days from 1 to [`MAX_DAYS`].
+pub fn days(raw: &str) -> Option<u32> {
+    raw.trim().parse::<u32>().ok().filter(|d| (1..=MAX_DAYS).contains(d))
+}
+
 /// A message as the reports count it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRow {

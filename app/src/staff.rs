@@ -572,10 +572,7 @@ impl Desk {
         let max = crate::reports::MAX_DAYS;
         let days = match args.trim() {
             "" => 1,
-            raw => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|d| (1..=max).contains(d))
+            raw => crate::reports::days(raw)
                 .ok_or_else(|| Failure::Said(format!("Usage: /report [DAYS], DAYS from 1 to {max}.")))?,
         };
         let r = crate::reports::report(self.store.as_ref(), now, days, self.ticketing.policy().sla.timezone).await?;

@@ -64,12 +64,12 @@ pub struct Notice {
 }
 
 /// A change to a published notice that waits for another admin's approval (four eyes): its new words are not shown
-/// to customers until then. `change` is the change as the application wrote it (JSON); the store keeps it as it is.
+/// to customers until then.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoticeProposal {
     pub notice: NoticeId,
     pub author: AgentId,
-    pub change: String,
+    pub change: NoticeChange,
     pub created_at: Timestamp,
 }
 

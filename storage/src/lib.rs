@@ -1128,7 +1128,7 @@ impl Store for Db {
         )
         .bind(p.notice.0)
         .bind(p.author.0)
-        .bind(&p.change)
+        .bind(to_json(&p.change))
         .bind(ms(p.created_at))
         .execute(&mut *pool)
         .await
@@ -1147,7 +1147,7 @@ impl Store for Db {
             Ok(webcare_domain::NoticeProposal {
                 notice: id,
                 author: AgentId(author),
-                change,
+                change: rows::json("notice_proposals.change", &change)?,
                 created_at: rows::time(at)?,
             })
         })

@@ -28,7 +28,7 @@ fn word<T: FromStr<Err = webcare_domain::UnknownWord>>(s: &str) -> StoreResult<T
     s.parse().map_err(|e: webcare_domain::UnknownWord| StoreError::Invalid(e.to_string()))
 }
 
-fn json<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> StoreResult<T> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Invalid(format!("{column}: {e}")))
 }
 

@@ -418,15 +418,15 @@ async fn notices_keep_every_version(t_db: &TestDb) {
 
     // A change that waits for approval: one per notice, a newer one replaces it, dropping it says whether it was there.
     assert_eq!(db.notice_proposal(n.id).await.unwrap(), None);
-    let proposal = |change: &str, at| webcare_domain::NoticeProposal {
+    let proposal = |text: &str, at| webcare_domain::NoticeProposal {
         notice: n.id,
         author: admin.id,
-        change: change.to_owned(),
+        change: NoticeChange { text: Some(text.to_owned()), ..Default::default() },
         created_at: at,
     };
-    db.propose_notice_change(&proposal(r#"{"text":"eerste"}"#, t(200))).await.unwrap();
-    db.propose_notice_change(&proposal(r#"{"text":"tweede"}"#, t(210))).await.unwrap();
-    assert_eq!(db.notice_proposal(n.id).await.unwrap(), Some(proposal(r#"{"text":"tweede"}"#, t(210))));
+    db.propose_notice_change(&proposal("eerste", t(200))).await.unwrap();
+    db.propose_notice_change(&proposal("tweede", t(210))).await.unwrap();
+    assert_eq!(db.notice_proposal(n.id).await.unwrap(), Some(proposal("tweede", t(210))));
     assert_eq!(db.notice_proposal(active.id).await.unwrap(), None, "per notice");
     assert!(db.drop_notice_proposal(n.id).await.unwrap());
     assert!(!db.drop_notice_proposal(n.id).await.unwrap());

@@ -22,6 +22,16 @@ pub fn hash_api_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The shortest console password, in characters.
+pub const MIN_PASSWORD: usize = 8;
+/// The longest, in bytes (argon2 hashes what it is given; a megabyte of password would be work for nothing).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Whether a password is long enough and not absurdly long.
+pub fn password_acceptable(password: &str) -> bool {
+    password.chars().count() >= MIN_PASSWORD && password.len() <= MAX_PASSWORD_BYTES
+}
+
 /// An argon2id PHC string for a password.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut bytes = [0u8; 16];

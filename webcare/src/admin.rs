@@ -200,8 +200,9 @@ fn password_from_stdin() -> anyhow::Result<String> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("read the password from standard input")?;
     let password = input.lines().next().unwrap_or_default();
-    if password.chars().count() < 8 || password.len() > 1024 {
-        bail!("the password on standard input must have 8 to 1024 characters");
+    if !webcare_web::auth::password_acceptable(password) {
+        use webcare_web::auth::{MAX_PASSWORD_BYTES, MIN_PASSWORD};
+        bail!("the password on standard input must have {MIN_PASSWORD} to {MAX_PASSWORD_BYTES} characters");
     }
     webcare_web::auth::hash_password(password).map_err(anyhow::Error::msg)
 }
@@ -381,23 +382,15 @@ async fn published(notices: &Notices, notice: &Notice, what: &str) -> anyhow::Re
 pub async fn notice(config: &Config, command: NoticeCommand) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     let said = with_db(config, async |db| {
+        // Reading needs no `Notices`, whose announcement channels are registered (written) in the database.
+        let command = match command {
+            NoticeCommand::List { all } => return list(db, all).await,
+            NoticeCommand::Show { id } => return show(db, config, NoticeId(id)).await,
+            command => command,
+        };
         let notices = notices(config, db).await?;
         match command {
-            NoticeCommand::List { all } => {
-                let list: Vec<String> = db
-                    .notices(false)
-                    .await?
-                    .iter()
-                    .filter(|n| all || n.state != NoticeState::Resolved)
-                    .map(line)
-                    .collect();
-                Ok(if list.is_empty() {
-                    if all { "no notices yet".to_owned() } else { "no open notices".to_owned() }
-                } else {
-                    list.join("\n")
-                })
-            }
-            NoticeCommand::Show { id } => show(db, &notices, NoticeId(id)).await,
+            NoticeCommand::List { .. } | NoticeCommand::Show { .. } => unreachable!("answered above"),
             NoticeCommand::Create {
                 author,
                 title,
@@ -473,7 +466,17 @@ pub async fn notice(config: &Config, command: NoticeCommand) -> anyhow::Result<(
     Ok(())
 }
 
-async fn show(db: &Db, notices: &Notices, id: NoticeId) -> anyhow::Result<String> {
+async fn list(db: &Db, all: bool) -> anyhow::Result<String> {
+    let list: Vec<String> =
+        db.notices(false).await?.iter().filter(|n| all || n.state != NoticeState::Resolved).map(line).collect();
+    Ok(if list.is_empty() {
+        if all { "no notices yet".to_owned() } else { "no open notices".to_owned() }
+    } else {
+        list.join("\n")
+    })
+}
+
+async fn show(db: &Db, config: &Config, id: NoticeId) -> anyhow::Result<String> {
     let notice = match db.notice(id).await {
         Ok(n) => n,
         Err(StoreError::NotFound { .. }) => bail!("notice {id} not found"),
@@ -504,8 +507,8 @@ async fn show(db: &Db, notices: &Notices, id: NoticeId) -> anyhow::Result<String
             v.created_at.format("%Y-%m-%d %H:%M UTC")
         ));
     }
-    if let Some(waiting) = notices.proposal(id).await? {
-        let change: NoticeChange = serde_json::from_str(&waiting.change).unwrap_or_default();
+    if let Some(waiting) = db.notice_proposal(id).await? {
+        let change = &waiting.change;
         out.push(format!(
             "awaiting approval, by {} at {}: {}",
             name(Some(waiting.author)),
@@ -513,7 +516,7 @@ async fn show(db: &Db, notices: &Notices, id: NoticeId) -> anyhow::Result<String
             change.text.as_deref().unwrap_or("(the same text, other translations)")
         ));
     }
-    let p = notices.progress(id).await?;
+    let p = webcare_app::notices::progress(db, id, config.delivery.telegram_paid_stars_per_message).await?;
     out.push(format!(
         "broadcast of version {}: {} subscribers, sent {}, failed {}, pending {}",
         p.version, p.subscribers, p.sent, p.failed, p.pending

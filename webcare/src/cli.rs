@@ -78,8 +78,9 @@ enum Command {
     /// The reports as text (or JSON with `--json`, as `GET /api/v1/reports` gives them): messages per day and
     /// category, per region, spike alerts, tickets and first-response times.
     Report {
-        /// How many days, today included (UTC), 1 to 366.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+        /// How many days, today included (the team's days, `tickets.sla.timezone`), 1 to 366.
+        #[arg(long, default_value_t = 30,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(webcare_app::reports::MAX_DAYS)))]
         days: u32,
         #[arg(long)]
         json: bool,

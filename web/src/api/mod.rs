@@ -539,10 +539,7 @@ async fn reports(
     let max = webcare_app::reports::MAX_DAYS;
     let days = match q.days.as_deref().map(str::trim) {
         None | Some("") => 30,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|d| (1..=max).contains(d))
+        Some(raw) => webcare_app::reports::days(raw)
             .ok_or_else(|| ApiError::invalid(format!("days: a whole number from 1 to {max}, not {raw:?}")))?,
     };
     let zone = state.ticketing.policy().sla.timezone;

@@ -48,7 +48,7 @@ pub fn document() -> Value {
         }
         if *path == "/api/v1/reports" {
             op["parameters"] = json!([{"name": "days", "in": "query", "required": false,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}}]);
+                "schema": {"type": "integer", "minimum": 1, "maximum": webcare_app::reports::MAX_DAYS, "default": 30}}]);
         }
         if ["post", "patch"].contains(method) && !path.ends_with("/claim") && !path.ends_with("/chat-link") {
             op["requestBody"] =

@@ -15,9 +15,7 @@ use webcare_domain::{AgentId, CannedReplyId, NewAgent, Role, StoreError};
 use super::html::{self, E, Live, csrf_field, options, when};
 use super::{Posted, Staff, not_found, see_other, unavailable};
 use crate::AppState;
-use crate::auth::hash_password;
-
-const MIN_PASSWORD: usize = 8;
+use crate::auth::{MAX_PASSWORD_BYTES, MIN_PASSWORD, hash_password, password_acceptable};
 
 pub async fn agents(State(state): State<AppState>, staff: Staff) -> Response {
     if let Err(r) = staff.require_admin() {
@@ -88,8 +86,8 @@ fn invalid(message: &str, staff: &Staff) -> Response {
 }
 
 async fn hashed(password: &str, staff: &Staff) -> Result<String, Response> {
-    if password.chars().count() < MIN_PASSWORD || password.len() > 1024 {
-        return Err(invalid(&format!("A password has {MIN_PASSWORD} to 1024 characters."), staff));
+    if !password_acceptable(password) {
+        return Err(invalid(&format!("A password has {MIN_PASSWORD} to {MAX_PASSWORD_BYTES} characters."), staff));
     }
     let password = password.to_owned();
     match tokio::task::spawn_blocking(move || hash_password(&password)).await {
