@@ -1323,6 +1323,11 @@ impl Intake for Pipeline {
     fn deciding(&self) -> bool {
         self.core.holds_lease()
     }
+
+    fn classify(&self, text: &str, place: Option<&str>) -> Option<serde_json::Value> {
+        let class = self.core.core_classifier().classify(text, place);
+        Some(crate::messages::classification_record(&class))
+    }
 }
 
 impl Core {

@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod delivery;
 pub mod intake;
+pub mod messages;
 pub mod notices;
 pub mod reports;
 pub mod staff;

@@ -31,6 +31,8 @@ pub enum Intent {
 }
 
 impl Intent {
+    pub const ALL: [Intent; 3] = [Intent::Outage, Intent::Case, Intent::Other];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Intent::Outage => "outage",

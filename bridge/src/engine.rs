@@ -36,6 +36,9 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 5] =
+        [Action::AutoAnswer, Action::HoldAndSubscribe, Action::Ticket, Action::MovePrivate, Action::Ignore];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::AutoAnswer => "auto_answer",

@@ -27,7 +27,7 @@ pub use console::{CannedReply, CannedReplyId, ConsoleSession};
 pub use conversation::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, NewConversation, NewCustomer, Platform,
 };
-pub use message::{Inbound, InboundId, InboundMessage, Inserted, NewInbound};
+pub use message::{DecisionField, Inbound, InboundFilter, InboundId, InboundMessage, Inserted, NewInbound};
 pub use notice::{
     NewNotice, Notice, NoticeChange, NoticeId, NoticeProposal, NoticeState, NoticeVersion, Service, notice_title,
 };

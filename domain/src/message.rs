@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{ConversationId, CustomerId, Platform, Timestamp, id_type};
+use crate::{ConversationId, CustomerId, Platform, Timestamp, id_type, word_enum};
 
 id_type!(
     /// webcare's id of a stored inbound message.
@@ -74,3 +74,35 @@ impl<T> Inserted<T> {
 
 /// Shorthand for the outcome of storing an inbound message.
 pub type Inbound = Inserted<InboundMessage>;
+
+word_enum!(
+    /// A field of a stored decision that [`InboundFilter`] can match: the words and ids the bridge records with
+    /// every message it decides.
+    DecisionField {
+        Action => "action",
+        Intent => "intent",
+        Category => "category",
+        Service => "service",
+        Notice => "notice",
+        Cluster => "cluster",
+        Ticket => "ticket",
+    }
+);
+
+/// Which stored messages to list, newest first, for the admins' "why was this answered so" pages. Every field set
+/// narrows the list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InboundFilter {
+    pub platform: Option<Platform>,
+    /// Fields of the stored decision, each equal to its value as text (`("action", "auto_answer")`,
+    /// `("notice", "7")`).
+    pub decision: Vec<(DecisionField, String)>,
+    /// Only messages the bridge has not decided yet.
+    pub undecided: bool,
+    /// Only messages whose text contains this, ignoring case.
+    pub text: Option<String>,
+    /// Only messages received at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only messages older than this one (the next page after a page that ended with it).
+    pub before: Option<InboundId>,
+}

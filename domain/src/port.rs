@@ -103,6 +103,13 @@ pub trait Intake: Send + Sync {
     fn deciding(&self) -> bool {
         true
     }
+
+    /// How the bridge's data loaded now reads `text` (with the platform's location hint `place`): intent,
+    /// category, service, region, the kinds of private data and the reasons, in the fields a stored decision has.
+    /// Nothing is stored or sent. `None` where this intake has no classifier.
+    fn classify(&self, _text: &str, _place: Option<&str>) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Where adapters deliver what the webcare team writes in its own chats (a Telegram staff group, a Discord staff

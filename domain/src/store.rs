@@ -474,6 +474,9 @@ pub trait Store: Send + Sync {
     async fn canned_replies(&self) -> StoreResult<Vec<crate::CannedReply>>;
     /// Messages received at or after `since`, oldest first, at most `limit`: what the reports count.
     async fn inbound_since(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
+    /// The messages `filter` lets through, newest first, at most `limit`: the admins' list of what webcare decided
+    /// and why.
+    async fn inbound_page(&self, filter: &crate::InboundFilter, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
 }
 
 /// A unit of work from [`Store::begin`]. Use it as a [`Store`] (an `Arc<dyn Unit>` coerces to `Arc<dyn Store>`),

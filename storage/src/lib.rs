@@ -17,11 +17,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Connection as _;
 use webcare_domain::{
-    Agent, AgentId, ClusterId, ClusterState, Conversation, ConversationId, Customer, CustomerId, Inbound, InboundId,
-    InboundMessage, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound, NewNotice, NewOutbox,
-    NewTicket, Notice, NoticeChange, NoticeId, NoticeVersion, OutageCluster, OutboxId, OutboxItem, OutboxState,
-    Platform, Priority, Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Ticket, TicketEvent,
-    TicketEventKind, TicketId, TicketState, Timestamp,
+    Agent, AgentId, ClusterId, ClusterState, Conversation, ConversationId, Customer, CustomerId, DecisionField,
+    Inbound, InboundFilter, InboundId, InboundMessage, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer,
+    NewInbound, NewNotice, NewOutbox, NewTicket, Notice, NoticeChange, NoticeId, NoticeVersion, OutageCluster,
+    OutboxId, OutboxItem, OutboxState, Platform, Priority, Store, StoreError, StoreResult, Subscription,
+    SubscriptionTarget, Ticket, TicketEvent, TicketEventKind, TicketId, TicketState, Timestamp,
 };
 
 pub use open::{OpenError, OpenOptions, mask_url, with_database};
@@ -353,6 +353,11 @@ fn like_prefix(prefix: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// A LIKE pattern matching every string that contains `part`, with LIKE's own characters escaped.
+fn like_contains(part: &str) -> String {
+    format!("%{}", like_prefix(part))
 }
 
 const TICKET_ORDER: &str = "ORDER BY due_at IS NULL, due_at, created_at, id";
@@ -2849,6 +2854,40 @@ impl Store for Db {
         .fetch_all(&mut *pool)
         .await
         .map_err(err)?);
+        rows::all(rows)
+    }
+
+    async fn inbound_page(&self, filter: &InboundFilter, limit: u32) -> StoreResult<Vec<InboundMessage>> {
+        // A decision is JSON text on both backends; each reads one of its fields as text its own way. The field
+        // names come from `DecisionField`, never from input; the values are bound.
+        let field = |f: DecisionField| match self.backend {
+            Backend::Sqlite => format!("CAST(json_extract(decision, '$.{}') AS TEXT)", f.as_str()),
+            Backend::Postgres => format!("(decision::jsonb ->> '{}')", f.as_str()),
+        };
+        let text = filter.text.as_deref().map(|t| like_contains(&t.to_lowercase()));
+        let rows: Vec<rows::InboundRow> = on_pool!(self, |pool| {
+            let mut q = sqlx::QueryBuilder::new("SELECT * FROM inbound_messages WHERE TRUE");
+            if let Some(platform) = filter.platform {
+                q.push(" AND platform = ").push_bind(platform.as_str());
+            }
+            if filter.undecided {
+                q.push(" AND decision IS NULL");
+            }
+            for (f, value) in &filter.decision {
+                q.push(" AND ").push(field(*f)).push(" = ").push_bind(value.clone());
+            }
+            if let Some(pattern) = &text {
+                q.push(" AND lower(text) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+            }
+            if let Some(since) = filter.since {
+                q.push(" AND received_at >= ").push_bind(ms(since));
+            }
+            if let Some(before) = filter.before {
+                q.push(" AND id < ").push_bind(before.0);
+            }
+            q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+            q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
+        });
         rows::all(rows)
     }
 }

@@ -670,3 +670,66 @@ async fn under_four_eyes_new_words_wait_for_another_admin() {
     let (status, none) = a.call(Method::PATCH, &path, Some(&second), Some(publish)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "nothing waits: {none}");
 }
+
+/// Why a message was answered as it was: the stored messages filtered by what was decided, with the decision's
+/// reasons, and one message read again with the data loaded now.
+#[tokio::test]
+async fn admins_list_messages_by_what_was_decided_and_read_why() {
+    let a = api().await;
+    let notice = a.store.create_notice(crate::storage::new_notice(&["Utrecht"], Utc::now())).await.unwrap();
+    a.customer_says(None, "m1", "Storing in Utrecht? Geen internet sinds vanochtend").await;
+    a.customer_says(None, "m2", "Mijn factuur is veel te hoog deze maand").await;
+    a.customer_says(None, "m3", "Geen tv in Zeist, al een uur").await;
+
+    let a = &a;
+    let list = |query: &'static str| async move {
+        let (status, body) = a.call(Method::GET, &format!("/api/v1/messages{query}"), Some(&a.admin), None).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        body
+    };
+    let all = list("").await;
+    let texts: Vec<&str> = all["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts.len(), 3, "{all}");
+    assert!(texts[0].starts_with("Geen tv") && texts[2].starts_with("Storing"), "newest first: {texts:?}");
+    assert_eq!(all["next_before"], Value::Null);
+
+    let answered = list("?action=auto_answer").await;
+    let messages = answered["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{answered}");
+    let decision = &messages[0]["decision"];
+    assert_eq!((decision["notice"].as_i64(), decision["intent"].as_str()), (Some(notice.id.0), Some("outage")));
+    let reasons = decision["reasons"].as_array().unwrap();
+    assert!(reasons.iter().any(|r| r["kind"] == "rule" && r["rule"] == "notice-match"), "{decision}");
+    assert!(reasons.iter().any(|r| r["kind"] == "term"), "{decision}");
+    assert_eq!(list("?intent=outage").await["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(list("?action=ticket&category=billing").await["messages"].as_array().unwrap().len(), 1);
+    let by_notice = list("?notice=").await["messages"].as_array().unwrap().len();
+    assert_eq!(by_notice, 3, "an empty field filters nothing");
+
+    let first = list("?limit=2").await;
+    assert_eq!(first["messages"].as_array().unwrap().len(), 2);
+    let before = first["next_before"].as_i64().expect("a full page names the next");
+    let (_, rest) =
+        a.call(Method::GET, &format!("/api/v1/messages?limit=2&before={before}"), Some(&a.admin), None).await;
+    assert_eq!(rest["messages"][0]["text"], texts[2]);
+
+    let id = messages[0]["id"].as_i64().unwrap();
+    let (status, one) = a.call(Method::GET, &format!("/api/v1/messages/{id}"), Some(&a.admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!((one["now"]["intent"].as_str(), one["now"]["region"].as_str()), (Some("outage"), Some("Utrecht")));
+    assert!(one["now"]["reasons"].as_array().is_some_and(|r| !r.is_empty()), "{one}");
+
+    for (bad, says) in [
+        ("?action=answered", "unknown action `answered`"),
+        ("?limit=0", "limit must be a whole number from 1 to 500"),
+        ("?colour=red", "unknown filter `colour`"),
+    ] {
+        let (status, err) = a.call(Method::GET, &format!("/api/v1/messages{bad}"), Some(&a.admin), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{bad}: {err}");
+    }
+    let (status, _) = a.call(Method::GET, "/api/v1/messages/999", Some(&a.admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = a.call(Method::GET, "/api/v1/messages", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "messages of every customer are for admins");
+}

@@ -25,6 +25,7 @@ struct Setup {
     router: axum::Router,
     state: webcare_web::AppState,
     delivery: Delivery,
+    pipeline: Arc<webcare_app::intake::Pipeline>,
     _db: TestDb,
 }
 
@@ -35,7 +36,9 @@ async fn setup() -> Setup {
 /// With `config`, the router holds the console alone, configured so; otherwise it is the whole application.
 async fn setup_with(config: Option<ConsoleConfig>) -> Setup {
     let db = TestDb::sqlite().await;
-    let state = webcare_tests::app_state(db.db()).await;
+    let app = webcare_tests::app(db.db()).await;
+    let pipeline = app.pipeline.clone();
+    let state = webcare_tests::state_of(app);
     for (name, role) in [("ada", Role::Admin), ("bo", Role::Agent), ("cy", Role::Agent)] {
         let hash = webcare_web::auth::hash_password(&format!("{name}-secret")).unwrap();
         state
@@ -53,7 +56,7 @@ async fn setup_with(config: Option<ConsoleConfig>) -> Setup {
         None => webcare_web::router(state.clone()),
         Some(c) => axum::Router::new().merge(webcare_web::console::routes(c)).with_state(state.clone()),
     };
-    Setup { router, state, delivery, _db: db }
+    Setup { router, state, delivery, pipeline, _db: db }
 }
 
 /// A browser: keeps cookies, comes from one address.
@@ -937,4 +940,82 @@ async fn alerts_show_where_their_webhook_post_stands() {
     assert!(page.contains("Webhook (default): failing after 1 attempt, next try"), "{page}");
     assert!(page.contains("HTTP 503 Service Unavailable"), "{page}");
     assert!(page.contains("Webhook: waiting to be posted"), "{page}");
+}
+
+/// An admin finds why a message was answered as it was: the list by what was done, the message's decision with its
+/// rule, scores and terms, and how the data loaded now reads it, before and after the data changes.
+#[tokio::test]
+async fn admins_see_why_each_message_was_answered_and_how_the_data_loaded_now_reads_it() {
+    let s = setup().await;
+    let notice =
+        s.state.store.create_notice(crate::storage::new_notice(&["Utrecht"], chrono::Utc::now())).await.unwrap();
+    customer_writes(&s, "Eva", "Storing in Utrecht? Geen internet sinds vanochtend").await;
+    customer_writes(&s, "Fer", BILLING).await;
+    customer_writes(&s, "Gijs", INJECTION).await;
+    let tickets = s.state.store.tickets(&[]).await.unwrap();
+    let ticket = tickets.iter().find(|t| t.category == "billing").expect("the bill is a ticket").clone();
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+
+    let list = ada.get("/messages").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("Storing in Utrecht?") && list.body.contains("Mijn factuur"), "{}", list.body);
+    assert!(list.body.contains("&lt;script&gt;alert(1)") && !list.body.contains(INJECTION), "escaped");
+    assert!(list.body.contains(&format!("<a href=\"/notices/{0}\">notice {0}</a>", notice.id)), "{}", list.body);
+    assert!(list.body.contains(&format!("<a href=\"/tickets/{0}\">ticket {0}</a>", ticket.id)), "{}", list.body);
+    assert!(list.body.contains("notice-match"), "the rule that answered it: {}", list.body);
+    let answered = ada.get("/messages?action=auto_answer&platform=webchat").await.body;
+    assert!(answered.contains("Storing in Utrecht?") && !answered.contains("Mijn factuur"), "{answered}");
+    assert!(ada.get("/messages?q=FACTUUR").await.body.contains("Mijn factuur"));
+    assert!(ada.get("/messages?intent=other&action=hold_and_subscribe").await.body.contains("No messages match."));
+    let bad = ada.get("/messages?action=answered").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("unknown action `answered`"), "{}", bad.body);
+    let notice_page = ada.get(&format!("/notices/{}", notice.id)).await.body;
+    assert!(notice_page.contains(&format!("href=\"/messages?notice={}\"", notice.id)), "{notice_page}");
+    assert!(ada.get(&format!("/tickets/{}", ticket.id)).await.body.contains("class=\"why\" href=\"/messages/"));
+
+    // A held question's page says what became of its cluster since.
+    customer_writes(&s, "Hans", "Geen tv in Zeist, al een uur").await;
+    let held = s.state.store.inbound_page(&Default::default(), 1).await.unwrap().remove(0);
+    let cluster = webcare_app::messages::why(held.decision.as_ref().unwrap()).cluster.expect("held in a cluster");
+    let page = ada.get(&format!("/messages/{}", held.id)).await.body;
+    assert!(page.contains("hold_and_subscribe") && page.contains("open: customer waiting for a notice"), "{page}");
+    s.state.store.close_cluster(webcare_domain::ClusterId(cluster), None, chrono::Utc::now()).await.unwrap();
+    let page = ada.get(&format!("/messages/{}", held.id)).await.body;
+    assert!(page.contains("expired without a notice: its customers got tickets"), "{page}");
+
+    let outage = s.state.store.inbound_page(&Default::default(), 10).await.unwrap().pop().unwrap();
+    assert!(outage.text.starts_with("Storing"), "{outage:?}");
+    let page = ada.get(&format!("/messages/{}", outage.id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("What webcare decided") && page.body.contains("rule notice-match"), "{}", page.body);
+    assert!(page.body.contains("term “geen internet” in "), "{}", page.body);
+    assert!(page.body.contains("scores: outage "), "{}", page.body);
+    assert!(page.body.contains("The data loaded now reads it the same way."), "{}", page.body);
+
+    // The data changes (as after an edited lexicon and a SIGHUP): the page says what is read differently now.
+    let strict = webcare_bridge::Thresholds { outage: 100.0, ..Default::default() };
+    s.pipeline.reload_classifier(Arc::new(webcare_bridge::Classifier::default().with_thresholds(strict))).await;
+    let page = ada.get(&format!("/messages/{}", outage.id)).await.body;
+    assert!(page.contains("The data loaded now reads it differently: intent "), "{page}");
+    assert!(page.contains("(was outage)"), "{page}");
+    let tried = ada.submit("/messages", "/messages/try", &[("text", "Geen tv in Zeist"), ("place", "")]).await;
+    assert_eq!(tried.status, StatusCode::OK, "{}", tried.body);
+    assert!(
+        tried.body.contains("With the data loaded now") && tried.body.contains("service tv from"),
+        "{}",
+        tried.body
+    );
+    let empty = ada.submit("/messages", "/messages/try", &[("text", "  ")]).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    assert_eq!(bo.get("/messages").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(bo.get(&format!("/messages/{}", outage.id)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(bo.submit("/", "/messages/try", &[("text", "storing?")]).await.status, StatusCode::FORBIDDEN);
+    assert!(!bo.get(&format!("/notices/{}", notice.id)).await.body.contains("/messages?notice="));
+    assert!(!bo.get(&format!("/tickets/{}", ticket.id)).await.body.contains("class=\"why\""));
+    assert_eq!(ada.get("/messages/999").await.status, StatusCode::NOT_FOUND);
 }

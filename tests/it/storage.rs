@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use webcare_domain::{
-    AgentId, ClusterState, ConversationKind, Inserted, NewAgent, NewCluster, NewConversation, NewCustomer, NewInbound,
-    NewNotice, NewOutbox, NewTicket, NoticeChange, NoticeState, OutboxState, Platform, Priority, Role, Service, Store,
-    StoreError, Subscription, SubscriptionTarget, TicketEventKind, TicketState, Timestamp,
+    AgentId, ClusterState, ConversationKind, DecisionField, InboundFilter, InboundId, Inserted, NewAgent, NewCluster,
+    NewConversation, NewCustomer, NewInbound, NewNotice, NewOutbox, NewTicket, NoticeChange, NoticeState, OutboxState,
+    Platform, Priority, Role, Service, Store, StoreError, Subscription, SubscriptionTarget, TicketEventKind,
+    TicketState, Timestamp,
 };
 use webcare_storage::Db;
 use webcare_tests::TestDb;
@@ -20,6 +21,7 @@ contract!(
     customers_and_conversations_are_stored_once,
     inbound_messages_are_stored_once,
     edits_deletions_and_decisions_are_kept,
+    messages_are_listed_by_what_was_decided,
     notices_keep_every_version,
     concurrent_notice_updates_get_consecutive_versions,
     clusters_hand_their_members_to_a_notice,
@@ -329,6 +331,81 @@ async fn edits_deletions_and_decisions_are_kept(t_db: &TestDb) {
     let stored = db.inbound(m.id).await.unwrap();
     assert_eq!(stored.decision, Some(decision));
     assert_eq!(stored.deleted_at, Some(t(30)));
+}
+
+async fn messages_are_listed_by_what_was_decided(t_db: &TestDb) {
+    let db = t_db.db();
+    let (who, chat) = customer_and_chat(db, ConversationKind::Public).await;
+    let texts = [
+        (
+            "m1",
+            "Storing in Utrecht?",
+            0,
+            Some(
+                r#"{"action":"auto_answer","intent":"outage","service":"internet","notice":7,"cluster":null,"ticket":null}"#,
+            ),
+        ),
+        (
+            "m2",
+            "GEEN internet in Zeist",
+            60,
+            Some(
+                r#"{"action":"hold_and_subscribe","intent":"outage","service":"internet","notice":null,"cluster":3,"ticket":null}"#,
+            ),
+        ),
+        (
+            "m3",
+            "Mijn factuur 100% te hoog_",
+            120,
+            Some(r#"{"action":"ticket","intent":"case","service":"unknown","notice":null,"cluster":null,"ticket":12}"#),
+        ),
+        ("m4", "nog geen beslissing", 180, None),
+    ];
+    let mut ids = Vec::new();
+    for (id, text, at, decision) in texts {
+        let mut new = inbound(&chat, &who, id, text);
+        new.received_at = t(at);
+        new.platform = if id == "m2" { Platform::Discord } else { Platform::Telegram };
+        let m = db.insert_inbound(new).await.unwrap().into_inner();
+        if let Some(d) = decision {
+            db.set_decisions(&[(m.id, d.to_owned())]).await.unwrap();
+        }
+        ids.push(m.id);
+    }
+    let page = |filter: InboundFilter, limit: u32| async move {
+        db.inbound_page(&filter, limit).await.unwrap().into_iter().map(|m| m.id).collect::<Vec<InboundId>>()
+    };
+    let field = |f: DecisionField, v: &str| InboundFilter { decision: vec![(f, v.to_owned())], ..Default::default() };
+    // Newest first, a page at a time.
+    assert_eq!(page(InboundFilter::default(), 10).await, vec![ids[3], ids[2], ids[1], ids[0]]);
+    assert_eq!(page(InboundFilter::default(), 2).await, vec![ids[3], ids[2]]);
+    let older = InboundFilter { before: Some(ids[2]), ..Default::default() };
+    assert_eq!(page(older, 2).await, vec![ids[1], ids[0]]);
+    // A decision's words and ids, compared as text on both backends.
+    assert_eq!(page(field(DecisionField::Action, "auto_answer"), 10).await, vec![ids[0]]);
+    assert_eq!(page(field(DecisionField::Intent, "outage"), 10).await, vec![ids[1], ids[0]]);
+    assert_eq!(page(field(DecisionField::Notice, "7"), 10).await, vec![ids[0]]);
+    assert_eq!(page(field(DecisionField::Cluster, "3"), 10).await, vec![ids[1]]);
+    assert_eq!(page(field(DecisionField::Ticket, "12"), 10).await, vec![ids[2]]);
+    assert_eq!(page(field(DecisionField::Ticket, "1"), 10).await, Vec::<InboundId>::new());
+    let both = InboundFilter {
+        decision: vec![(DecisionField::Intent, "outage".into()), (DecisionField::Service, "internet".into())],
+        platform: Some(Platform::Discord),
+        ..Default::default()
+    };
+    assert_eq!(page(both, 10).await, vec![ids[1]]);
+    assert_eq!(page(InboundFilter { undecided: true, ..Default::default() }, 10).await, vec![ids[3]]);
+    // Text, ignoring case, with LIKE's own characters taken literally.
+    let text = |q: &str| InboundFilter { text: Some(q.to_owned()), ..Default::default() };
+    assert_eq!(page(text("geen internet"), 10).await, vec![ids[1]]);
+    assert_eq!(page(text("100%"), 10).await, vec![ids[2]]);
+    assert_eq!(page(text("0%"), 10).await, vec![ids[2]]);
+    assert_eq!(page(text("hoog_"), 10).await, vec![ids[2]]);
+    assert_eq!(page(text("g_en"), 10).await, Vec::<InboundId>::new());
+    assert_eq!(
+        page(InboundFilter { since: Some(t(60)), ..Default::default() }, 10).await,
+        vec![ids[3], ids[2], ids[1]]
+    );
 }
 
 /// An internet notice for `regions`, active, with a Dutch text: a base for other tests' notices.

@@ -1,4 +1,4 @@
-//! The admins' commands: notices, spike alerts and agents from a terminal, beside a running `webcare serve` or
+//! The admins' commands: notices, spike alerts, agents and messages (what was decided and why) from a terminal, beside a running `webcare serve` or
 //! without one. They work on the database directly, through the same services as the console and the staff chats
 //! (`Notices`), so roles, four-eyes approval and "one outage, one notice" hold here too; what they queue is sent
 //! by the serving instances, which poll the outbox.
@@ -153,6 +153,58 @@ pub enum AlertCommand {
         #[arg(long, value_parser = word::<NoticeState>, default_value = "investigating")]
         state: NoticeState,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessageCommand {
+    /// Stored messages, newest first, with what was done and the rules that did it. The filters are the
+    /// console's and the API's; a value out of range is an error that names it.
+    List(Box<MessageFilters>),
+    /// One message: its text, what was decided and every reason, and how the bridge's data (`bridge.data_dir`
+    /// or the shipped files, as loaded now from disk) reads it.
+    Show { id: i64 },
+}
+
+/// The filters of `webcare message list`, as given: `webcare_app::messages::query` checks them.
+#[derive(Debug, clap::Args)]
+pub struct MessageFilters {
+    /// auto_answer, hold_and_subscribe, ticket, move_private, ignore or undecided.
+    #[arg(long)]
+    action: Option<String>,
+    /// outage, case or other.
+    #[arg(long)]
+    intent: Option<String>,
+    /// outage, billing, technical, contract, moving or other.
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long)]
+    service: Option<String>,
+    #[arg(long)]
+    platform: Option<String>,
+    /// Messages answered from this notice.
+    #[arg(long)]
+    notice: Option<String>,
+    /// Messages held in this outage cluster.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Messages filed in this ticket.
+    #[arg(long)]
+    ticket: Option<String>,
+    /// Only messages whose text contains this, ignoring case.
+    #[arg(long = "text", value_name = "TEXT")]
+    q: Option<String>,
+    /// Only the last this many hours.
+    #[arg(long)]
+    hours: Option<String>,
+    /// Only messages older than this one (the next page).
+    #[arg(long)]
+    before: Option<String>,
+    /// How many (default 50, at most 500).
+    #[arg(long)]
+    limit: Option<String>,
+    /// One JSON object per line, as `GET /api/v1/messages` gives them.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A word of one of the domain's enums, with the words it knows in the error.
@@ -630,5 +682,164 @@ pub async fn report(config: &Config, days: u32, json: bool) -> anyhow::Result<()
         }
         _ => println!("first response: no ticket of the period answered yet"),
     }
+    Ok(())
+}
+
+/// What was done with a message, in a line: the action or command, and the notice, cluster and ticket.
+fn done(why: &webcare_app::messages::Why) -> String {
+    let mut out = match (&why.command, &why.action) {
+        (Some(command), _) => format!("command /{command}"),
+        (None, Some(action)) => action.clone(),
+        (None, None) => "not decided yet".to_owned(),
+    };
+    for (what, id) in [("notice", why.notice), ("cluster", why.cluster), ("ticket", why.ticket)] {
+        if let Some(id) = id {
+            out.push_str(&format!(" {what} {id}"));
+        }
+    }
+    if why.merged {
+        out.push_str(" (merged by flood control)");
+    }
+    out
+}
+
+/// The reading of a message in a line: intent, category, service, region, private data.
+fn reading(why: &webcare_app::messages::Why) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let mut out = format!(
+        "{}/{}/{}/{}",
+        or_dash(&why.intent),
+        or_dash(&why.category),
+        or_dash(&why.service),
+        or_dash(&why.region)
+    );
+    if !why.pii.is_empty() {
+        out.push_str(&format!(" private data: {}", why.pii.join(", ")));
+    }
+    out
+}
+
+pub async fn message(config: &Config, command: MessageCommand) -> anyhow::Result<()> {
+    use webcare_app::messages;
+    let said = with_db(config, async |db| match command {
+        MessageCommand::List(filters) => {
+            let MessageFilters {
+                action,
+                intent,
+                category,
+                service,
+                platform,
+                notice,
+                cluster,
+                ticket,
+                q,
+                hours,
+                before,
+                limit,
+                json,
+            } = *filters;
+            let given = [
+                ("action", action),
+                ("intent", intent),
+                ("category", category),
+                ("service", service),
+                ("platform", platform),
+                ("notice", notice),
+                ("cluster", cluster),
+                ("ticket", ticket),
+                ("q", q),
+                ("hours", hours),
+                ("before", before),
+                ("limit", limit),
+            ];
+            let pairs = given.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)));
+            let query = messages::query(pairs, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+            let page = db.inbound_page(&query.filter, query.limit).await?;
+            if json {
+                let lines: Vec<String> = page.iter().map(|m| messages::message_record(m).to_string()).collect();
+                return Ok(lines.join("\n"));
+            }
+            if page.is_empty() {
+                return Ok("no messages match".to_owned());
+            }
+            let mut out = Vec::new();
+            for m in &page {
+                let why = m.decision.as_ref().map(messages::why).unwrap_or_default();
+                out.push(format!(
+                    "{} {} {} · {} · {} · {}",
+                    m.id,
+                    m.received_at.format("%Y-%m-%d %H:%M UTC"),
+                    m.platform,
+                    reading(&why),
+                    done(&why),
+                    if why.rules.is_empty() { "-".to_owned() } else { why.rules.join(" -> ") },
+                ));
+                let text: String = m.text.split_whitespace().collect::<Vec<_>>().join(" ");
+                out.push(format!("    > {}", text.chars().take(140).collect::<String>()));
+            }
+            if page.len() == query.limit as usize
+                && let Some(last) = page.last()
+            {
+                out.push(format!("older: add --before {}", last.id));
+            }
+            Ok(out.join("\n"))
+        }
+        MessageCommand::Show { id } => {
+            let m = match db.inbound(webcare_domain::InboundId(id)).await {
+                Ok(m) => m,
+                Err(StoreError::NotFound { .. }) => bail!("message {id} not found (`webcare message list` shows them)"),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = vec![
+                format!(
+                    "message {} · {} on {} · conversation {}",
+                    m.id,
+                    m.received_at.format("%Y-%m-%d %H:%M UTC"),
+                    m.platform,
+                    m.conversation
+                ),
+                format!("> {}", m.text),
+            ];
+            if let Some(place) = &m.place {
+                out.push(format!("platform location: {place}"));
+            }
+            let then = m.decision.as_ref().map(messages::why);
+            match &then {
+                Some(why) => {
+                    out.push(format!("decided: {} · {}", done(why), reading(why)));
+                    if let Some(c) = why.cluster {
+                        match db.cluster(webcare_domain::ClusterId(c)).await {
+                            Ok(cluster) => out.push(format!("cluster {c} since: {}", messages::cluster_fate(&cluster))),
+                            Err(StoreError::NotFound { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    out.extend(why.reasons.iter().map(|r| format!("  - {r}")));
+                }
+                None => out.push("not decided yet".to_owned()),
+            }
+            if !m.text.trim().is_empty() {
+                let classifier = crate::cli::classifier(config)?;
+                let now =
+                    messages::why(&messages::classification_record(&classifier.classify(&m.text, m.place.as_deref())));
+                let verdict = match then.as_ref().filter(|w| w.intent.is_some()) {
+                    Some(then) => {
+                        let changes = messages::changes(then, &now);
+                        if changes.is_empty() {
+                            " (the same reading)".to_owned()
+                        } else {
+                            format!(" (differs: {})", changes.join(", "))
+                        }
+                    }
+                    None => String::new(),
+                };
+                out.push(format!("with the data files now: {}{verdict}", reading(&now)));
+                out.extend(now.reasons.iter().map(|r| format!("  - {r}")));
+            }
+            Ok(out.join("\n"))
+        }
+    })
+    .await?;
+    println!("{said}");
     Ok(())
 }

@@ -57,6 +57,12 @@ enum Command {
         #[command(subcommand)]
         command: crate::admin::AlertCommand,
     },
+    /// Stored messages and why each was answered as it was: list them by what was done, show one with its
+    /// reasons (admins).
+    Message {
+        #[command(subcommand)]
+        command: crate::admin::MessageCommand,
+    },
     /// Run the bridge over past messages (CSV or JSONL) without sending anything: one JSON line per message.
     Replay {
         file: PathBuf,
@@ -243,6 +249,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Alert { command } => {
             crate::serve::init_tracing(&config)?;
             crate::admin::alert(&config, command).await.map_err(Failure::Other)
+        }
+        Command::Message { command } => {
+            crate::serve::init_tracing(&config)?;
+            crate::admin::message(&config, command).await.map_err(Failure::Other)
         }
         Command::Replay { file, notices, out, clustering } => {
             crate::replay::replay(&config, &file, notices.as_deref(), out.as_deref(), &clustering)

@@ -3,7 +3,8 @@
 //!
 //! Without Chromium or chromedriver these tests fail, with a message saying how to install them; only outside CI
 //! and with `WEBCARE_TEST_SKIP_BROWSER=1` do they skip instead. With `WEBCARE_SCREENSHOTS=1` they write the
-//! screenshots in `docs/` (`console-queue.png`, `console-ticket.png`, `console-notices.png`, `console-report.png`).
+//! screenshots in `docs/` (`console-queue.png`, `console-ticket.png`, `console-notices.png`, `console-report.png`,
+//! `console-messages.png`).
 //! The tests take turns (one browser at a time), since each starts a Chromium of its own.
 
 use std::path::PathBuf;
@@ -350,6 +351,25 @@ async fn an_admin_publishes_a_notice_that_a_customer_then_receives() {
     b.goto(&s.base, "/reports").await;
     b.text("figcaption", "Messages per category per hour").await;
     b.screenshot("console-report").await;
+
+    // Why a message was answered so: from the notice to the messages it answered, then one message's reasons.
+    b.goto(&s.base, "/notices").await;
+    b.click("table.notices td:nth-child(2) a").await;
+    b.click("#answered").await;
+    b.text("table.messages", "Is the internet down in Utrecht?").await;
+    b.click("table.messages tbody tr:first-child td:first-child a").await;
+    b.text("#decided", "rule notice-match").await;
+    b.text("#decided .reasons", "term “no internet”").await;
+    b.text("#reading-same", "reads it the same way").await;
+    b.screenshot("console-messages").await;
+    // The filter form: what became a ticket.
+    b.goto(&s.base, "/messages").await;
+    let action = b.client.wait().at_most(WAIT).for_element(Locator::Css("select[name=action]")).await.unwrap();
+    action.select_by_value("ticket").await.unwrap();
+    b.click("#message-filters button").await;
+    b.text("table.messages", "Mijn factuur klopt niet").await;
+    let rows = b.client.find_all(Locator::Css("table.messages tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 1, "only the bill became a ticket");
     b.stop().await;
 }
 

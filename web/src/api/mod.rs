@@ -184,6 +184,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/alerts/{id}/notice", post(notice_from_alert))
         .route("/v1/me/chat-link", post(chat_link))
         .route("/v1/reports", get(reports))
+        .route("/v1/messages", get(list_messages))
+        .route("/v1/messages/{id}", get(get_message))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
 }
 
@@ -544,6 +546,39 @@ async fn reports(
     };
     let zone = state.ticketing.policy().sla.timezone;
     Ok(Json(webcare_app::reports::report(state.store.as_ref(), Utc::now(), days, zone).await?))
+}
+
+/// Stored messages, newest first, filtered by what was decided (`webcare_app::messages::query`); `next_before`
+/// asks for the next page.
+async fn list_messages(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let query = webcare_app::messages::query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), Utc::now())
+        .map_err(ApiError::invalid)?;
+    let page = state.store.inbound_page(&query.filter, query.limit).await?;
+    let next = (page.len() == query.limit as usize).then(|| page.last().map(|m| m.id)).flatten();
+    Ok(Json(
+        json!({"messages": page.iter().map(webcare_app::messages::message_record).collect::<Vec<_>>(), "next_before": next}),
+    ))
+}
+
+/// One stored message with its decision, and how the bridge's data loaded now reads its text (`now`, in the
+/// decision's fields; `null` for a message without text).
+async fn get_message(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let m = state.store.inbound(id(&raw, webcare_domain::InboundId, "message")?).await?;
+    let mut out = webcare_app::messages::message_record(&m);
+    out["now"] = if m.text.trim().is_empty() {
+        Value::Null
+    } else {
+        state.intake.classify(&m.text, m.place.as_deref()).unwrap_or(Value::Null)
+    };
+    Ok(Json(out))
 }
 
 /// A code for the calling agent to link a chat account with `/link CODE` in a staff chat; shown once.

@@ -23,6 +23,14 @@ pub const ROUTES: &[(&str, &str, bool, &str)] = &[
         true,
         "Messages per day and category and per region, spike alerts, tickets, first-response times (days=30)",
     ),
+    (
+        "get",
+        "/api/v1/messages",
+        true,
+        "Stored messages, newest first, with the decision and its reasons: action, intent, category, service, \
+         platform, notice, cluster, ticket, q (text), hours, before, limit",
+    ),
+    ("get", "/api/v1/messages/{id}", true, "One message with its decision, and how the data loaded now reads it"),
 ];
 
 fn error_responses(admin: bool) -> Value {

@@ -8,7 +8,7 @@
 //! a body limit (413), and every customer- or agent-supplied string escaped by [`html::escape`].
 //!
 //! Routes: `/login`, `/logout`, `/` (the queue), `/tickets/{id}` and its actions, `/notices`, `/alerts`,
-//! `/reports`, `/canned` and `/agents` (admins only), `/console/events` (SSE), `/console/console.{js,css}`.
+//! `/reports`, `/messages`, `/canned` and `/agents` (admins only), `/console/events` (SSE), `/console/console.{js,css}`.
 
 // Handlers return finished pages (`Response`) as their early-exit errors, as axum handlers return them;
 // boxing every one would only add noise.
@@ -19,6 +19,7 @@ mod admin;
 pub mod html;
 mod live;
 mod login;
+mod messages;
 mod notices;
 mod reports;
 mod tickets;
@@ -98,6 +99,9 @@ pub fn routes(config: ConsoleConfig) -> Router<AppState> {
         .route("/alerts", get(notices::alerts))
         .route("/alerts/{id}/notice", post(notices::publish_alert))
         .route("/reports", get(reports::page))
+        .route("/messages", get(messages::list))
+        .route("/messages/try", post(messages::try_text))
+        .route("/messages/{id}", get(messages::view))
         .route("/agents", get(admin::agents).post(admin::agents_post))
         .route("/account", get(account::page).post(account::post))
         .route("/canned", get(admin::canned).post(admin::canned_post))

@@ -203,8 +203,16 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         body,
         "<section class=\"card\"><h2>{title}</h2><p>{badge} {state} · {services} · {regions} · version {version}</p>\
          <p class=\"text notice-text\">{text}</p>{english}<dl><dt>Subscribers</dt><dd id=\"subscribers\">{subs}</dd>\
-         <dt>Delivery of v{version}</dt><dd id=\"delivery\">{progress}</dd></dl></section>",
+         <dt>Delivery of v{version}</dt><dd id=\"delivery\">{progress}</dd></dl>{answered}</section>",
         title = E(&notice.title),
+        answered = if staff.is_admin() {
+            format!(
+                "<p><a href=\"/messages?notice={0}\" id=\"answered\">Messages answered from notice {0}</a></p>",
+                notice.id
+            )
+        } else {
+            String::new()
+        },
         badge = status_badge(&notice),
         state = notice.state,
         services = E(&services_text(&notice.services)),
@@ -381,7 +389,8 @@ pub async fn alerts(State(state): State<AppState>, staff: Staff) -> Response {
         let _ = write!(
             body,
             "<section class=\"card alert\"><h2>{service} · {region}: {count} customers</h2>\
-             <p class=\"scope\">first {first}, last {last}, raised {created} · cluster {cluster}</p>{webhook}\
+             <p class=\"scope\">first {first}, last {last}, raised {created} · \
+             <a href=\"/messages?cluster={cluster}\">cluster {cluster}</a></p>{webhook}\
              <h3>Samples</h3><ul class=\"samples\">",
             service = a.service,
             region = E(&region),

@@ -297,6 +297,9 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         if m.deleted_at.is_some() {
             extra.push_str("<span class=\"mark\">deleted by the customer</span>");
         }
+        if staff.is_admin() {
+            let _ = write!(extra, "<a class=\"why\" href=\"/messages/{}\">why</a>", m.id);
+        }
         lines.push(Line {
             at: m.received_at,
             class: "in",

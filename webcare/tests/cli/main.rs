@@ -942,6 +942,29 @@ fn sighup_reloads_the_bridge_data_and_a_broken_file_changes_nothing() {
     assert!(before.starts_with("Thanks for letting us know"), "the first is not answered, the second is: {before}");
 
     std::fs::write(&lexicon, shipped.replacen("\"uitval\", ", "\"uitval\", \"blorp\", ", 1)).unwrap();
+    // Before the SIGHUP, the admin finds the message and reads it with the files as they are now on disk.
+    let (code, listed, stderr) = output(webcare(dir.path()).args(["message", "list", "--text", "BLORP", "--json"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!((first["text"].as_str(), listed.lines().count()), (Some("Zwolle: blorp?"), 1), "{listed}");
+    let was = first["decision"]["intent"].as_str().unwrap().to_owned();
+    assert_ne!(was, "outage", "{first}");
+    let id = first["id"].as_i64().unwrap().to_string();
+    let (code, shown, stderr) =
+        output(webcare(dir.path()).env("WEBCARE_BRIDGE__DATA_DIR", &data).args(["message", "show", &id]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(shown.contains(&format!("decided: {}", first["decision"]["action"].as_str().unwrap())), "{shown}");
+    assert!(shown.contains(&format!("(differs: intent outage (was {was})")), "{shown}");
+    assert!(shown.contains("term “blorp” in "), "{shown}");
+    let (code, listed, _) = output(webcare(dir.path()).args(["message", "list", "--limit", "1"]));
+    assert_eq!(code, Some(0));
+    assert!(listed.contains("Outage in Utrecht? No internet") && listed.contains("older: add --before "), "{listed}");
+    let (code, _, stderr) = output(webcare(dir.path()).args(["message", "list", "--action", "answered"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("unknown action `answered`"), "{stderr}");
+    let (code, _, stderr) = output(webcare(dir.path()).args(["message", "show", "999"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("message 999 not found"), "{stderr}");
     running.signal("HUP");
     logged(&mut running, "bridge data reloaded");
     let after = ask("twee", &["Zwolle: blorp?"]);
