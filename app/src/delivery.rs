@@ -912,6 +912,14 @@ impl Delivery {
             Err(SendError::RateLimited { retry_after, scope }) => {
                 let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
                 tracing::info!(platform = %conv.platform, ?scope, ?retry_after, "platform asked to slow down");
+                // A hold of the whole bot holds every instance: the budgets they draw slots from start after it.
+                if scope == LimitScope::Global {
+                    for b in [&gate.shared, &gate.paid].into_iter().flatten() {
+                        if let Err(e) = self.store.hold_send_budget(&b.bucket, until).await {
+                            tracing::warn!(bucket = %b.bucket, error = %e, "could not hold the shared send budget");
+                        }
+                    }
+                }
                 gate.hold(scope, until);
                 self.store.mark_retry(item.id, worker, until, &format!("429: retry after {retry_after:?}")).await?;
                 Ok(Outcome::Deferred(until))

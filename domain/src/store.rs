@@ -395,6 +395,10 @@ pub trait Store: Send + Sync {
         interval: Duration,
         now: Timestamp,
     ) -> StoreResult<Timestamp>;
+    /// Reserves no slot of the budget `bucket` before `until`, for every instance: the platform answered one with
+    /// a 429 for the whole bot, so none may send before its `retry_after` is over. An earlier `until` than the
+    /// budget's next free slot changes nothing.
+    async fn hold_send_budget(&self, bucket: &str, until: Timestamp) -> StoreResult<()>;
     /// Cancels the rows not yet sent (pending, or claimed and not yet sent) whose key starts with `prefix` but not
     /// with `keep` (older notice versions that a newer one supersedes); returns how many.
     async fn cancel_outbox_prefix(&self, prefix: &str, keep: &str) -> StoreResult<u64>;

@@ -2334,6 +2334,27 @@ impl Store for Db {
             .ok_or_else(|| StoreError::Other(format!("send budget {bucket}: slot {end} out of range")))
     }
 
+    async fn hold_send_budget(&self, bucket: &str, until: Timestamp) -> StoreResult<()> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "INSERT INTO send_budget (bucket, next_at) VALUES ($1, $2)
+                 ON CONFLICT (bucket) DO UPDATE SET next_at = GREATEST(send_budget.next_at, $2)"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO send_budget (bucket, next_at) VALUES ($1, $2)
+                 ON CONFLICT (bucket) DO UPDATE SET next_at = MAX(send_budget.next_at, $2)"
+            }
+        };
+        on_pool!(self, |pool| sqlx::query(sql)
+            .bind(bucket)
+            .bind(until.timestamp_micros())
+            .execute(&mut *pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        Ok(())
+    }
+
     async fn cancel_outbox_prefix(&self, prefix: &str, keep: &str) -> StoreResult<u64> {
         let (prefix, keep) = (like_prefix(prefix), like_prefix(keep));
         on_pool!(self, |pool| {

@@ -249,7 +249,11 @@ impl Running {
     }
 }
 
-contract!(two_engines_on_one_database_keep_to_one_budget, an_answer_takes_the_next_slot_during_a_broadcast);
+contract!(
+    two_engines_on_one_database_keep_to_one_budget,
+    an_answer_takes_the_next_slot_during_a_broadcast,
+    a_429_for_the_whole_bot_on_one_engine_holds_the_other_too
+);
 
 async fn two_engines_on_one_database_keep_to_one_budget(t: &TestDb) {
     const ROWS: usize = 60;
@@ -513,4 +517,65 @@ async fn a_429_storm_delays_the_broadcast_but_loses_and_repeats_nothing() {
     assert!(refused >= 3, "the storm happened ({refused} refused)");
     let p = app.notices.progress(notice.id).await.unwrap();
     assert_eq!((p.sent, p.failed, p.pending), (120, 0, 0), "a 429 is never a failure");
+}
+
+/// Answers the first send with a 429 for the whole bot and records when; records every send after it.
+struct LimitedOnce {
+    retry_after: Duration,
+    limited_at: Mutex<Option<std::time::Instant>>,
+    sent: Mutex<Vec<std::time::Instant>>,
+}
+
+#[async_trait]
+impl Sender for LimitedOnce {
+    fn platform(&self) -> Platform {
+        Platform::Telegram
+    }
+
+    async fn send(&self, _to: &Conversation, _item: &OutboxItem) -> Result<Sent, SendError> {
+        let mut limited = self.limited_at.lock().unwrap();
+        if limited.is_none() {
+            *limited = Some(std::time::Instant::now());
+            return Err(SendError::RateLimited { retry_after: self.retry_after, scope: LimitScope::Global });
+        }
+        self.sent.lock().unwrap().push(std::time::Instant::now());
+        Ok(Sent { platform_message_id: None })
+    }
+}
+
+/// Telegram answers one instance's send with a 429 for the whole bot: the other instance, which was not told,
+/// sends nothing either until `retry_after` is over (beyond the slots it had already reserved, a quarter second's
+/// worth), because the hold is written into the budget they share. Nothing is lost or sent twice.
+async fn a_429_for_the_whole_bot_on_one_engine_holds_the_other_too(t: &TestDb) {
+    const ROWS: usize = 30;
+    for i in 0..ROWS {
+        let c = chat(t.db(), Platform::Telegram, &format!("h{i}"), ConversationKind::Private).await;
+        enqueue(t.db(), c, &format!("notice {i}"), Priority::BROADCAST).await;
+    }
+    let retry_after = Duration::from_secs(2);
+    let limited = Arc::new(LimitedOnce { retry_after, limited_at: Mutex::new(None), sent: Mutex::new(Vec::new()) });
+    let other = Recorder::new(Duration::ZERO);
+    let config = |name: &str| DeliveryConfig { worker: name.into(), batch: 5, ..telegram_at(20.0) };
+    let a = Arc::new(Delivery::new(Arc::new(t.another().await), vec![limited.clone()], config("a")));
+    let b = Arc::new(Delivery::new(Arc::new(t.another().await), vec![other.clone()], config("b")));
+    let runs = [Running::start(&a), Running::start(&b)];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while limited.sent.lock().unwrap().len() + other.sent().len() < ROWS && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in runs {
+        r.stop().await;
+    }
+    let at = limited.limited_at.lock().unwrap().expect("engine a met the 429");
+    let b_sent: Vec<std::time::Instant> = other.sent().iter().map(|(at, _, _)| *at).collect();
+    assert_eq!(limited.sent.lock().unwrap().len() + b_sent.len(), ROWS, "every row once, the limited one too");
+    // At 20/s a reservation holds at most 5 slots (a quarter second); after those, nothing until the hold ends.
+    let during: Vec<Duration> = b_sent
+        .iter()
+        .filter(|s| **s > at)
+        .map(|s| s.duration_since(at))
+        .filter(|d| *d > Duration::from_millis(400) && *d < retry_after - Duration::from_millis(100))
+        .collect();
+    assert!(during.is_empty(), "engine b sent during the hold, at {during:?} after the 429");
+    assert!(b_sent.iter().any(|s| *s > at + retry_after), "engine b went on after the hold");
 }

@@ -38,7 +38,7 @@ contract!(
     leases_have_one_holder_and_pass_on_when_they_run_out,
     stop_cancels_pending_notice_messages_but_not_answers,
     paid_broadcast_is_kept_and_subscribers_are_counted_per_platform,
-    send_slots_follow_each_other_and_start_now_when_idle,
+    send_slots_follow_each_other_and_start_now_when_idle_and_a_hold_delays_them,
     concurrent_reservations_never_share_a_slot,
     a_unit_of_work_commits_all_or_nothing,
     a_unit_goes_back_to_its_mark,
@@ -148,7 +148,7 @@ async fn paid_broadcast_is_kept_and_subscribers_are_counted_per_platform(t_db: &
     assert_eq!(counts, vec![(Platform::Discord, 1), (Platform::Telegram, 2)]);
 }
 
-async fn send_slots_follow_each_other_and_start_now_when_idle(t_db: &TestDb) {
+async fn send_slots_follow_each_other_and_start_now_when_idle_and_a_hold_delays_them(t_db: &TestDb) {
     let db = t_db.db();
     let ms = Duration::from_millis;
     let at = |millis: i64| t(0) + chrono::Duration::milliseconds(millis);
@@ -160,6 +160,13 @@ async fn send_slots_follow_each_other_and_start_now_when_idle(t_db: &TestDb) {
     // A budget that was idle starts from now, not from where it stopped (no saved-up burst beyond one slot).
     assert_eq!(db.reserve_send_slots("telegram:global", 1, ms(10), at(1000)).await.unwrap(), at(1000));
     assert_eq!(db.reserve_send_slots("telegram:global", 1, ms(10), at(1000)).await.unwrap(), at(1010));
+    // A 429 for the whole bot holds the budget: no slot before its end, for anyone; an earlier hold changes nothing.
+    db.hold_send_budget("telegram:global", at(3000)).await.unwrap();
+    db.hold_send_budget("telegram:global", at(2000)).await.unwrap();
+    assert_eq!(db.reserve_send_slots("telegram:global", 2, ms(10), at(1100)).await.unwrap(), at(3000));
+    assert_eq!(db.reserve_send_slots("telegram:global", 1, ms(10), at(1100)).await.unwrap(), at(3020));
+    db.hold_send_budget("telegram:paid", at(500)).await.unwrap();
+    assert_eq!(db.reserve_send_slots("telegram:paid", 1, ms(10), at(0)).await.unwrap(), at(500), "a new bucket too");
 }
 
 async fn concurrent_reservations_never_share_a_slot(t_db: &TestDb) {
