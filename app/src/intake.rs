@@ -46,6 +46,10 @@ use webcare_domain::{
 };
 use webcare_ticketing::{CustomerMessage, PendingTicket, TicketBatch, TicketError, Ticketing};
 
+/// The reload request (`Store::request_reload`) that asks every running instance to read the bridge's data files
+/// again and hand them to its pipeline ([`Pipeline::reload_classifier`]): `webcare reload` and the console make it.
+pub const RELOAD_BRIDGE_DATA: &str = "bridge-data";
+
 /// Callback data of the button under automatic answers.
 pub const TALK_TO_PERSON: &str = "talk_to_person";
 

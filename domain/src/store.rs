@@ -89,6 +89,12 @@ pub trait Store: Send + Sync {
     /// open: keep it short. A unit cannot start another.
     async fn begin(&self) -> StoreResult<Arc<dyn Unit>>;
 
+    /// Asks every running instance to do `name` again (`bridge-data`: read the bridge's data files); `by` says who
+    /// asked. Returns the request's generation, one more than the last.
+    async fn request_reload(&self, name: &str, by: &str, at: Timestamp) -> StoreResult<i64>;
+    /// The generation of the latest request to do `name` again, 0 when none was made; an instance that saw a
+    /// lower one does it.
+    async fn reload_generation(&self, name: &str) -> StoreResult<i64>;
     /// Takes or renews the lease `name` for `holder` until `until`; true when `holder` has it now. A lease held by
     /// another holder is taken only once it has run out, so one process at a time does the job, and another takes
     /// over within one lease period when the holder dies.

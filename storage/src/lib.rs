@@ -483,6 +483,28 @@ impl Store for Db {
         on_pool!(self, |pool| sqlx::query("SELECT 1").execute(&mut *pool).await.map(|_| ()).map_err(err))
     }
 
+    async fn request_reload(&self, name: &str, by: &str, at: Timestamp) -> StoreResult<i64> {
+        on_pool!(self, |pool| sqlx::query_scalar(
+            "INSERT INTO reloads (name, generation, requested_by, requested_at) VALUES ($1, 1, $2, $3)
+             ON CONFLICT (name) DO UPDATE
+               SET generation = reloads.generation + 1, requested_by = $2, requested_at = $3
+             RETURNING generation"
+        )
+        .bind(name)
+        .bind(by)
+        .bind(ms(at))
+        .fetch_one(&mut *pool)
+        .await
+        .map_err(err))
+    }
+
+    async fn reload_generation(&self, name: &str) -> StoreResult<i64> {
+        let found: Option<i64> = on_pool!(self, |pool| optional(
+            sqlx::query_scalar("SELECT generation FROM reloads WHERE name = $1").bind(name).fetch_one(&mut *pool).await
+        )?);
+        Ok(found.unwrap_or(0))
+    }
+
     async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
         // One statement: insert, or take over a lease that ran out, or renew our own. The row lock (PostgreSQL) or
         // the write lock (SQLite) makes two contenders see each other's result.

@@ -1010,8 +1010,16 @@ async fn admins_see_why_each_message_was_answered_and_how_the_data_loaded_now_re
     let empty = ada.submit("/messages", "/messages/try", &[("text", "  ")]).await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
 
+    // Every instance is asked to read its data files again.
+    let reloading = ada.submit("/messages", "/messages/reload", &[]).await;
+    assert_eq!(reloading.status, StatusCode::OK, "{}", reloading.body);
+    assert!(reloading.body.contains("Reload request 1: every running instance"), "{}", reloading.body);
+    assert_eq!(s.state.store.reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA).await.unwrap(), 1);
+
     let mut bo = Client::new(&s);
     bo.login("bo").await;
+    assert_eq!(bo.submit("/", "/messages/reload", &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.state.store.reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA).await.unwrap(), 1);
     assert_eq!(bo.get("/messages").await.status, StatusCode::FORBIDDEN);
     assert_eq!(bo.get(&format!("/messages/{}", outage.id)).await.status, StatusCode::FORBIDDEN);
     assert_eq!(bo.submit("/", "/messages/try", &[("text", "storing?")]).await.status, StatusCode::FORBIDDEN);

@@ -36,6 +36,7 @@ contract!(
     outbox_concurrent_claimers_never_share_a_row,
     missing_rows_are_not_found,
     leases_have_one_holder_and_pass_on_when_they_run_out,
+    reload_requests_count_up_per_name,
     stop_cancels_pending_notice_messages_but_not_answers,
     paid_broadcast_is_kept_and_subscribers_are_counted_per_platform,
     send_slots_follow_each_other_and_start_now_when_idle_and_a_hold_delays_them,
@@ -887,6 +888,15 @@ async fn missing_rows_are_not_found(t_db: &TestDb) {
         db.set_ticket_state(webcare_domain::TicketId(1), TicketState::Open, None, t(0)).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn reload_requests_count_up_per_name(t_db: &TestDb) {
+    let db = t_db.db();
+    assert_eq!(db.reload_generation("bridge-data").await.unwrap(), 0, "none requested yet");
+    assert_eq!(db.request_reload("bridge-data", "ada", t(1)).await.unwrap(), 1);
+    assert_eq!(db.request_reload("bridge-data", "command line", t(2)).await.unwrap(), 2);
+    assert_eq!(db.reload_generation("bridge-data").await.unwrap(), 2);
+    assert_eq!(db.reload_generation("something-else").await.unwrap(), 0);
 }
 
 async fn leases_have_one_holder_and_pass_on_when_they_run_out(t_db: &TestDb) {

@@ -843,3 +843,18 @@ pub async fn message(config: &Config, command: MessageCommand) -> anyhow::Result
     println!("{said}");
     Ok(())
 }
+
+/// `webcare reload`: checks that the bridge's data files load here, then asks every running instance, through the
+/// database, to read them again; each does within a few seconds and says so in its log.
+pub async fn reload(config: &Config) -> anyhow::Result<()> {
+    crate::cli::classifier(config).context("nothing was requested: the data files do not load here")?;
+    let generation = with_db(config, async |db| {
+        Ok(db.request_reload(webcare_app::intake::RELOAD_BRIDGE_DATA, "command line", chrono::Utc::now()).await?)
+    })
+    .await?;
+    println!(
+        "reload request {generation}: every running instance reads the bridge's data files again within a few \
+         seconds (its log says \"bridge data reloaded\", or names a file that does not load there)"
+    );
+    Ok(())
+}

@@ -63,6 +63,9 @@ enum Command {
         #[command(subcommand)]
         command: crate::admin::MessageCommand,
     },
+    /// Ask every running instance on the database to read the bridge's data files again (as SIGHUP does for
+    /// one), after checking that they load here.
+    Reload,
     /// Run the bridge over past messages (CSV or JSONL) without sending anything: one JSON line per message.
     Replay {
         file: PathBuf,
@@ -253,6 +256,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Message { command } => {
             crate::serve::init_tracing(&config)?;
             crate::admin::message(&config, command).await.map_err(Failure::Other)
+        }
+        Command::Reload => {
+            crate::serve::init_tracing(&config)?;
+            crate::admin::reload(&config).await.map_err(Failure::Other)
         }
         Command::Replay { file, notices, out, clustering } => {
             crate::replay::replay(&config, &file, notices.as_deref(), out.as_deref(), &clustering)

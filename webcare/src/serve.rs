@@ -249,7 +249,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut signals = StopSignals::install()?;
     let hangups =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("install the SIGHUP handler")?;
-    tracker.spawn(reload_on_hangup(hangups, config.clone(), pipeline.clone(), shutdown.clone()));
+    let seen = store
+        .reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA)
+        .await
+        .context("read the latest reload request")?;
+    tracker.spawn(reload_bridge_data(hangups, seen, config.clone(), store.clone(), pipeline.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();
     let mut http = tokio::spawn(async move { webcare_web::serve(listener, router, http_shutdown).await });
     tracing::info!(%addr, "webcare listening on http://{addr}/");
@@ -330,12 +334,19 @@ impl StopSignals {
     }
 }
 
-/// On SIGHUP reads the bridge's data files again (`bridge.data_dir`, else the shipped ones), so that an admin who
-/// changed a lexicon, pattern or region file, and checked it with `webcare replay`, applies it without a restart.
-/// Files that do not load are named in the log, and the running data stays.
-async fn reload_on_hangup(
+/// How often an instance looks for a new reload request.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// On SIGHUP, or when an admin asked every instance through the database (`webcare reload`, the console's
+/// Messages page: a generation above `seen`), reads the bridge's data files again (`bridge.data_dir`, else the
+/// shipped ones), so that an admin who changed a lexicon, pattern or region file, and checked it with `webcare
+/// replay` or `webcare message show`, applies it without a restart. Files that do not load are named in the log,
+/// and the running data stays.
+async fn reload_bridge_data(
     mut hangups: tokio::signal::unix::Signal,
+    mut seen: i64,
     config: Config,
+    store: Arc<dyn webcare_domain::Store>,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) {
@@ -344,21 +355,37 @@ async fn reload_on_hangup(
         .data_dir
         .as_ref()
         .map_or("the shipped files (bridge.data_dir is not set)".to_owned(), |d| d.display().to_string());
+    let mut poll = tokio::time::interval(RELOAD_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let why = tokio::select! {
             _ = shutdown.cancelled() => return,
-            got = hangups.recv() => if got.is_none() { return },
-        }
+            got = hangups.recv() => match got {
+                Some(()) => "SIGHUP".to_owned(),
+                None => return,
+            },
+            _ = poll.tick() => match store.reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA).await {
+                Ok(generation) if generation > seen => {
+                    seen = generation;
+                    format!("reload request {generation}")
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not look for a reload request; trying again");
+                    continue;
+                }
+            },
+        };
         let config = config.clone();
         match tokio::task::spawn_blocking(move || crate::cli::classifier(&config)).await {
             Ok(Ok(classifier)) => {
                 pipeline.reload_classifier(Arc::new(classifier)).await;
-                tracing::info!(data = %source, "bridge data reloaded: later messages are classified with it");
+                tracing::info!(data = %source, %why, "bridge data reloaded: later messages are classified with it");
             }
             Ok(Err(e)) => {
-                tracing::error!(error = format!("{e:#}"), "bridge data not reloaded; the running data stays");
+                tracing::error!(error = format!("{e:#}"), %why, "bridge data not reloaded; the running data stays");
             }
-            Err(e) => tracing::error!(error = %e, "bridge data not reloaded; the running data stays"),
+            Err(e) => tracing::error!(error = %e, %why, "bridge data not reloaded; the running data stays"),
         }
     }
 }

@@ -155,8 +155,11 @@ pub async fn list(State(state): State<AppState>, staff: Staff, Query(given): Que
          <label>Text <textarea name=\"text\" id=\"try-text\" rows=\"3\" required maxlength=\"{MAX_TRY}\"></textarea></label>\
          <label>Platform location (optional) <input name=\"place\" id=\"try-place\"></label>\
          <button type=\"submit\" id=\"try\">Read it</button></form>\
-         <p class=\"hint\">Nothing is stored or sent. After changing a lexicon, reload webcare (SIGHUP) and read \
-         the text again.</p></details>",
+         <p class=\"hint\">Nothing is stored or sent.</p></details>\
+         <form method=\"post\" action=\"/messages/reload\" class=\"card\">{csrf}\
+         <p>Changed a lexicon, pattern or region file? Check it here, or with <code>webcare message show</code>, \
+         then have every instance read its data files again (as a SIGHUP does for one).</p>\
+         <button type=\"submit\" id=\"reload\">Reload the data files on every instance</button></form>",
         csrf = csrf_field(&staff),
     );
     html::page(StatusCode::OK, "Messages", Some(&staff), Live::default(), &body)
@@ -307,4 +310,23 @@ pub async fn try_text(State(state): State<AppState>, Posted { staff, fields }: P
     body.push_str(&reading_now(&state, text, place, None));
     body.push_str("<p><a href=\"/messages\">All messages</a></p>");
     html::page(StatusCode::OK, "A text read with the data loaded now", Some(&staff), Live::default(), &body)
+}
+
+/// `POST /messages/reload`: asks every running instance to read the bridge's data files again.
+pub async fn reload(State(state): State<AppState>, Posted { staff, .. }: Posted) -> Response {
+    if let Err(r) = staff.require_admin() {
+        return r;
+    }
+    let name = webcare_app::intake::RELOAD_BRIDGE_DATA;
+    let generation = match state.store.request_reload(name, &staff.agent.name, Utc::now()).await {
+        Ok(g) => g,
+        Err(e) => return unavailable(e, Some(&staff)),
+    };
+    tracing::info!(agent = %staff.agent.name, generation, "bridge data reload requested from the console");
+    let body = format!(
+        "<p id=\"reloading\">Reload request {generation}: every running instance reads its data files again within \
+         a few seconds. Its log says \"bridge data reloaded\", or names a file that does not load; then the running \
+         data stays.</p><p><a href=\"/messages\">Back to the messages</a></p>"
+    );
+    html::page(StatusCode::OK, "Reloading the data files", Some(&staff), Live::default(), &body)
 }

@@ -101,6 +101,7 @@ pub fn routes(config: ConsoleConfig) -> Router<AppState> {
         .route("/reports", get(reports::page))
         .route("/messages", get(messages::list))
         .route("/messages/try", post(messages::try_text))
+        .route("/messages/reload", post(messages::reload))
         .route("/messages/{id}", get(messages::view))
         .route("/agents", get(admin::agents).post(admin::agents_post))
         .route("/account", get(account::page).post(account::post))

@@ -897,10 +897,11 @@ fn an_admin_at_a_terminal_answers_a_spike_with_one_broadcast_while_serve_runs() 
     }
 }
 
-/// An admin changes a lexicon and applies it with SIGHUP, without a restart: later messages are classified with it.
-/// A file that does not load is named in the log, and the running data stays.
+/// An admin changes a lexicon and applies it without a restart, with SIGHUP or with `webcare reload` (through the
+/// database, for every instance): later messages are classified with it. A file that does not load is named in the
+/// log, and the running data stays; `webcare reload` refuses it before asking anyone.
 #[test]
-fn sighup_reloads_the_bridge_data_and_a_broken_file_changes_nothing() {
+fn sighup_or_webcare_reload_reloads_the_bridge_data_and_a_broken_file_changes_nothing() {
     let (rt, fake) = fake_telegram();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lexicons");
@@ -970,8 +971,21 @@ fn sighup_reloads_the_bridge_data_and_a_broken_file_changes_nothing() {
     let after = ask("twee", &["Zwolle: blorp?"]);
     assert!(after.starts_with("Bedankt voor je melding"), "{after}");
 
+    // `webcare reload`, another process, asks every running instance through the database, without a signal.
+    std::fs::write(&lexicon, shipped.replacen("\"uitval\", ", "\"uitval\", \"blorp\", \"zlorp\", ", 1)).unwrap();
+    let (code, said, stderr) = output(webcare(dir.path()).env("WEBCARE_BRIDGE__DATA_DIR", &data).arg("reload"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(said.starts_with("reload request 1: every running instance"), "{said}");
+    let reloaded = logged(&mut running, "bridge data reloaded");
+    assert!(reloaded.contains("reload request 1"), "{reloaded}");
+    let zlorp = ask("vier", &["Zwolle: zlorp?"]);
+    assert!(zlorp.starts_with("Bedankt voor je melding"), "{zlorp}");
+
     std::fs::write(&lexicon, "[[group]\nname = ").unwrap();
-    // `check-config` finds it before a SIGHUP would, naming the key and the file.
+    // `check-config` finds it before a SIGHUP would, naming the key and the file; `webcare reload` refuses it.
+    let (code, _, stderr) = output(webcare(dir.path()).env("WEBCARE_BRIDGE__DATA_DIR", &data).arg("reload"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("nothing was requested") && stderr.contains("lexicon-nl.toml"), "{stderr}");
     let (code, _, stderr) = output(webcare(dir.path()).env("WEBCARE_BRIDGE__DATA_DIR", &data).arg("check-config"));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("key `bridge.data_dir`") && stderr.contains("lexicon-nl.toml"), "{stderr}");
