@@ -732,4 +732,10 @@ async fn admins_list_messages_by_what_was_decided_and_read_why() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = a.call(Method::GET, "/api/v1/messages", Some(&a.agent), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "messages of every customer are for admins");
+
+    // After a lexicon changed: every instance reads its data files again.
+    let (status, body) = a.call(Method::POST, "/api/v1/reload", Some(&a.admin), None).await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"reload": "bridge-data", "generation": 1})));
+    assert_eq!(a.call(Method::POST, "/api/v1/reload", Some(&a.agent), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 1);
 }

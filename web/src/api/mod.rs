@@ -186,6 +186,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/reports", get(reports))
         .route("/v1/messages", get(list_messages))
         .route("/v1/messages/{id}", get(get_message))
+        .route("/v1/reload", post(reload))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
 }
 
@@ -579,6 +580,15 @@ async fn get_message(
         state.intake.classify(&m.text, m.place.as_deref()).unwrap_or(Value::Null)
     };
     Ok(Json(out))
+}
+
+/// Asks every running instance to read the bridge's data files again (as SIGHUP does for one): 202 with the
+/// request's generation; each instance does it within a few seconds and says so in its log.
+async fn reload(State(state): State<AppState>, Admin(admin): Admin) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name = webcare_app::intake::RELOAD_BRIDGE_DATA;
+    let generation = state.store.request_reload(name, &admin.name, Utc::now()).await?;
+    tracing::info!(agent = %admin.name, generation, "bridge data reload requested through the API");
+    Ok((StatusCode::ACCEPTED, Json(json!({"reload": name, "generation": generation}))))
 }
 
 /// A code for the calling agent to link a chat account with `/link CODE` in a staff chat; shown once.

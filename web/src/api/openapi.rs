@@ -31,6 +31,7 @@ pub const ROUTES: &[(&str, &str, bool, &str)] = &[
          platform, notice, cluster, ticket, q (text), hours, before, limit",
     ),
     ("get", "/api/v1/messages/{id}", true, "One message with its decision, and how the data loaded now reads it"),
+    ("post", "/api/v1/reload", true, "Every running instance reads the bridge's data files again (202)"),
 ];
 
 fn error_responses(admin: bool) -> Value {
