@@ -670,8 +670,8 @@ impl webcare_domain::StaffDesk for Desk {
         Ok(())
     }
 
-    fn commands(&self) -> Vec<(&'static str, &'static str)> {
-        COMMANDS.iter().map(|(name, _, what)| (*name, *what)).collect()
+    fn commands(&self) -> Vec<webcare_domain::StaffCommand> {
+        COMMANDS.iter().map(|&(name, args, what)| webcare_domain::StaffCommand { name, args, what }).collect()
     }
 }
 

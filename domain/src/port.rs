@@ -122,8 +122,19 @@ pub trait StaffDesk: Send + Sync {
     /// that is not a command is the team talking among themselves, and is left alone.
     async fn command(&self, event: InboundEvent) -> Result<(), IntakeError>;
 
-    /// The commands as (name, what it does in a line), for a platform's command menu in the staff chats.
-    fn commands(&self) -> Vec<(&'static str, &'static str)>;
+    /// The commands, for a platform's command menu in the staff chats.
+    fn commands(&self) -> Vec<StaffCommand>;
+}
+
+/// A command of the staff desk, as a platform's command menu shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaffCommand {
+    /// Without the slash: `claim`.
+    pub name: &'static str,
+    /// What follows the name, as a hint (`N TEXT`); empty when nothing does.
+    pub args: &'static str,
+    /// What it does, in a line.
+    pub what: &'static str,
 }
 
 /// What the platform said when it accepted a message.

@@ -167,6 +167,15 @@ impl EventHandler for Handler {
         for t in &guild.threads {
             self.shared.set_channel(t.id.get(), info_of(t, None));
         }
+        if guild.channels.keys().any(|c| self.shared.staff.contains(&c.get())) {
+            self.shared
+                .staff_guilds
+                .lock()
+                .expect("the staff guild map is never poisoned")
+                .entry(guild.id.get())
+                .or_insert(false);
+            self.shared.register_staff_commands().await;
+        }
     }
 
     async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
@@ -287,6 +296,9 @@ impl Handler {
     async fn command(&self, cmd: CommandInteraction) {
         let channel = cmd.channel_id.get();
         let http = &self.shared.http;
+        if let Some(desk) = self.shared.desk.as_ref().filter(|d| d.commands().iter().any(|c| c.name == cmd.data.name)) {
+            return self.staff_command(desk.clone(), cmd).await;
+        }
         let Some(kind) = self.shared.chat_kind(channel, cmd.guild_id).await else {
             let note = "Stel je vraag in een supportkanaal of in een DM aan mij. / Ask in a support channel or DM me.";
             let answer = CreateInteractionResponse::Message(
@@ -323,6 +335,49 @@ impl Handler {
             tracing::warn!(platform = "discord", error = %e, "could not answer a slash command");
         }
         log_outcome(stored, "slash command", &id);
+    }
+
+    /// One of the staff desk's slash commands: in a staff channel it goes to the desk as if typed (`/claim 12`),
+    /// and the desk's answer follows in the channel; anywhere else it is refused with a note only its user sees.
+    async fn staff_command(&self, desk: Arc<dyn webcare_domain::StaffDesk>, cmd: CommandInteraction) {
+        let channel = cmd.channel_id.get();
+        let http = &self.shared.http;
+        let ephemeral = |note: &str| {
+            CreateInteractionResponse::Message(CreateInteractionResponseMessage::new().content(note).ephemeral(true))
+        };
+        if cmd.guild_id.is_none() || !self.shared.staff.contains(&channel) {
+            let note = "Dit commando werkt alleen in het kanaal van het team. / This command works in the team's channel only.";
+            if let Err(e) = cmd.create_response(http, ephemeral(note)).await {
+                tracing::warn!(platform = "discord", error = %e, "could not answer a slash command");
+            }
+            return;
+        }
+        let args = cmd
+            .data
+            .options
+            .iter()
+            .filter_map(|o| match &o.value {
+                CommandDataOptionValue::String(s) => Some(s.trim().to_owned()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut e = event(channel, ConversationKind::Public, &cmd.user, cmd.user.bot, format!("ia/{}", cmd.id));
+        e.text = format!("/{} {args}", cmd.data.name).trim_end().to_owned();
+        e.at = snowflake_time(cmd.id.get());
+        // Discord wants an answer within 3 seconds; the desk may take longer, so both run at once.
+        let note = "Ontvangen, het antwoord volgt hier. / Received, the answer follows here.";
+        let id = e.message_id.clone();
+        let (answered, done) = tokio::join!(
+            cmd.create_response(http, ephemeral(note)),
+            while_unavailable(&id, || desk.command(e.clone()))
+        );
+        if let Err(e) = answered {
+            tracing::warn!(platform = "discord", error = %e, "could not answer a slash command");
+        }
+        if let Err(why) = done {
+            tracing::error!(platform = "discord", message = %id, error = %why, "a staff command was not carried out");
+        }
     }
 
     async fn button(&self, press: ComponentInteraction) {

@@ -107,6 +107,32 @@ pub fn commands() -> Vec<CreateCommand> {
     ]
 }
 
+/// The staff desk's commands as guild slash commands, for the servers that hold a staff channel: each takes what
+/// follows its name as one optional text option, `args`, as the desk reads a typed command. Only members who may
+/// manage messages see them by default, so customers in the same server do not; a server admin gives them to the
+/// team's role under Server Settings → Integrations. They work in the staff channels only.
+pub fn staff_commands(commands: &[webcare_domain::StaffCommand]) -> Vec<CreateCommand> {
+    // Discord's limit for descriptions.
+    let line = |s: &str| -> String {
+        if s.chars().count() <= 100 { s.to_owned() } else { format!("{}…", s.chars().take(99).collect::<String>()) }
+    };
+    commands
+        .iter()
+        .map(|c| {
+            let command = CreateCommand::new(c.name)
+                .description(line(c.what))
+                .default_member_permissions(Permissions::MANAGE_MESSAGES);
+            if c.args.is_empty() {
+                command
+            } else {
+                command.add_option(
+                    CreateCommandOption::new(CommandOptionType::String, "args", line(c.args)).required(false),
+                )
+            }
+        })
+        .collect()
+}
+
 /// Starts the Discord bot: checks the token (`GET /users/@me`) and runs the gateway until `shutdown`; the slash
 /// commands are registered on the first READY, which names the application. The returned sender delivers outbox rows; the task ends when the gateway client has stopped.
 pub async fn start(
@@ -148,6 +174,7 @@ pub async fn start(
         dm_closed: Mutex::new(HashSet::new()),
         moves: Mutex::new(HashMap::new()),
         commands_registered: std::sync::atomic::AtomicBool::new(false),
+        staff_guilds: Mutex::new(HashMap::new()),
     });
     tracing::info!(platform = "discord", bot = %me.name, support_channels = shared.support.len(),
         shards = settings.shards, first_shard = settings.shard_span.0, last_shard = settings.shard_span.1,
@@ -262,6 +289,9 @@ pub(crate) struct Shared {
     pub dm_closed: Mutex<HashSet<u64>>,
     /// Private moves in progress, by outbox row, so a retried row repeats no step that succeeded.
     pub moves: Mutex<HashMap<webcare_domain::OutboxId, sender::Progress>>,
+    /// The servers that hold a staff channel, and whether the desk's commands are registered there (on their
+    /// GUILD_CREATE, or on READY when that came later).
+    pub staff_guilds: Mutex<HashMap<u64, bool>>,
     /// Slash commands are registered on the first READY (which names the application), once per process.
     pub commands_registered: std::sync::atomic::AtomicBool,
 }
@@ -282,6 +312,42 @@ impl Shared {
                 // Commands registered before keep working; the next READY tries again.
                 self.commands_registered.store(false, Ordering::Release);
                 tracing::warn!(platform = "discord", error = %e, "could not register the slash commands");
+            }
+        }
+        self.register_staff_commands().await;
+    }
+
+    /// Registers the staff desk's commands in each server that holds a staff channel and has not got them yet,
+    /// once the application is known (READY). A failure is logged; the next GUILD_CREATE or READY tries again.
+    pub async fn register_staff_commands(&self) {
+        let Some(desk) = &self.desk else { return };
+        if self.http.application_id().is_none() {
+            return;
+        }
+        let todo: Vec<u64> = {
+            let mut guilds = self.staff_guilds.lock().expect("the staff guild map is never poisoned");
+            guilds
+                .iter_mut()
+                .filter(|(_, done)| !**done)
+                .map(|(id, done)| {
+                    *done = true;
+                    *id
+                })
+                .collect()
+        };
+        let commands = staff_commands(&desk.commands());
+        for guild in todo {
+            match serenity::all::GuildId::new(guild).set_commands(&self.http, commands.clone()).await {
+                Ok(registered) => tracing::info!(
+                    platform = "discord",
+                    guild,
+                    commands = registered.len(),
+                    "staff commands registered"
+                ),
+                Err(e) => {
+                    self.staff_guilds.lock().expect("the staff guild map is never poisoned").insert(guild, false);
+                    tracing::warn!(platform = "discord", guild, error = %e, "could not register the staff commands");
+                }
             }
         }
     }

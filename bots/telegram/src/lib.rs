@@ -222,7 +222,8 @@ impl Telegram {
         if let Some(desk) = &self.desk {
             for chat in &self.settings.staff_chats {
                 let scope = BotCommandScope::Chat { chat_id: Recipient::Id(ChatId(*chat)) };
-                requests.push(("a staff chat", self.bot.set_my_commands(menu(&desk.commands())).scope(scope)));
+                let commands: Vec<(&str, &str)> = desk.commands().iter().map(|c| (c.name, c.what)).collect();
+                requests.push(("a staff chat", self.bot.set_my_commands(menu(&commands)).scope(scope)));
             }
         }
         for (whom, request) in requests {

@@ -39,6 +39,8 @@ struct Env {
     support: ChannelId,
     general: ChannelId,
     news: ChannelId,
+    /// How many commands the staff desk has, each a slash command in the team's server.
+    desk_commands: usize,
     /// The webcare team's channel (`discord.staff_channels`), and its conversation.
     team: ChannelId,
     team_conversation: webcare_domain::ConversationId,
@@ -85,6 +87,7 @@ impl Env {
             wake.clone(),
             [(Platform::Discord, team.to_string(), team_conversation)],
         );
+        let desk_commands = webcare_domain::StaffDesk::commands(&desk).len();
         let settings = DiscordSettings {
             token: dc.token(),
             api_url: Some(dc.api_url()),
@@ -121,6 +124,11 @@ impl Env {
         };
         assert!(dc.wait_until(WAIT, || dc.ready_connections() == 1).await, "the bot connected to the gateway");
         assert!(dc.wait_until(WAIT, || dc.commands(None).len() == 3).await, "the slash commands are registered");
+        // The team's server gets the desk's commands once its GUILD_CREATE has come.
+        assert!(
+            dc.wait_until(WAIT, || dc.commands(Some(guild)).len() == desk_commands).await,
+            "the staff commands are registered in the team's server"
+        );
         Env {
             dc,
             db,
@@ -133,6 +141,7 @@ impl Env {
             news,
             team,
             team_conversation,
+            desk_commands,
             shutdown,
             tasks: vec![gateway, run, forward],
         }
@@ -627,6 +636,40 @@ async fn the_team_claims_and_answers_a_case_from_its_channel() {
     assert!(env.bot_texts(team)[4].starts_with(&format!("Reply to ticket #{} queued", ticket.id)));
     let claimed = env.store.ticket(ticket.id).await.unwrap();
     assert_eq!(claimed.claimed_by, Some(ann.id));
+
+    // The desk's commands are slash commands in the team's server too, shown by default only to members who may
+    // manage messages; what follows the name is one text option.
+    let registered = dc.commands(Some(env.guild));
+    let claim = registered.iter().find(|c| c["name"] == "claim").expect("the desk's commands are registered");
+    assert_eq!(claim["default_member_permissions"], "8192", "Manage Messages: {claim}");
+    assert_eq!(
+        (claim["options"][0]["name"].as_str(), claim["options"][0]["description"].as_str()),
+        (Some("args"), Some("N"))
+    );
+    assert!(
+        registered.iter().any(
+            |c| c["name"] == "queue" && c.get("options").is_none_or(|o| o.as_array().is_some_and(|o| o.is_empty()))
+        )
+    );
+    assert_eq!(registered.len(), env.desk_commands, "every desk command");
+    let note = format!("{} belt morgen terug", ticket.id);
+    let run = dc.run_command(member, team, SlashCommand::new("note").option("args", &note));
+    assert!(
+        dc.wait_until(WAIT, || dc.interaction(run.interaction_id).and_then(|i| i.response_type()) == Some(4)).await
+    );
+    let callback = dc.interaction(run.interaction_id).unwrap().callbacks[0].clone();
+    assert_eq!(callback["data"]["flags"].as_u64().unwrap_or(0) & message_flags::EPHEMERAL, message_flags::EPHEMERAL);
+    assert!(answers(6).await);
+    assert_eq!(env.bot_texts(team)[5], format!("Note added to ticket #{}.", ticket.id));
+    let events = env.store.ticket_events(ticket.id).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == TicketEventKind::Note && e.body == "belt morgen terug"), "{events:?}");
+    // Elsewhere in the server a desk command does nothing but say where it works.
+    let run = dc.run_command(carol, env.support, SlashCommand::new("queue"));
+    assert!(
+        dc.wait_until(WAIT, || dc.interaction(run.interaction_id).and_then(|i| i.response_type()) == Some(4)).await
+    );
+    let refused = dc.interaction(run.interaction_id).unwrap().callbacks[0].clone();
+    assert!(refused["data"]["content"].as_str().unwrap().contains("team's channel only"), "{refused}");
     let events = env.store.ticket_events(ticket.id).await.unwrap();
     assert!(events.iter().any(|e| e.kind == TicketEventKind::Reply && e.actor == Some(ann.id)), "{events:?}");
 
@@ -640,7 +683,7 @@ async fn the_team_claims_and_answers_a_case_from_its_channel() {
     assert!(env.bot_texts(bo_dm)[0].starts_with("Linked: your commands here act as bo"), "{:?}", env.bot_texts(bo_dm));
 
     // The chatter got no answer, and nothing from the team's channel or the link is a customer's message.
-    assert_eq!(dc.visible_bot_messages(team).len(), 5, "{:?}", env.bot_texts(team));
+    assert_eq!(dc.visible_bot_messages(team).len(), 6, "{:?}", env.bot_texts(team));
     let stored = env.stored_messages().await;
     assert_eq!(stored.len(), 1, "only carol's message is stored: {stored:?}");
     env.stop().await;
