@@ -155,6 +155,14 @@ pub struct Classification {
 }
 
 impl Classification {
+    /// Words in Dutch or English in which no lexicon term, private data or place was found (rule `no-signal`):
+    /// text webcare cannot read, as opposed to thanks, a greeting, or too little text to tell.
+    pub fn unread(&self) -> bool {
+        matches!(self.language, Language::Nl | Language::En)
+            && self.region.is_none()
+            && self.reasons.iter().any(|r| matches!(r, Reason::Rule { rule } if rule == "no-signal"))
+    }
+
     /// The distinct kinds of private data found, in order of appearance.
     pub fn pii_kinds(&self) -> Vec<String> {
         let mut kinds: Vec<String> = Vec::new();

@@ -424,6 +424,13 @@ impl Engine {
                     decision.action = Action::Ticket;
                     rule(&mut decision, "case-ticket");
                 }
+                // In a private chat, words webcare cannot read at all ("ik snap de brief niet die ik kreeg") are
+                // for a person, as a message in another language is: silence would drop a case. In a server
+                // channel or a group, where people also talk among themselves, they are left alone.
+                Intent::Other if !msg.public && class.unread() => {
+                    decision.action = Action::Ticket;
+                    rule(&mut decision, "private-unread-ticket");
+                }
                 Intent::Other => {
                     decision.action = Action::Ignore;
                     rule(&mut decision, "other-ignore");

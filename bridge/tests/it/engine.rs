@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta};
-use webcare_bridge::{Action, Classifier, Engine, EngineConfig, EngineState, Incoming, Intent};
+use webcare_bridge::{Action, Classifier, Engine, EngineConfig, EngineState, Incoming, Intent, Reason};
 use webcare_domain::{Notice, NoticeId, NoticeState, Service, SubscriptionTarget, Timestamp};
 
 fn classifier() -> Arc<Classifier> {
@@ -490,4 +490,25 @@ fn a_cluster_begun_without_a_service_takes_the_first_service_named() {
     assert_eq!(e.cluster(first.cluster.unwrap()).unwrap().service, Service::Internet);
     let vague = e.process(&msg("3", "c", 2, "mijn internet werkt niet"), &[]).decision;
     assert_ne!(vague.cluster, first.cluster, "a complaint that does not say others have it stays apart");
+}
+
+#[test]
+fn words_webcare_cannot_read_in_a_private_chat_go_to_a_person_and_in_public_are_left_alone() {
+    let mut e = engine();
+    for (id, text) in [("1", "Ik snap de brief niet die ik kreeg"), ("2", "I do not understand the letter I got")] {
+        let d = e.process(&msg(id, &format!("c{id}"), 0, text), &[]).decision;
+        assert_eq!(d.action, Action::Ticket, "{text}: {:?}", d.reasons);
+        assert!(
+            d.reasons.iter().any(|r| matches!(r, Reason::Rule { rule } if rule == "private-unread-ticket")),
+            "{text}: {:?}",
+            d.reasons
+        );
+    }
+    // Thanks, a greeting or a lone symbol in private stay without action; so do unread words in public.
+    for (id, text) in [("3", "Bedankt!"), ("4", "hoi"), ("5", "?"), ("6", "ok")] {
+        assert_eq!(e.process(&msg(id, &format!("c{id}"), 0, text), &[]).decision.action, Action::Ignore, "{text}");
+    }
+    let mut public = msg("7", "c7", 0, "Ik snap de brief niet die ik kreeg");
+    public.public = true;
+    assert_eq!(e.process(&public, &[]).decision.action, Action::Ignore, "in public it is left alone");
 }
