@@ -155,11 +155,10 @@ pub struct Classification {
 }
 
 impl Classification {
-    /// Words in Dutch or English in which no lexicon term, private data or place was found (rule `no-signal`):
-    /// text webcare cannot read, as opposed to thanks, a greeting, or too little text to tell.
+    /// Dutch or English in which no lexicon term of weight was found, nor private data (rule `no-signal`): text
+    /// webcare cannot read, as opposed to thanks, chit-chat, or too little text to tell its language.
     pub fn unread(&self) -> bool {
         matches!(self.language, Language::Nl | Language::En)
-            && self.region.is_none()
             && self.reasons.iter().any(|r| matches!(r, Reason::Rule { rule } if rule == "no-signal"))
     }
 
@@ -174,6 +173,10 @@ impl Classification {
         kinds
     }
 }
+
+/// Below this `other` score a message holds only weak words of that kind (a "hallo" or "ok" in front of something
+/// else), which say nothing of what it is about: such a message is read as one without a signal (`no-signal`).
+const WEAK_OTHER: f32 = 0.5;
 
 /// Score thresholds; the defaults suit the shipped lexicons.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -590,7 +593,7 @@ impl Classifier {
             (Intent::Case, "case-score")
         } else if !pii.is_empty() {
             (Intent::Case, "private-data")
-        } else if other > 0.0 {
+        } else if other >= WEAK_OTHER {
             (Intent::Other, "other-score")
         } else {
             (Intent::Other, "no-signal")

@@ -424,10 +424,11 @@ impl Engine {
                     decision.action = Action::Ticket;
                     rule(&mut decision, "case-ticket");
                 }
-                // In a private chat, words webcare cannot read at all ("ik snap de brief niet die ik kreeg") are
-                // for a person, as a message in another language is: silence would drop a case. In a server
-                // channel or a group, where people also talk among themselves, they are left alone.
-                Intent::Other if !msg.public && class.unread() => {
+                // In a private chat, a sentence webcare cannot read ("ik snap de brief niet die ik kreeg", "hallo,
+                // ik heb een probleem met mijn mail") is for a person, as a message in another language is: silence
+                // would drop a case. Two words or less ("ok dan", "hoi") are no sentence. In a server channel or a
+                // group, where people also talk among themselves, unread words are left alone.
+                Intent::Other if !msg.public && class.unread() && msg.text.split_whitespace().count() >= 3 => {
                     decision.action = Action::Ticket;
                     rule(&mut decision, "private-unread-ticket");
                 }

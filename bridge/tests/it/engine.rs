@@ -495,7 +495,12 @@ fn a_cluster_begun_without_a_service_takes_the_first_service_named() {
 #[test]
 fn words_webcare_cannot_read_in_a_private_chat_go_to_a_person_and_in_public_are_left_alone() {
     let mut e = engine();
-    for (id, text) in [("1", "Ik snap de brief niet die ik kreeg"), ("2", "I do not understand the letter I got")] {
+    for (id, text) in [
+        ("1", "Ik snap de brief niet die ik kreeg"),
+        ("2", "I do not understand the letter I got"),
+        ("8", "Hallo, ik heb een probleem met mijn mail"),
+        ("9", "Hoe laat is de winkel in Utrecht open?"),
+    ] {
         let d = e.process(&msg(id, &format!("c{id}"), 0, text), &[]).decision;
         assert_eq!(d.action, Action::Ticket, "{text}: {:?}", d.reasons);
         assert!(
@@ -505,7 +510,9 @@ fn words_webcare_cannot_read_in_a_private_chat_go_to_a_person_and_in_public_are_
         );
     }
     // Thanks, a greeting or a lone symbol in private stay without action; so do unread words in public.
-    for (id, text) in [("3", "Bedankt!"), ("4", "hoi"), ("5", "?"), ("6", "ok")] {
+    for (id, text) in
+        [("3", "Bedankt!"), ("4", "hoi"), ("5", "?"), ("6", "ok"), ("10", "ok dan"), ("11", "fijne dag nog")]
+    {
         assert_eq!(e.process(&msg(id, &format!("c{id}"), 0, text), &[]).decision.action, Action::Ignore, "{text}");
     }
     let mut public = msg("7", "c7", 0, "Ik snap de brief niet die ik kreeg");
