@@ -177,8 +177,10 @@ pub struct MessageFilters {
     /// outage, billing, technical, contract, moving or other.
     #[arg(long)]
     category: Option<String>,
+    /// internet, tv, mobile, landline or unknown.
     #[arg(long)]
     service: Option<String>,
+    /// discord, telegram or webchat.
     #[arg(long)]
     platform: Option<String>,
     /// Messages answered from this notice.
