@@ -134,6 +134,9 @@ pub struct TicketFilter {
     pub assignee: Option<AssigneeFilter>,
     /// Only tickets solved at or before this time (the auto-close sweep).
     pub solved_before: Option<Timestamp>,
+    /// Only tickets this finds, ignoring case: in the subject, the customer's name, or anything the customer wrote
+    /// in the ticket's conversation; a number (`12`, `#12`) also finds the ticket of that number.
+    pub text: Option<String>,
     pub limit: Option<u32>,
 }
 

@@ -2652,6 +2652,21 @@ impl Store for Db {
         if let Some(before) = filter.solved_before {
             clauses.push(format!("solved_at <= {}", param(Arg::Int(ms(before)))));
         }
+        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let like = param(Arg::Text(like_contains(&text.to_lowercase())));
+            let mut any = vec![
+                format!("lower(subject) LIKE {like} ESCAPE '\\'"),
+                format!("customer_id IN (SELECT id FROM customers WHERE lower(display_name) LIKE {like} ESCAPE '\\')"),
+                format!(
+                    "EXISTS (SELECT 1 FROM inbound_messages m WHERE m.conversation_id = tickets.conversation_id \
+                     AND m.customer_id = tickets.customer_id AND lower(m.text) LIKE {like} ESCAPE '\\')"
+                ),
+            ];
+            if let Ok(number) = text.trim_start_matches('#').parse::<i64>() {
+                any.push(format!("id = {}", param(Arg::Int(number))));
+            }
+            clauses.push(format!("({})", any.join(" OR ")));
+        }
         let limit = filter.limit.map(|n| format!(" LIMIT {}", param(Arg::Int(i64::from(n))))).unwrap_or_default();
         let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
         // Only numbered placeholders are formatted into the text; every value is bound.

@@ -733,6 +733,15 @@ async fn admins_list_messages_by_what_was_decided_and_read_why() {
     let (status, _) = a.call(Method::GET, "/api/v1/messages", Some(&a.agent), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "messages of every customer are for admins");
 
+    // Agents search tickets as the console's queue does.
+    let (status, found) = a.call(Method::GET, "/api/v1/tickets?q=FACTUUR", Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert!(found[0]["subject"].as_str().unwrap().contains("factuur"), "{found}");
+    let long = "x".repeat(201);
+    let (status, _) = a.call(Method::GET, &format!("/api/v1/tickets?q={long}"), Some(&a.agent), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
     // After a lexicon changed: every instance reads its data files again.
     let (status, body) = a.call(Method::POST, "/api/v1/reload", Some(&a.admin), None).await;
     assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"reload": "bridge-data", "generation": 1})));

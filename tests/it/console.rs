@@ -1027,3 +1027,23 @@ async fn admins_see_why_each_message_was_answered_and_how_the_data_loaded_now_re
     assert!(!bo.get(&format!("/tickets/{}", ticket.id)).await.body.contains("class=\"why\""));
     assert_eq!(ada.get("/messages/999").await.status, StatusCode::NOT_FOUND);
 }
+
+/// Agents find a ticket from the queue's search: by words the customer wrote, their name, or the number.
+#[tokio::test]
+async fn the_queue_finds_tickets_by_words_name_and_number() {
+    let s = setup().await;
+    customer_writes(&s, "Eva Jansen", BILLING).await;
+    customer_writes(&s, "Fer", "Ik wil mijn contract opzeggen, hoe gaat dat?").await;
+    let eva = s.state.store.tickets(&[]).await.unwrap().into_iter().find(|t| t.category == "billing").unwrap();
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    let found = |body: &str, subject: &str| body.contains(&webcare_web::console::escape(subject));
+    for q in ["dubbel", "JANSEN", &format!("%23{}", eva.id)] {
+        let page = bo.get(&format!("/?q={q}")).await.body;
+        assert!(found(&page, BILLING) && !page.contains("contract opzeggen"), "{q}: {page}");
+    }
+    let none = bo.get("/?q=storing&state=all").await.body;
+    assert!(none.contains("No tickets match."), "{none}");
+    let typed = bo.get("/?q=%3Cb%3E").await.body;
+    assert!(typed.contains("value=\"&lt;b&gt;\"") && !typed.contains("value=\"<b>\""), "the search is shown escaped");
+}

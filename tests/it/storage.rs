@@ -27,6 +27,7 @@ contract!(
     clusters_hand_their_members_to_a_notice,
     subscriptions_are_unique_and_stop_ends_them,
     tickets_keep_their_history,
+    tickets_are_found_by_words_name_and_number,
     agents_have_unique_names_and_hashed_tokens,
     outbox_keys_are_idempotent,
     outbox_batches_are_idempotent_too,
@@ -632,6 +633,67 @@ async fn subscriptions_are_unique_and_stop_ends_them(t_db: &TestDb) {
     assert_eq!(db.unsubscribe_all(chat.id).await.unwrap(), 2);
     assert!(db.subscribers(SubscriptionTarget::Notice(n1.id)).await.unwrap().is_empty());
     assert_eq!(db.unsubscribe_all(chat.id).await.unwrap(), 0);
+}
+
+async fn tickets_are_found_by_words_name_and_number(t_db: &TestDb) {
+    let db = t_db.db();
+    // Anna (customer_and_chat) and Bram, each with a ticket; Anna also wrote about her modem in her conversation.
+    let (anna, anna_chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let bram = db
+        .upsert_customer(
+            NewCustomer {
+                platform: Platform::Discord,
+                platform_user_id: "u2".into(),
+                display_name: "Bram de Vries".into(),
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
+    let bram_chat = db
+        .upsert_conversation(
+            NewConversation {
+                platform: Platform::Discord,
+                platform_chat_id: "d2".into(),
+                kind: ConversationKind::Private,
+                title: None,
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
+    let ticket = |conversation, customer, subject: &str| NewTicket {
+        conversation,
+        customer,
+        subject: subject.into(),
+        priority: 3,
+        category: "billing".into(),
+        due_at: None,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        tags: Vec::new(),
+        at: t(1),
+    };
+    let a = db.create_ticket(ticket(anna_chat.id, anna.id, "Factuur 100% te hoog")).await.unwrap();
+    let b = db.create_ticket(ticket(bram_chat.id, bram.id, "Verhuizing naar Gent")).await.unwrap();
+    db.insert_inbound(inbound(&anna_chat, &anna, "c1/9", "en mijn Modem knippert rood")).await.unwrap();
+    let find = |text: &str| {
+        let filter = webcare_domain::TicketFilter { text: Some(text.to_owned()), ..Default::default() };
+        async move { db.find_tickets(&filter).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(find("FACTUUR").await, vec![a.id], "the subject, ignoring case");
+    assert_eq!(find("de vries").await, vec![b.id], "the customer's name");
+    assert_eq!(find("modem knippert").await, vec![a.id], "what the customer wrote");
+    assert_eq!(find(&format!("#{}", b.id)).await, vec![b.id], "the number");
+    assert_eq!(find("100%").await, vec![a.id], "LIKE's characters are taken literally");
+    assert_eq!(find("1_0").await, Vec::<webcare_domain::TicketId>::new());
+    assert_eq!(find("storing").await, Vec::<webcare_domain::TicketId>::new());
+    let both = webcare_domain::TicketFilter {
+        text: Some("e".into()),
+        platform: Some(Platform::Discord),
+        ..Default::default()
+    };
+    assert_eq!(db.find_tickets(&both).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>(), vec![b.id]);
 }
 
 async fn tickets_keep_their_history(t_db: &TestDb) {

@@ -241,6 +241,8 @@ fn id<T>(raw: &str, make: fn(i64) -> T, what: &str) -> Result<T, ApiError> {
 #[derive(Deserialize)]
 struct ListQuery {
     state: Option<String>,
+    /// Words in the subject, the customer's name or what they wrote, or a ticket number.
+    q: Option<String>,
 }
 
 async fn list_tickets(
@@ -255,7 +257,11 @@ async fn list_tickets(
             .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
     };
-    let filter = webcare_domain::TicketFilter { states, ..Default::default() };
+    let text = match q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if t.chars().count() > 200 => return Err(ApiError::invalid("q: at most 200 characters")),
+        t => t.map(str::to_owned),
+    };
+    let filter = webcare_domain::TicketFilter { states, text, ..Default::default() };
     let mut out = Vec::new();
     for t in state.ticketing.queue(&filter).await? {
         out.push(view(&state, t).await?);

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 /// Every API route: method, path (OpenAPI style), whether it needs the admin role, and a summary.
 pub const ROUTES: &[(&str, &str, bool, &str)] = &[
-    ("get", "/api/v1/tickets", false, "List tickets, optionally by state (state=new,open,...)"),
+    ("get", "/api/v1/tickets", false, "List tickets, optionally by state (state=new,open,...) and text (q=)"),
     ("get", "/api/v1/tickets/{id}", false, "One ticket with its messages"),
     ("patch", "/api/v1/tickets/{id}", false, "Change state, priority or assignee"),
     ("post", "/api/v1/tickets/{id}/claim", false, "Claim a ticket; 409 with the holder's name when taken"),
@@ -52,14 +52,25 @@ pub fn document() -> Value {
             op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}]);
         }
         if *path == "/api/v1/tickets" && *method == "get" {
-            op["parameters"] = json!([{"name": "state", "in": "query", "required": false, "schema": {"type": "string"},
-                "description": "comma-separated: new, open, pending, solved, closed"}]);
+            op["parameters"] = json!([
+                {"name": "state", "in": "query", "required": false, "schema": {"type": "string"},
+                 "description": "comma-separated: new, open, pending, solved, closed"},
+                {"name": "q", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 200},
+                 "description": "words in the subject, the customer's name or what they wrote, or a ticket number"},
+            ]);
+        }
+        if *path == "/api/v1/messages" {
+            op["parameters"] = webcare_app::messages::KEYS
+                .iter()
+                .map(|k| json!({"name": k, "in": "query", "required": false, "schema": {"type": "string"}}))
+                .collect();
         }
         if *path == "/api/v1/reports" {
             op["parameters"] = json!([{"name": "days", "in": "query", "required": false,
                 "schema": {"type": "integer", "minimum": 1, "maximum": webcare_app::reports::MAX_DAYS, "default": 30}}]);
         }
-        if ["post", "patch"].contains(method) && !path.ends_with("/claim") && !path.ends_with("/chat-link") {
+        let bodiless = ["/claim", "/chat-link", "/reload"].iter().any(|end| path.ends_with(end));
+        if ["post", "patch"].contains(method) && !bodiless {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }

@@ -39,6 +39,9 @@ pub struct QueueQuery {
     platform: Option<String>,
     #[serde(default)]
     assignee: Option<String>,
+    /// Words in the subject, the customer's name or what they wrote, or a ticket number.
+    #[serde(default)]
+    q: Option<String>,
 }
 
 /// The filter a queue query stands for; unknown words are ignored rather than refused, as in any search form.
@@ -59,6 +62,7 @@ fn filter_of(q: &QueueQuery, me: AgentId) -> TicketFilter {
         category: q.category.clone().filter(|c| !c.is_empty()),
         platform: q.platform.as_deref().and_then(|p| p.parse::<Platform>().ok()),
         assignee,
+        text: q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| t.chars().take(200).collect()),
         limit: Some(500),
         ..TicketFilter::default()
     }
@@ -111,11 +115,14 @@ pub async fn queue(State(state): State<AppState>, staff: Staff, Query(q): Query<
          <label>Category <select name=\"category\">{}</select></label>\
          <label>Platform <select name=\"platform\">{}</select></label>\
          <label>Assignee <select name=\"assignee\">{}</select></label>\
+         <label>Search <input name=\"q\" id=\"queue-search\" size=\"18\" value=\"{}\" \
+         placeholder=\"name, words, #12\"></label>\
          <button type=\"submit\">Filter</button></form>",
         options(state_options, state_value),
         options(category_options, q.category.as_deref().unwrap_or("")),
         options(platform_options, q.platform.as_deref().unwrap_or("")),
         options(assignee_options, q.assignee.as_deref().unwrap_or("")),
+        E(q.q.as_deref().unwrap_or("")),
     );
     body.push_str("<div id=\"live\">");
     if tickets.is_empty() {
