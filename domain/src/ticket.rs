@@ -132,6 +132,8 @@ pub struct TicketFilter {
     pub category: Option<String>,
     pub platform: Option<Platform>,
     pub assignee: Option<AssigneeFilter>,
+    /// Only this customer's tickets.
+    pub customer: Option<crate::CustomerId>,
     /// Only tickets solved at or before this time (the auto-close sweep).
     pub solved_before: Option<Timestamp>,
     /// Only tickets this finds, ignoring case: in the subject, the customer's name, or anything the customer wrote

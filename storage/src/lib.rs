@@ -2649,6 +2649,9 @@ impl Store for Db {
             Some(AssigneeFilter::Nobody) => clauses.push("assignee_id IS NULL".to_owned()),
             Some(AssigneeFilter::Agent(a)) => clauses.push(format!("assignee_id = {}", param(Arg::Int(a.0)))),
         }
+        if let Some(customer) = filter.customer {
+            clauses.push(format!("customer_id = {}", param(Arg::Int(customer.0))));
+        }
         if let Some(before) = filter.solved_before {
             clauses.push(format!("solved_at <= {}", param(Arg::Int(ms(before)))));
         }

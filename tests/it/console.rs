@@ -1028,9 +1028,10 @@ async fn admins_see_why_each_message_was_answered_and_how_the_data_loaded_now_re
     assert_eq!(ada.get("/messages/999").await.status, StatusCode::NOT_FOUND);
 }
 
-/// Agents find a ticket from the queue's search: by words the customer wrote, their name, or the number.
+/// Agents find a ticket from the queue's search (by words the customer wrote, their name, or the number), and a
+/// ticket's page lists the customer's other tickets.
 #[tokio::test]
-async fn the_queue_finds_tickets_by_words_name_and_number() {
+async fn the_queue_finds_tickets_by_words_name_and_number_and_a_ticket_shows_the_customers_others() {
     let s = setup().await;
     customer_writes(&s, "Eva Jansen", BILLING).await;
     customer_writes(&s, "Fer", "Ik wil mijn contract opzeggen, hoe gaat dat?").await;
@@ -1046,4 +1047,29 @@ async fn the_queue_finds_tickets_by_words_name_and_number() {
     assert!(none.contains("No tickets match."), "{none}");
     let typed = bo.get("/?q=%3Cb%3E").await.body;
     assert!(typed.contains("value=\"&lt;b&gt;\"") && !typed.contains("value=\"<b>\""), "the search is shown escaped");
+
+    // A ticket's page lists the customer's other tickets.
+    let earlier = s
+        .state
+        .store
+        .create_ticket(webcare_domain::NewTicket {
+            conversation: eva.conversation,
+            customer: eva.customer,
+            subject: "Modem <kapot>".into(),
+            priority: 3,
+            category: "technical".into(),
+            due_at: None,
+            first_response_due_at: None,
+            resolution_due_at: None,
+            tags: Vec::new(),
+            at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let page = bo.get(&format!("/tickets/{}", eva.id)).await.body;
+    assert!(page.contains("Other tickets of Eva Jansen"), "{page}");
+    assert!(page.contains(&format!("<a href=\"/tickets/{0}\">#{0}</a>", earlier.id)), "{page}");
+    assert!(page.contains("Modem &lt;kapot&gt;"), "escaped: {page}");
+    let fer = s.state.store.tickets(&[]).await.unwrap().into_iter().find(|t| t.category == "contract").unwrap();
+    assert!(!bo.get(&format!("/tickets/{}", fer.id)).await.body.contains("Other tickets of"), "Fer has only this one");
 }

@@ -27,7 +27,7 @@ contract!(
     clusters_hand_their_members_to_a_notice,
     subscriptions_are_unique_and_stop_ends_them,
     tickets_keep_their_history,
-    tickets_are_found_by_words_name_and_number,
+    tickets_are_found_by_words_name_number_and_customer,
     agents_have_unique_names_and_hashed_tokens,
     outbox_keys_are_idempotent,
     outbox_batches_are_idempotent_too,
@@ -635,7 +635,7 @@ async fn subscriptions_are_unique_and_stop_ends_them(t_db: &TestDb) {
     assert_eq!(db.unsubscribe_all(chat.id).await.unwrap(), 0);
 }
 
-async fn tickets_are_found_by_words_name_and_number(t_db: &TestDb) {
+async fn tickets_are_found_by_words_name_number_and_customer(t_db: &TestDb) {
     let db = t_db.db();
     // Anna (customer_and_chat) and Bram, each with a ticket; Anna also wrote about her modem in her conversation.
     let (anna, anna_chat) = customer_and_chat(db, ConversationKind::Private).await;
@@ -694,6 +694,8 @@ async fn tickets_are_found_by_words_name_and_number(t_db: &TestDb) {
         ..Default::default()
     };
     assert_eq!(db.find_tickets(&both).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>(), vec![b.id]);
+    let annas = webcare_domain::TicketFilter { customer: Some(anna.id), ..Default::default() };
+    assert_eq!(db.find_tickets(&annas).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id]);
 }
 
 async fn tickets_keep_their_history(t_db: &TestDb) {

@@ -26,6 +26,9 @@ use crate::AppState;
 /// The categories the bridge gives messages.
 pub(crate) const CATEGORIES: &[&str] = &["outage", "billing", "technical", "contract", "moving", "other"];
 
+/// How many of the customer's other tickets a ticket's page lists.
+const OTHER_TICKETS: u32 = 10;
+
 /// The longest reply or note, in characters (a chat message's limit).
 const MAX_TEXT: usize = crate::webchat::MAX_TEXT;
 
@@ -191,9 +194,13 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         let notices = store.notices(true).await.map_err(|e| e.to_string())?;
         let canned = store.canned_replies().await.map_err(|e| e.to_string())?;
         let all_agents = store.agents().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((events, inbound, outbound, customer, agents, notices, canned, all_agents))
+        let theirs =
+            TicketFilter { customer: Some(ticket.customer), limit: Some(OTHER_TICKETS + 1), ..TicketFilter::default() };
+        let others: Vec<Ticket> =
+            store.find_tickets(&theirs).await.map_err(|e| e.to_string())?.into_iter().filter(|t| t.id != id).collect();
+        Ok::<_, String>((events, inbound, outbound, customer, agents, notices, canned, all_agents, others))
     };
-    let (events, inbound, outbound, customer, agents, notices, canned, all_agents) = match loaded.await {
+    let (events, inbound, outbound, customer, agents, notices, canned, all_agents, others) = match loaded.await {
         Ok(l) => l,
         Err(e) => return unavailable(e, Some(&staff)),
     };
@@ -263,6 +270,28 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         }
     }
     body.push_str("</div></section>");
+
+    // The customer's other cases, so that an agent sees what came before.
+    if !others.is_empty() {
+        let _ = write!(
+            body,
+            "<section class=\"card\" id=\"other-tickets\"><h2>Other tickets of {}</h2><ul>",
+            E(&customer.display_name)
+        );
+        for t in others.iter().take(OTHER_TICKETS as usize) {
+            let _ = write!(
+                body,
+                "<li><a href=\"/tickets/{id}\">#{id}</a> <span class=\"badge {state}\">{state}</span> {category} · \
+                 {created} · {subject}</li>",
+                id = t.id,
+                state = t.state,
+                category = E(&t.category),
+                created = when(t.created_at),
+                subject = E(&t.subject),
+            );
+        }
+        body.push_str("</ul></section>");
+    }
 
     // Notices that cover the ticket, with the offer to send their text instead.
     let (service, region) = webcare_app::notices::scope_of(&inbound);
