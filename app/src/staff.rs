@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use webcare_domain::{
     Agent, AlertId, ConversationId, ConversationKind, InboundEvent, InboundKind, IntakeError, NewConversation,
-    NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError, TicketFilter,
-    TicketId, TicketState, Timestamp,
+    NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError, Ticket,
+    TicketFilter, TicketId, TicketState, Timestamp,
 };
 use webcare_ticketing::{TicketError, Ticketing};
 
@@ -77,6 +77,7 @@ pub struct Desk {
 const COMMANDS: &[(&str, &str, &str)] = &[
     ("link", "CODE", "link your account (get the code in the console, under Account)"),
     ("queue", "", "the open tickets, by due time"),
+    ("find", "TEXT", "tickets in any state whose customer wrote or is named TEXT, or ticket number TEXT"),
     ("claim", "N", "take ticket N"),
     ("reply", "N TEXT", "answer the customer of ticket N"),
     ("canned", "[N REPLY]", "the approved replies, or send one to the customer of ticket N"),
@@ -175,6 +176,7 @@ impl Desk {
         };
         match name {
             "queue" => self.queue(now).await,
+            "find" => self.find(args, now).await,
             "canned" if args.is_empty() => self.canned_list().await,
             "claim" | "reply" | "canned" | "note" | "pending" | "solve" | "release" | "transfer" => {
                 self.ticket_command(event, name, args, &agent, now).await
@@ -221,9 +223,33 @@ impl Desk {
         if tickets.is_empty() {
             return Ok("The queue is empty.".to_owned());
         }
-        let names: BTreeMap<_, _> = self.store.agents().await?.into_iter().map(|a| (a.id, a.name)).collect();
         let mut text = String::from("Open tickets, first due first:");
-        for t in &tickets {
+        self.ticket_lines(&mut text, &tickets, now).await?;
+        text.push_str("\nClaim one with /claim N.");
+        Ok(text)
+    }
+
+    /// `/find TEXT`: tickets in any state that the console's search finds, named as the queue names them (number,
+    /// state, category, platform), never with the customer's words.
+    async fn find(&self, args: &str, now: Timestamp) -> Result<String, Failure> {
+        let text = args.trim();
+        if text.is_empty() || text.chars().count() > 200 {
+            return Ok("Send /find TEXT: words the customer wrote, their name, or a ticket number.".to_owned());
+        }
+        let filter = TicketFilter { text: Some(text.to_owned()), limit: Some(QUEUE_LINES), ..Default::default() };
+        let tickets = self.ticketing.queue(&filter).await?;
+        if tickets.is_empty() {
+            return Ok("No ticket matches.".to_owned());
+        }
+        let mut answer = String::from("Tickets that match, first due first:");
+        self.ticket_lines(&mut answer, &tickets, now).await?;
+        Ok(answer)
+    }
+
+    /// One line per ticket: number, state, category, platform, due time and holder.
+    async fn ticket_lines(&self, text: &mut String, tickets: &[Ticket], now: Timestamp) -> Result<(), Failure> {
+        let names: BTreeMap<_, _> = self.store.agents().await?.into_iter().map(|a| (a.id, a.name)).collect();
+        for t in tickets {
             let due = match t.due_at {
                 Some(d) if d < now => format!("overdue since {}", self.local(d)),
                 Some(d) => format!("due {}", self.local(d)),
@@ -235,8 +261,7 @@ impl Desk {
             };
             let _ = write!(text, "\n#{} {} · {} · {} · {due}{holder}", t.id, t.state, t.category, t.platform);
         }
-        text.push_str("\nClaim one with /claim N.");
-        Ok(text)
+        Ok(())
     }
 
     async fn ticket_command(

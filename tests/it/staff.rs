@@ -117,6 +117,16 @@ async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
     );
     assert_eq!(say("12", &format!("/claim #{}", ticket.id)).await, "Ticket is claimed by ann.");
     assert!(say("12", "/queue").await.contains("claimed by ann"));
+    // Finding a ticket by the customer's words or its number, named without those words.
+    let found = say("12", "/find DUBBEL").await;
+    assert!(
+        found.starts_with("Tickets that match") && found.contains(&format!("#{} open · billing", ticket.id)),
+        "{found}"
+    );
+    assert!(!found.to_lowercase().contains("dubbel"), "no customer's words in a staff chat: {found}");
+    assert!(say("12", &format!("/find #{}", ticket.id)).await.contains(&format!("#{} open", ticket.id)));
+    assert_eq!(say("12", "/find storing").await, "No ticket matches.");
+    assert!(say("12", "/find").await.starts_with("Send /find TEXT"));
     assert!(say("11", "/claim twelve").await.starts_with("Usage: /claim N"));
     assert!(say("11", "/claim 99999").await.starts_with("Ticket 99999 not found"));
     assert_eq!(say("11", &format!("/note {}", ticket.id)).await, format!("Usage: /note {} TEXT", ticket.id));
