@@ -36,7 +36,7 @@ pub use port::{
     AlertSink, InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, PostError, SendError, Sender,
     Sent, StaffCommand, StaffDesk,
 };
-pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Unit};
+pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Unit, WorkCounts};
 pub use ticket::{
     AssigneeFilter, ClaimOutcome, CreatedTicket, NewTicket, NewTicketEvent, Ticket, TicketClaim, TicketEvent,
     TicketEventKind, TicketFilter, TicketId, TicketRef, TicketState, TicketWrite, TicketWrites,

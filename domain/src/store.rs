@@ -386,6 +386,8 @@ pub trait Store: Send + Sync {
     async fn cancel_outbox(&self, id: OutboxId) -> StoreResult<bool>;
     /// How many rows are in each state.
     async fn outbox_counts(&self) -> StoreResult<Vec<(OutboxState, i64)>>;
+    /// The work waiting in the database (`/metrics`), the same from every instance: see [`WorkCounts`].
+    async fn work_counts(&self, now: Timestamp) -> StoreResult<WorkCounts>;
     /// How many rows whose idempotency key starts with `prefix` are in each state, and how many of them were sent
     /// at or after `sent_since` (a broadcast's progress and rate).
     async fn outbox_progress(&self, prefix: &str, sent_since: Timestamp)
@@ -503,4 +505,20 @@ pub trait Unit: Store {
     /// mark in it and the mark still set. Also the way out of a statement that failed inside the unit: on
     /// PostgreSQL a failed statement spoils the rest of its transaction, up to the last savepoint.
     async fn rollback_to_mark(&self) -> StoreResult<()>;
+}
+
+/// The work waiting in the database, as `/metrics` reports it for alerting (a decider that stopped, a queue past its
+/// due times).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkCounts {
+    /// Messages stored and not decided yet: near 0 while an instance decides.
+    pub undecided: i64,
+    /// Tickets per state, every state listed.
+    pub tickets: Vec<(crate::TicketState, i64)>,
+    /// New and open tickets whose due time has passed.
+    pub overdue: i64,
+    /// Notices that customers are answered from now (published, not resolved).
+    pub active_notices: i64,
+    /// Outage clusters still waiting for a notice.
+    pub open_clusters: i64,
 }

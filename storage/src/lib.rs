@@ -2419,6 +2419,35 @@ impl Store for Db {
             .collect()
     }
 
+    async fn work_counts(&self, now: Timestamp) -> StoreResult<webcare_domain::WorkCounts> {
+        let (undecided, overdue, active_notices, open_clusters): (i64, i64, i64, i64) =
+            on_pool!(self, |pool| sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM inbound_messages WHERE decision IS NULL),
+                        (SELECT COUNT(*) FROM tickets
+                          WHERE state IN ('new', 'open') AND due_at IS NOT NULL AND due_at < $1),
+                        (SELECT COUNT(*) FROM notices WHERE draft = FALSE AND state <> 'resolved'),
+                        (SELECT COUNT(*) FROM outage_clusters WHERE state = 'open')"
+            )
+            .bind(ms(now))
+            .fetch_one(&mut *pool)
+            .await
+            .map_err(err)?);
+        let rows: Vec<(String, i64)> =
+            on_pool!(self, |pool| sqlx::query_as("SELECT state, COUNT(*) FROM tickets GROUP BY state")
+                .fetch_all(&mut *pool)
+                .await
+                .map_err(err)?);
+        let mut tickets: Vec<(TicketState, i64)> = TicketState::ALL.iter().map(|s| (*s, 0)).collect();
+        for (state, n) in rows {
+            let state: TicketState =
+                state.parse().map_err(|e: webcare_domain::UnknownWord| StoreError::Invalid(e.to_string()))?;
+            if let Some(slot) = tickets.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = n;
+            }
+        }
+        Ok(webcare_domain::WorkCounts { undecided, tickets, overdue, active_notices, open_clusters })
+    }
+
     // Ticketing (lifecycle, claims, SLA).
 
     async fn create_ticket_unless_open(

@@ -28,6 +28,7 @@ contract!(
     subscriptions_are_unique_and_stop_ends_them,
     tickets_keep_their_history,
     tickets_are_found_by_words_name_number_and_customer,
+    the_work_waiting_is_counted,
     agents_have_unique_names_and_hashed_tokens,
     outbox_keys_are_idempotent,
     outbox_batches_are_idempotent_too,
@@ -696,6 +697,42 @@ async fn tickets_are_found_by_words_name_number_and_customer(t_db: &TestDb) {
     assert_eq!(db.find_tickets(&both).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>(), vec![b.id]);
     let annas = webcare_domain::TicketFilter { customer: Some(anna.id), ..Default::default() };
     assert_eq!(db.find_tickets(&annas).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id]);
+}
+
+async fn the_work_waiting_is_counted(t_db: &TestDb) {
+    let db = t_db.db();
+    let empty = db.work_counts(t(100)).await.unwrap();
+    assert_eq!((empty.undecided, empty.overdue, empty.active_notices, empty.open_clusters), (0, 0, 0, 0));
+    assert_eq!(empty.tickets.len(), TicketState::ALL.len(), "every state, 0 included");
+    let (who, chat) = customer_and_chat(db, ConversationKind::Private).await;
+    let m = db.insert_inbound(inbound(&chat, &who, "c1/1", "storing?")).await.unwrap().into_inner();
+    db.insert_inbound(inbound(&chat, &who, "c1/2", "nog steeds")).await.unwrap();
+    db.set_decision(m.id, &serde_json::json!({"action": "ignore"})).await.unwrap();
+    for (subject, due) in [("late", Some(t(50))), ("later", Some(t(500))), ("undated", None)] {
+        let new = NewTicket {
+            conversation: chat.id,
+            customer: who.id,
+            subject: subject.into(),
+            priority: 3,
+            category: "billing".into(),
+            due_at: due,
+            first_response_due_at: None,
+            resolution_due_at: None,
+            tags: Vec::new(),
+            at: t(1),
+        };
+        db.create_ticket(new).await.unwrap();
+    }
+    db.create_notice(new_notice(&["Utrecht"], t(1))).await.unwrap();
+    let mut draft = new_notice(&["Zeist"], t(1));
+    draft.draft = true;
+    db.create_notice(draft).await.unwrap();
+    db.create_cluster(NewCluster { account: "kpn".into(), service: Service::Internet, region: None, at: t(1) })
+        .await
+        .unwrap();
+    let w = db.work_counts(t(100)).await.unwrap();
+    assert_eq!((w.undecided, w.overdue, w.active_notices, w.open_clusters), (1, 1, 1, 1), "{w:?}");
+    assert!(w.tickets.contains(&(TicketState::New, 3)), "{w:?}");
 }
 
 async fn tickets_keep_their_history(t_db: &TestDb) {

@@ -115,5 +115,24 @@ async fn metrics(State(state): State<AppState>) -> Response {
             let _ = writeln!(out, "webcare_outbox_rows{{state=\"{state}\"}} {n}");
         }
     }
+    // The work waiting in the database, the same from every instance: what an operator alerts on.
+    if ready && let Ok(w) = state.store.work_counts(chrono::Utc::now()).await {
+        let gauge = |out: &mut String, name: &str, help: &str, value: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        };
+        gauge(
+            &mut out,
+            "webcare_messages_undecided",
+            "Messages stored and not decided yet; stays near 0 while an instance decides.",
+            w.undecided,
+        );
+        out.push_str("# HELP webcare_tickets Tickets by state.\n# TYPE webcare_tickets gauge\n");
+        for (state, n) in &w.tickets {
+            let _ = writeln!(out, "webcare_tickets{{state=\"{state}\"}} {n}");
+        }
+        gauge(&mut out, "webcare_tickets_overdue", "New and open tickets past their due time.", w.overdue);
+        gauge(&mut out, "webcare_notices_active", "Notices customers are answered from now.", w.active_notices);
+        gauge(&mut out, "webcare_clusters_open", "Outage clusters waiting for a notice.", w.open_clusters);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
