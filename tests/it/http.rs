@@ -59,7 +59,7 @@ async fn metrics_count_outbox_rows_by_state() {
 /// notices, open clusters.
 #[tokio::test]
 async fn metrics_report_the_work_waiting() {
-    use webcare_domain::{NewTicket, Store as _};
+    use webcare_domain::NewTicket;
     let t = TestDb::sqlite().await;
     let state = webcare_tests::app_state(t.db()).await;
     let router = webcare_web::router(state.clone());
