@@ -984,6 +984,14 @@ async fn admins_see_why_each_message_was_answered_and_how_the_data_loaded_now_re
     s.state.store.close_cluster(webcare_domain::ClusterId(cluster), None, chrono::Utc::now()).await.unwrap();
     let page = ada.get(&format!("/messages/{}", held.id)).await.body;
     assert!(page.contains("expired without a notice: its customers got tickets"), "{page}");
+    assert!(!page.contains("This customer's tickets"), "Hans has none yet: {page}");
+    let bill = s.state.store.inbound_page(&Default::default(), 10).await.unwrap();
+    let bill = bill.iter().find(|m| m.text == BILLING).unwrap();
+    let page = ada.get(&format!("/messages/{}", bill.id)).await.body;
+    assert!(
+        page.contains("This customer's tickets") && page.contains(&format!("href=\"/tickets/{}\"", ticket.id)),
+        "{page}"
+    );
 
     let outage = s.state.store.inbound_page(&Default::default(), 10).await.unwrap().pop().unwrap();
     assert!(outage.text.starts_with("Storing"), "{outage:?}");

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use webcare_app::messages::{self, Why};
-use webcare_domain::{ClusterId, InboundId, InboundMessage, Service, StoreError};
+use webcare_domain::{ClusterId, InboundId, InboundMessage, Service, StoreError, TicketFilter};
 
 use super::html::{self, E, Live, csrf_field, options, when};
 use super::{Posted, Staff, not_found, path_id, unavailable};
@@ -288,7 +288,30 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(raw): Path<S
     } else {
         body.push_str(&reading_now(&state, &m.text, m.place.as_deref(), then.as_ref()));
     }
-    body.push_str("</div><p><a href=\"/messages\">All messages</a></p>");
+    body.push_str("</div>");
+    // Where the customer's cases are: a held question whose cluster expired, or a message that joined a case, is
+    // found there.
+    let theirs = TicketFilter { customer: Some(m.customer), limit: Some(10), ..TicketFilter::default() };
+    match state.store.find_tickets(&theirs).await {
+        Ok(tickets) if !tickets.is_empty() => {
+            body.push_str("<section class=\"card\" id=\"customer-tickets\"><h2>This customer's tickets</h2><ul>");
+            for t in &tickets {
+                let _ = write!(
+                    body,
+                    "<li><a href=\"/tickets/{id}\">#{id}</a> <span class=\"badge {state}\">{state}</span> {category} · \
+                     {created}</li>",
+                    id = t.id,
+                    state = t.state,
+                    category = E(&t.category),
+                    created = when(t.created_at),
+                );
+            }
+            body.push_str("</ul></section>");
+        }
+        Ok(_) => {}
+        Err(e) => return unavailable(e, Some(&staff)),
+    }
+    body.push_str("<p><a href=\"/messages\">All messages</a></p>");
     html::page(StatusCode::OK, &format!("Message {id}"), Some(&staff), Live::default(), &body)
 }
 
