@@ -215,7 +215,32 @@ async fn view(state: &AppState, t: webcare_domain::Ticket) -> Result<TicketView,
         Some(a) => Some(state.store.agent(a).await?.name),
         None => None,
     };
-    Ok(TicketView {
+    Ok(ticket_view(t, customer, assignee))
+}
+
+/// Many tickets as the API lists them: each customer and the agents read once, not once per ticket.
+async fn views(state: &AppState, tickets: Vec<webcare_domain::Ticket>) -> Result<Vec<TicketView>, ApiError> {
+    let agents: std::collections::HashMap<AgentId, String> =
+        state.store.agents().await?.into_iter().map(|a| (a.id, a.name)).collect();
+    let mut customers: std::collections::HashMap<webcare_domain::CustomerId, String> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(tickets.len());
+    for t in tickets {
+        let customer = match customers.get(&t.customer) {
+            Some(name) => name.clone(),
+            None => {
+                let name = state.store.customer(t.customer).await?.display_name;
+                customers.insert(t.customer, name.clone());
+                name
+            }
+        };
+        let assignee = t.assignee.and_then(|a| agents.get(&a).cloned());
+        out.push(ticket_view(t, customer, assignee));
+    }
+    Ok(out)
+}
+
+fn ticket_view(t: webcare_domain::Ticket, customer: String, assignee: Option<String>) -> TicketView {
+    TicketView {
         id: t.id,
         state: t.state,
         subject: t.subject,
@@ -227,7 +252,7 @@ async fn view(state: &AppState, t: webcare_domain::Ticket) -> Result<TicketView,
         created_at: t.created_at,
         updated_at: t.updated_at,
         due_at: t.due_at,
-    })
+    }
 }
 
 fn id<T>(raw: &str, make: fn(i64) -> T, what: &str) -> Result<T, ApiError> {
@@ -262,11 +287,7 @@ async fn list_tickets(
         t => t.map(str::to_owned),
     };
     let filter = webcare_domain::TicketFilter { states, text, ..Default::default() };
-    let mut out = Vec::new();
-    for t in state.ticketing.queue(&filter).await? {
-        out.push(view(&state, t).await?);
-    }
-    Ok(Json(out))
+    Ok(Json(views(&state, state.ticketing.queue(&filter).await?).await?))
 }
 
 async fn get_ticket(
