@@ -115,3 +115,69 @@ async fn metrics_report_the_work_waiting() {
         assert!(metrics.contains(line), "{line:?} in {metrics}");
     }
 }
+
+/// The public status page shows the notices customers are answered from now, in Dutch or English, escaped, and
+/// nothing unpublished; `/status.json` gives the same as data.
+#[tokio::test]
+async fn the_status_page_shows_the_active_notices_only() {
+    use webcare_domain::{NoticeChange, NoticeState, Service, Store as _};
+    let t = TestDb::sqlite().await;
+    let state = webcare_tests::app_state(t.db()).await;
+    let router = webcare_web::router(state.clone());
+    let now = chrono::Utc::now();
+    let (_, empty) = get(router.clone(), "/status").await;
+    assert!(empty.contains("Er zijn nu geen bekende storingen."), "{empty}");
+
+    let mut utrecht = crate::storage::new_notice(&["Utrecht"], now);
+    utrecht.title = "Storing <internet> Utrecht".into();
+    utrecht.texts.insert("en".into(), "We are fixing an internet outage in Utrecht.".into());
+    let utrecht = state.store.create_notice(utrecht).await.unwrap();
+    let mut tv = crate::storage::new_notice(&[], now);
+    tv.title = "Storing tv".into();
+    tv.services = vec![Service::Tv];
+    tv.state = NoticeState::Identified;
+    state.store.create_notice(tv).await.unwrap();
+    let mut draft = crate::storage::new_notice(&["Zeist"], now);
+    draft.title = "Concept Zeist".into();
+    draft.draft = true;
+    state.store.create_notice(draft).await.unwrap();
+    let resolved = state.store.create_notice({
+        let mut n = crate::storage::new_notice(&["Gent"], now);
+        n.title = "Storing Gent".into();
+        n
+    });
+    let resolved = resolved.await.unwrap();
+    let change = NoticeChange { state: Some(NoticeState::Resolved), ..Default::default() };
+    state.store.update_notice(resolved.id, change, now).await.unwrap();
+
+    let response = router.clone().oneshot(Request::get("/status").body(Body::empty()).unwrap()).await.unwrap();
+    assert!(response.headers().contains_key("content-security-policy"));
+    let (_, page) = get(router.clone(), "/status").await;
+    assert!(page.contains("Storing &lt;internet&gt; Utrecht") && !page.contains("<internet>"), "escaped: {page}");
+    assert!(page.contains("We onderzoeken een internetstoring in Utrecht."), "the Dutch text: {page}");
+    assert!(page.contains("Storing tv") && page.contains("tv · landelijk"), "{page}");
+    assert!(page.contains("Oorzaak gevonden"), "{page}");
+    assert!(!page.contains("Concept Zeist") && !page.contains("Storing Gent"), "no draft, nothing resolved: {page}");
+
+    let english = router
+        .clone()
+        .oneshot(Request::get("/status").header("accept-language", "en-GB,en;q=0.9").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(english.into_body(), 1 << 20).await.unwrap();
+    let english = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        english.contains("We are fixing an internet outage in Utrecht.") && english.contains("nationwide"),
+        "{english}"
+    );
+    assert!(get(router.clone(), "/status?lang=en").await.1.contains("Service status"));
+
+    let (status, json) = get(router, "/status.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let titles: Vec<&str> = list.as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap()).collect();
+    assert_eq!(titles.len(), 2, "{json}");
+    assert!(titles.contains(&"Storing <internet> Utrecht") && titles.contains(&"Storing tv"), "{titles:?}");
+    let first = list.as_array().unwrap().iter().find(|n| n["id"] == utrecht.id.0).unwrap();
+    assert_eq!(first["texts"]["en"], "We are fixing an internet outage in Utrecht.");
+}

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod status;
 pub mod webchat;
 
 use std::fmt::Write as _;
@@ -48,6 +49,8 @@ pub fn router_with(state: AppState, console_config: console::ConsoleConfig) -> R
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/status", get(status::page))
+        .route("/status.json", get(status::json))
         .route("/chat", get(webchat::page))
         .route("/chat/chat.js", get(webchat::script))
         .route("/chat/chat.css", get(webchat::style))
