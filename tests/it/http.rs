@@ -120,7 +120,7 @@ async fn metrics_report_the_work_waiting() {
 /// nothing unpublished; `/status.json` gives the same as data.
 #[tokio::test]
 async fn the_status_page_shows_the_active_notices_only() {
-    use webcare_domain::{NoticeChange, NoticeState, Service, Store as _};
+    use webcare_domain::{NoticeChange, NoticeState, Service};
     let t = TestDb::sqlite().await;
     let state = webcare_tests::app_state(t.db()).await;
     let router = webcare_web::router(state.clone());
