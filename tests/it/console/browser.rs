@@ -352,6 +352,17 @@ async fn an_admin_publishes_a_notice_that_a_customer_then_receives() {
     b.text("figcaption", "Messages per category per hour").await;
     b.screenshot("console-report").await;
 
+    // The public status page shows it too, to anyone, styled (the stylesheet passes the page's CSP).
+    b.goto(&s.base, "/status").await;
+    b.text("#notices h2", "Storing internet Utrecht").await;
+    b.text("#notices .scope", "internet · Utrecht").await;
+    let styled = b
+        .client
+        .execute("return getComputedStyle(document.querySelector('#notices .notice')).borderTopStyle", vec![])
+        .await
+        .unwrap();
+    assert_eq!(styled, json!("solid"), "chat.css applies");
+
     // Why a message was answered so: from the notice to the messages it answered, then one message's reasons.
     b.goto(&s.base, "/notices").await;
     b.click("table.notices td:nth-child(2) a").await;
