@@ -1057,23 +1057,10 @@ async fn the_queue_finds_tickets_by_words_name_and_number_and_a_ticket_shows_the
     assert!(typed.contains("value=\"&lt;b&gt;\"") && !typed.contains("value=\"<b>\""), "the search is shown escaped");
 
     // A ticket's page lists the customer's other tickets.
-    let earlier = s
-        .state
-        .store
-        .create_ticket(webcare_domain::NewTicket {
-            conversation: eva.conversation,
-            customer: eva.customer,
-            subject: "Modem <kapot>".into(),
-            priority: 3,
-            category: "technical".into(),
-            due_at: None,
-            first_response_due_at: None,
-            resolution_due_at: None,
-            tags: Vec::new(),
-            at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    let mut modem =
+        crate::storage::new_ticket(eva.conversation, eva.customer, "Modem <kapot>", None, chrono::Utc::now());
+    modem.category = "technical".into();
+    let earlier = s.state.store.create_ticket(modem).await.unwrap();
     let page = bo.get(&format!("/tickets/{}", eva.id)).await.body;
     assert!(page.contains("Other tickets of Eva Jansen"), "{page}");
     assert!(page.contains(&format!("<a href=\"/tickets/{0}\">#{0}</a>", earlier.id)), "{page}");

@@ -59,7 +59,6 @@ async fn metrics_count_outbox_rows_by_state() {
 /// notices, open clusters.
 #[tokio::test]
 async fn metrics_report_the_work_waiting() {
-    use webcare_domain::NewTicket;
     let t = TestDb::sqlite().await;
     let state = webcare_tests::app_state(t.db()).await;
     let router = webcare_web::router(state.clone());
@@ -89,18 +88,8 @@ async fn metrics_report_the_work_waiting() {
     chat("Storing in Utrecht? Geen internet", "a").await;
     chat("Mijn factuur klopt niet, ik betaal dubbel", "b").await;
     let ticket = state.store.tickets(&[]).await.unwrap().remove(0);
-    let late = NewTicket {
-        conversation: ticket.conversation,
-        customer: ticket.customer,
-        subject: "te laat".into(),
-        priority: 3,
-        category: "billing".into(),
-        due_at: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
-        first_response_due_at: None,
-        resolution_due_at: None,
-        tags: Vec::new(),
-        at: chrono::Utc::now(),
-    };
+    let overdue = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+    let late = crate::storage::new_ticket(ticket.conversation, ticket.customer, "te laat", overdue, chrono::Utc::now());
     state.store.create_ticket(late).await.unwrap();
     state.store.create_notice(crate::storage::new_notice(&["Zeist"], chrono::Utc::now())).await.unwrap();
     let (_, metrics) = get(router, "/metrics").await;

@@ -418,6 +418,28 @@ async fn messages_are_listed_by_what_was_decided(t_db: &TestDb) {
     );
 }
 
+/// A billing ticket, priority 3, due at `due`: a base for other tests' tickets.
+pub(crate) fn new_ticket(
+    conversation: webcare_domain::ConversationId,
+    customer: webcare_domain::CustomerId,
+    subject: &str,
+    due: Option<Timestamp>,
+    at: Timestamp,
+) -> NewTicket {
+    NewTicket {
+        conversation,
+        customer,
+        subject: subject.into(),
+        priority: 3,
+        category: "billing".into(),
+        due_at: due,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        tags: Vec::new(),
+        at,
+    }
+}
+
 /// An internet notice for `regions`, active, with a Dutch text: a base for other tests' notices.
 pub(crate) fn new_notice(regions: &[&str], at: Timestamp) -> NewNotice {
     NewNotice {
@@ -663,20 +685,8 @@ async fn tickets_are_found_by_words_name_number_and_customer(t_db: &TestDb) {
         )
         .await
         .unwrap();
-    let ticket = |conversation, customer, subject: &str| NewTicket {
-        conversation,
-        customer,
-        subject: subject.into(),
-        priority: 3,
-        category: "billing".into(),
-        due_at: None,
-        first_response_due_at: None,
-        resolution_due_at: None,
-        tags: Vec::new(),
-        at: t(1),
-    };
-    let a = db.create_ticket(ticket(anna_chat.id, anna.id, "Factuur 100% te hoog")).await.unwrap();
-    let b = db.create_ticket(ticket(bram_chat.id, bram.id, "Verhuizing naar Gent")).await.unwrap();
+    let a = db.create_ticket(new_ticket(anna_chat.id, anna.id, "Factuur 100% te hoog", None, t(1))).await.unwrap();
+    let b = db.create_ticket(new_ticket(bram_chat.id, bram.id, "Verhuizing naar Gent", None, t(1))).await.unwrap();
     db.insert_inbound(inbound(&anna_chat, &anna, "c1/9", "en mijn Modem knippert rood")).await.unwrap();
     let find = |text: &str| {
         let filter = webcare_domain::TicketFilter { text: Some(text.to_owned()), ..Default::default() };
@@ -709,19 +719,7 @@ async fn the_work_waiting_is_counted(t_db: &TestDb) {
     db.insert_inbound(inbound(&chat, &who, "c1/2", "nog steeds")).await.unwrap();
     db.set_decision(m.id, &serde_json::json!({"action": "ignore"})).await.unwrap();
     for (subject, due) in [("late", Some(t(50))), ("later", Some(t(500))), ("undated", None)] {
-        let new = NewTicket {
-            conversation: chat.id,
-            customer: who.id,
-            subject: subject.into(),
-            priority: 3,
-            category: "billing".into(),
-            due_at: due,
-            first_response_due_at: None,
-            resolution_due_at: None,
-            tags: Vec::new(),
-            at: t(1),
-        };
-        db.create_ticket(new).await.unwrap();
+        db.create_ticket(new_ticket(chat.id, who.id, subject, due, t(1))).await.unwrap();
     }
     db.create_notice(new_notice(&["Utrecht"], t(1))).await.unwrap();
     let mut draft = new_notice(&["Zeist"], t(1));
@@ -743,21 +741,9 @@ async fn tickets_keep_their_history(t_db: &TestDb) {
         .await
         .unwrap();
     assert!(db.open_ticket(chat.id, who.id).await.unwrap().is_none());
-    let new_ticket = |subject: &str, due: Option<Timestamp>| NewTicket {
-        conversation: chat.id,
-        customer: who.id,
-        subject: subject.into(),
-        priority: 3,
-        category: "billing".into(),
-        due_at: due,
-        first_response_due_at: None,
-        resolution_due_at: None,
-        tags: Vec::new(),
-        at: t(1),
-    };
-    let late = db.create_ticket(new_ticket("late", Some(t(9000)))).await.unwrap();
-    let soon = db.create_ticket(new_ticket("soon", Some(t(100)))).await.unwrap();
-    let undated = db.create_ticket(new_ticket("undated", None)).await.unwrap();
+    let late = db.create_ticket(new_ticket(chat.id, who.id, "late", Some(t(9000)), t(1))).await.unwrap();
+    let soon = db.create_ticket(new_ticket(chat.id, who.id, "soon", Some(t(100)), t(1))).await.unwrap();
+    let undated = db.create_ticket(new_ticket(chat.id, who.id, "undated", None, t(1))).await.unwrap();
     assert_eq!(soon.state, TicketState::New);
     let queue: Vec<_> = db.tickets(&[]).await.unwrap().into_iter().map(|t| t.id).collect();
     assert_eq!(queue, vec![soon.id, late.id, undated.id], "the queue is sorted by due time");

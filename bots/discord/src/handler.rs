@@ -277,6 +277,21 @@ impl EventHandler for Handler {
     }
 }
 
+/// A slash command's option values as the text that would follow its name when typed: `/ticket modem kapot`.
+fn option_args(cmd: &CommandInteraction) -> String {
+    cmd.data
+        .options
+        .iter()
+        .filter_map(|o| match &o.value {
+            CommandDataOptionValue::String(s) => Some(s.trim().to_owned()),
+            CommandDataOptionValue::Integer(i) => Some(i.to_string()),
+            CommandDataOptionValue::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl Handler {
     /// A message in one of the team's channels, or `/link CODE` in a DM: a command goes to the staff desk (which
     /// ignores the rest); it is never a customer's message. Like `deliver`, it tries again while the database is
@@ -309,18 +324,7 @@ impl Handler {
             }
             return;
         };
-        let args = cmd
-            .data
-            .options
-            .iter()
-            .filter_map(|o| match &o.value {
-                CommandDataOptionValue::String(s) => Some(s.clone()),
-                CommandDataOptionValue::Integer(i) => Some(i.to_string()),
-                CommandDataOptionValue::Boolean(b) => Some(b.to_string()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        let args = option_args(&cmd);
         let mut e = event(channel, kind, &cmd.user, cmd.user.bot, format!("ia/{}", cmd.id));
         e.kind = InboundKind::Command { name: cmd.data.name.clone(), args: args.clone() };
         e.text = format!("/{} {args}", cmd.data.name).trim_end().to_owned();
@@ -352,16 +356,7 @@ impl Handler {
             }
             return;
         }
-        let args = cmd
-            .data
-            .options
-            .iter()
-            .filter_map(|o| match &o.value {
-                CommandDataOptionValue::String(s) => Some(s.trim().to_owned()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        let args = option_args(&cmd);
         let mut e = event(channel, ConversationKind::Public, &cmd.user, cmd.user.bot, format!("ia/{}", cmd.id));
         e.text = format!("/{} {args}", cmd.data.name).trim_end().to_owned();
         e.at = snowflake_time(cmd.id.get());
