@@ -159,7 +159,7 @@ impl Classification {
     /// webcare cannot read, as opposed to thanks, chit-chat, or too little text to tell its language.
     pub fn unread(&self) -> bool {
         matches!(self.language, Language::Nl | Language::En)
-            && self.reasons.iter().any(|r| matches!(r, Reason::Rule { rule } if rule == "no-signal"))
+            && self.reasons.iter().any(|r| matches!(r, Reason::Rule { rule } if rule == NO_SIGNAL))
     }
 
     /// The distinct kinds of private data found, in order of appearance.
@@ -173,6 +173,9 @@ impl Classification {
         kinds
     }
 }
+
+/// The rule of a message in which nothing of weight was found ([`Classification::unread`]).
+const NO_SIGNAL: &str = "no-signal";
 
 /// Below this `other` score a message holds only weak words of that kind (a "hallo" or "ok" in front of something
 /// else), which say nothing of what it is about: such a message is read as one without a signal (`no-signal`).
@@ -596,7 +599,7 @@ impl Classifier {
         } else if other >= WEAK_OTHER {
             (Intent::Other, "other-score")
         } else {
-            (Intent::Other, "no-signal")
+            (Intent::Other, NO_SIGNAL)
         };
         reasons.push(Reason::Rule { rule: rule.to_owned() });
 

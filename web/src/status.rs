@@ -66,11 +66,11 @@ fn service_words(service: Service, en: bool) -> &'static str {
     }
 }
 
-/// The notices customers are answered from now, the most recently updated first.
+/// The notices customers are answered from now (`notices(true)`: published, not resolved), the most recently
+/// updated first.
 async fn active(state: &AppState) -> Result<Vec<Notice>, Response> {
     match state.store.notices(true).await {
         Ok(mut notices) => {
-            notices.retain(Notice::is_active);
             notices.sort_by_key(|n| std::cmp::Reverse(n.updated_at));
             Ok(notices)
         }

@@ -295,17 +295,7 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(raw): Path<S
     match state.store.find_tickets(&theirs).await {
         Ok(tickets) if !tickets.is_empty() => {
             body.push_str("<section class=\"card\" id=\"customer-tickets\"><h2>This customer's tickets</h2><ul>");
-            for t in &tickets {
-                let _ = write!(
-                    body,
-                    "<li><a href=\"/tickets/{id}\">#{id}</a> <span class=\"badge {state}\">{state}</span> {category} · \
-                     {created}</li>",
-                    id = t.id,
-                    state = t.state,
-                    category = E(&t.category),
-                    created = when(t.created_at),
-                );
-            }
+            body.push_str(&super::tickets::ticket_items(&tickets, false));
             body.push_str("</ul></section>");
         }
         Ok(_) => {}

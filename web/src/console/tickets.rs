@@ -71,6 +71,27 @@ fn filter_of(q: &QueueQuery, me: AgentId) -> TicketFilter {
     }
 }
 
+/// `<li>`s linking to tickets: number, state, category and when opened, and the subject when `subject` (a page that
+/// shows the customer's words already).
+pub(crate) fn ticket_items<'a>(tickets: impl IntoIterator<Item = &'a Ticket>, subject: bool) -> String {
+    let mut out = String::new();
+    for t in tickets {
+        let _ = write!(
+            out,
+            "<li><a href=\"/tickets/{id}\">#{id}</a> <span class=\"badge {state}\">{state}</span> {category} · {created}",
+            id = t.id,
+            state = t.state,
+            category = E(&t.category),
+            created = when(t.created_at),
+        );
+        if subject {
+            let _ = write!(out, " · {}", E(&t.subject));
+        }
+        out.push_str("</li>");
+    }
+    out
+}
+
 /// Customer names by id, each looked up once per page.
 async fn customer_names(store: &dyn Store, tickets: &[Ticket]) -> HashMap<CustomerId, String> {
     let mut names = HashMap::new();
@@ -278,18 +299,7 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
             "<section class=\"card\" id=\"other-tickets\"><h2>Other tickets of {}</h2><ul>",
             E(&customer.display_name)
         );
-        for t in others.iter().take(OTHER_TICKETS as usize) {
-            let _ = write!(
-                body,
-                "<li><a href=\"/tickets/{id}\">#{id}</a> <span class=\"badge {state}\">{state}</span> {category} · \
-                 {created} · {subject}</li>",
-                id = t.id,
-                state = t.state,
-                category = E(&t.category),
-                created = when(t.created_at),
-                subject = E(&t.subject),
-            );
-        }
+        body.push_str(&ticket_items(others.iter().take(OTHER_TICKETS as usize), true));
         body.push_str("</ul></section>");
     }
 
