@@ -42,7 +42,7 @@ use webcare_domain::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, InboundEvent, InboundId, InboundKind,
     InboundMessage, Intake, IntakeError, IntakeOutcome, NewConversation, NewCustomer, NewInbound, NewOutbox,
     OutageCluster, Priority, SpikeAlert, Store, StoreError, StoreResult, Subscription, SubscriptionTarget,
-    TicketEventKind, TicketId, Timestamp, Unit,
+    TicketEventKind, TicketId, TicketState, Timestamp, Unit,
 };
 use webcare_ticketing::{CustomerMessage, PendingTicket, TicketBatch, TicketError, Ticketing};
 
@@ -331,10 +331,15 @@ impl Ctx {
         }
     }
 
-    async fn has_open_ticket(&self, conversation: &Conversation, customer: &Customer) -> StoreResult<bool> {
+    /// The state of the customer's ticket on this conversation that is not closed, if any.
+    async fn open_ticket_state(
+        &self,
+        conversation: &Conversation,
+        customer: &Customer,
+    ) -> StoreResult<Option<TicketState>> {
         match &self.batch {
-            Some(p) => p.lock().await.tickets.has_open(conversation.id, customer.id).await.map_err(ticket_error),
-            None => Ok(self.store.open_ticket(conversation.id, customer.id).await?.is_some()),
+            Some(p) => p.lock().await.tickets.open_state(conversation.id, customer.id).await.map_err(ticket_error),
+            None => Ok(self.store.open_ticket(conversation.id, customer.id).await?.map(|t| t.state)),
         }
     }
 
@@ -1020,14 +1025,23 @@ impl Core {
                 self.enqueue(ctx, conversation, &format!("reply:{}", message.id), text, json!({}), Priority::AUTOMATIC)
                     .await?;
             }
-        } else if decision.action == Action::Ignore && ctx.has_open_ticket(conversation, customer).await? {
+        } else if decision.action == Action::Ignore && ctx.open_ticket_state(conversation, customer).await?.is_some() {
             // "Thanks, I'll wait" to an agent is part of the case, not chit-chat: it joins the open ticket (and
             // reopens it when it was pending or solved).
+            ticket = Some(self.open_or_append(ctx, conversation, customer, message, decision.category.as_str()).await?);
+        } else if matches!(decision.action, Action::AutoAnswer | Action::HoldAndSubscribe)
+            && ctx.open_ticket_state(conversation, customer).await?.is_some_and(|s| s != TicketState::Solved)
+        {
+            // A customer who is talking to a person is heard by that person: an outage question (or a customer
+            // number given beside one) in the middle of a case joins the case too, and a pending case opens again.
+            // The notice or the cluster answers it as it answers anyone. A solved case stays solved: an outage
+            // answered automatically is no reason to reopen it.
             ticket = Some(self.open_or_append(ctx, conversation, customer, message, decision.category.as_str()).await?);
         }
         if let Some(reply) = &decision.reply {
             let mut extra = json!({"language": reply.language});
-            if matches!(decision.action, Action::AutoAnswer | Action::HoldAndSubscribe) {
+            // "Something else? Talk to a person" only for someone who is not talking to one already.
+            if matches!(decision.action, Action::AutoAnswer | Action::HoldAndSubscribe) && ticket.is_none() {
                 extra["buttons"] = json!([{"text": talk_to_person_label(&reply.language), "data": TALK_TO_PERSON}]);
             }
             if decision.action == Action::MovePrivate
@@ -1101,6 +1115,10 @@ impl Core {
                 continue;
             }
             let message = ctx.store.inbound(InboundId(id)).await?;
+            if message.decision.as_ref().is_some_and(|d| d.get("ticket").is_some_and(|t| !t.is_null())) {
+                // It joined the customer's case when it came in: a person has it already.
+                continue;
+            }
             let conversation = ctx.store.conversation(message.conversation).await?;
             let customer = ctx.store.customer(message.customer).await?;
             self.open_or_append(ctx, &conversation, &customer, &message, "outage").await?;

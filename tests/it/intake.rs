@@ -351,6 +351,67 @@ async fn a_cluster_without_a_notice_becomes_tickets_after_the_grace_period() {
 }
 
 #[tokio::test]
+async fn an_outage_question_in_the_middle_of_a_case_reaches_its_agent_too() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let store: Arc<dyn Store> = Arc::new(db.db().clone());
+    let tickets = webcare_ticketing::Ticketing::new(store, Default::default());
+    let sam = db
+        .db()
+        .create_agent(webcare_domain::NewAgent {
+            name: "sam".into(),
+            role: webcare_domain::Role::Agent,
+            password_hash: None,
+            at: t(0),
+        })
+        .await
+        .unwrap();
+    p.receive(private("u1", "1", "Mijn factuur klopt niet, ik betaal dubbel voor mijn abonnement", t(0)))
+        .await
+        .unwrap();
+    let case = db.db().tickets(&[]).await.unwrap()[0].clone();
+    // The agent asked for the customer number and waits for the answer.
+    tickets.set_state(case.id, &sam, TicketState::Pending, t(60)).await.unwrap();
+    let text = "Klantnummer 12345678. En nu ligt het internet eruit in Leiden, is er een storing?";
+    let outcome = p.receive(private("u1", "2", text, t(120))).await.unwrap();
+    assert_eq!(outcome.action, "hold_and_subscribe", "the outage is followed as anyone's");
+    // The agent sees the answer, and the case is open again.
+    assert_eq!(db.db().ticket(case.id).await.unwrap().state, TicketState::Open);
+    let events = db.db().ticket_events(case.id).await.unwrap();
+    let heard = |events: &[webcare_domain::TicketEvent]| {
+        events.iter().filter(|e| e.kind == TicketEventKind::CustomerMessage && e.body == text).count()
+    };
+    assert_eq!(heard(&events), 1, "{events:?}");
+    let decision = db.db().inbound(webcare_domain::InboundId(2)).await.unwrap().decision.unwrap();
+    assert_eq!(
+        (decision["action"].as_str(), decision["ticket"].as_i64()),
+        (Some("hold_and_subscribe"), Some(case.id.0))
+    );
+    // The holding answer offers no "talk to a person": the customer is talking to one.
+    let hold = db.db().outbox_by_key("reply:2").await.unwrap().expect("a holding answer");
+    assert!(hold.body.starts_with("Bedankt voor je melding"), "{}", hold.body);
+    assert!(hold.extra.get("buttons").is_none(), "{}", hold.extra);
+
+    // Another customer asks the same without a case: the answer offers a person.
+    p.receive(private("u2", "1", "Leiden internet ligt eruit", t(180))).await.unwrap();
+    let other = db.db().outbox_by_key("reply:3").await.unwrap().expect("a holding answer");
+    assert_eq!(other.extra["buttons"][0]["data"], TALK_TO_PERSON);
+    // The cluster expires without a notice: the second customer gets a ticket; the first has one, which holds the
+    // question once.
+    assert_eq!(p.tick(t(62 * 60)).await.unwrap(), 2);
+    let all = db.db().tickets(&[]).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(heard(&db.db().ticket_events(case.id).await.unwrap()), 1, "not filed twice");
+
+    // A solved case is not reopened by an outage question that is answered automatically.
+    tickets.set_state(case.id, &sam, TicketState::Solved, t(63 * 60)).await.unwrap();
+    let again = "Weer geen internet in Leiden, storing?";
+    assert_eq!(p.receive(private("u1", "3", again, t(64 * 60))).await.unwrap().action, "hold_and_subscribe");
+    assert_eq!(db.db().ticket(case.id).await.unwrap().state, TicketState::Solved);
+    assert!(db.db().ticket_events(case.id).await.unwrap().iter().all(|e| e.body != again));
+}
+
+#[tokio::test]
 async fn the_pipeline_runs_on_postgresql_too() {
     let Some(db) = TestDb::postgres().await else { return };
     let p = pipeline(&db).await;

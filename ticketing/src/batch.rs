@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use webcare_domain::{
     ConversationId, CreatedTicket, CustomerId, NewTicket, NewTicketEvent, Ticket, TicketEventKind, TicketId, TicketRef,
-    TicketWrites, Timestamp,
+    TicketState, TicketWrites, Timestamp,
 };
 
 use crate::lifecycle::{self, Change};
@@ -81,10 +81,18 @@ impl TicketBatch {
         Ok(())
     }
 
-    /// Whether the customer has a ticket on this conversation that is not closed, counting the batch's own.
-    pub async fn has_open(&mut self, conversation: ConversationId, customer: CustomerId) -> Result<bool, TicketError> {
+    /// The state of the customer's ticket on this conversation that is not closed, if any, counting the batch's
+    /// own (which are `new`) and its changes so far.
+    pub async fn open_state(
+        &mut self,
+        conversation: ConversationId,
+        customer: CustomerId,
+    ) -> Result<Option<TicketState>, TicketError> {
         self.load(&[(conversation, customer)]).await?;
-        Ok(matches!(self.open.get(&(conversation, customer)), Some(Some(_))))
+        Ok(self.open.get(&(conversation, customer)).copied().flatten().map(|i| match &self.entries[i] {
+            Entry::Stored { change, .. } => change.ticket.state,
+            Entry::Created { .. } => TicketState::New,
+        }))
     }
 
     /// Files a customer's message as [`Ticketing::open_or_append`] does: it joins the open ticket (reopening a
