@@ -482,7 +482,8 @@ impl Notices {
             notice.texts.keys().map(|language| (language.as_str(), notice_message(notice, Some(language)))).collect();
         let row = |(conversation, language, announcement): &(webcare_domain::ConversationId, Option<String>, bool)| {
             let (conversation, announcement) = (*conversation, *announcement);
-            let text = language.as_deref().and_then(|l| texts.get(l)).unwrap_or(&default_text);
+            let language = language.as_deref().filter(|l| texts.contains_key(l));
+            let text = language.and_then(|l| texts.get(l)).unwrap_or(&default_text);
             let key = format!("{current}conv:{conversation}");
             let mut new = NewOutbox::message(conversation, text, key, Priority::BROADCAST, now);
             new.extra = json!({"notice": notice.id, "version": notice.version});
@@ -493,8 +494,7 @@ impl Notices {
                 new.extra["crosspost"] = json!(true);
             }
             if !notice.state.is_active() {
-                new.extra["buttons"] =
-                    json!([{"text": "Nog steeds last? / Still not working?", "data": TALK_TO_PERSON}]);
+                new.extra["buttons"] = json!([{"text": still_not_working(language).0, "data": TALK_TO_PERSON}]);
             }
             new
         };
@@ -554,16 +554,28 @@ pub async fn progress(store: &dyn Store, id: NoticeId, paid_stars_per_message: f
 }
 
 /// The text a subscriber receives for a version: the title, the text, and after resolution an invitation to say
-/// if it still does not work.
+/// if it still does not work, in the language of the text where the notice has one for `language`, and in Dutch
+/// and English after the default text (whose language webcare does not know).
 pub fn notice_message(notice: &Notice, language: Option<&str>) -> String {
+    let language = language.filter(|l| notice.texts.contains_key(*l));
     let text = language.map_or(notice.text.as_str(), |l| notice.text_for(l));
     if notice.state.is_active() {
         format!("{}\n\n{}", notice.title, text)
     } else {
-        format!(
-            "{}\n\n{}\n\nNog steeds last? Antwoord hier, dan openen we een persoonlijke zaak. / Still not working? Reply here and we open a personal case.",
-            notice.title, text
-        )
+        format!("{}\n\n{}\n\n{}", notice.title, text, still_not_working(language).1)
+    }
+}
+
+/// After a resolution: the button's label and the invitation, in `language` (Dutch and English for any other).
+fn still_not_working(language: Option<&str>) -> (&'static str, &'static str) {
+    match language {
+        Some("nl") => ("Nog steeds last?", "Nog steeds last? Antwoord hier, dan openen we een persoonlijke zaak."),
+        Some("en") => ("Still not working?", "Still not working? Reply here and we open a personal case."),
+        _ => (
+            "Nog steeds last? / Still not working?",
+            "Nog steeds last? Antwoord hier, dan openen we een persoonlijke zaak. / Still not working? Reply here and we \
+             open a personal case.",
+        ),
     }
 }
 
@@ -612,4 +624,49 @@ pub async fn covering(store: &dyn Store, ticket: &Ticket) -> Result<Vec<Notice>,
     let (service, region) = scope_of(&inbound);
     let notices = store.notices(true).await?;
     Ok(notices.into_iter().filter(|n| covers(n, ticket, service, region.as_deref())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(texts: &[(&str, &str)]) -> Notice {
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a valid time");
+        Notice {
+            id: NoticeId(1),
+            title: "Storing Utrecht".into(),
+            state: NoticeState::Resolved,
+            services: vec![Service::Internet],
+            regions: vec!["Utrecht".into()],
+            text: "Het internet werkt weer.".into(),
+            texts: texts.iter().map(|(l, t)| ((*l).to_owned(), (*t).to_owned())).collect(),
+            version: 2,
+            draft: false,
+            cluster: None,
+            paid_broadcast: false,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn the_invitation_after_a_resolution_speaks_the_language_of_the_text() {
+        let notice = resolved(&[("en", "The internet works again."), ("nl", "Het internet in Utrecht werkt weer.")]);
+        let en = notice_message(&notice, Some("en"));
+        assert!(
+            en.ends_with("The internet works again.\n\nStill not working? Reply here and we open a personal case.")
+        );
+        let nl = notice_message(&notice, Some("nl"));
+        assert!(nl.ends_with("werkt weer.\n\nNog steeds last? Antwoord hier, dan openen we een persoonlijke zaak."));
+        // The default text's language is not known: the invitation comes in both, also to a subscriber whose
+        // language has no text of its own.
+        let default = resolved(&[]);
+        for language in [None, Some("nl"), Some("en"), Some("fr")] {
+            let text = notice_message(&default, language);
+            assert!(
+                text.contains("Het internet werkt weer.\n\nNog steeds last?") && text.ends_with("a personal case.")
+            );
+        }
+        assert_eq!(still_not_working(Some("nl")).0, "Nog steeds last?");
+    }
 }

@@ -338,10 +338,23 @@ async fn a_notice_answers_questions_and_each_version_reaches_each_subscriber_onc
     }
     let (_, progress) = a.call(Method::GET, &format!("/api/v1/notices/{id}/delivery"), Some(&a.agent), None).await;
     assert_eq!((progress["sent"].as_i64(), progress["pending"].as_i64()), (Some(2), Some(0)), "{progress}");
-    // A resolved notice invites the customer back.
+    // A resolved notice invites the customer back: in both languages after the default text, whose language
+    // webcare does not know, and in Dutch only after a Dutch text, to those who asked in Dutch.
     a.call(Method::PATCH, &format!("/api/v1/notices/{id}"), Some(&a.admin), Some(json!({"state": "resolved"}))).await;
     a.delivery.step().await.unwrap();
-    assert!(a.transcript(&c1).await.last().unwrap().contains("Still not working?"));
+    let last = a.transcript(&c1).await.last().unwrap().clone();
+    assert!(last.contains("Nog steeds last?") && last.contains("Still not working?"), "{last}");
+    let dutch = json!({"text": "Fixed.", "texts": {"nl": "Opgelost: het internet in Utrecht werkt weer."}});
+    let (status, _) = a.call(Method::PATCH, &format!("/api/v1/notices/{id}"), Some(&a.admin), Some(dutch)).await;
+    assert_eq!(status, StatusCode::OK);
+    a.delivery.step().await.unwrap();
+    for c in [&c1, &c2] {
+        let last = a.transcript(c).await.last().unwrap().clone();
+        assert!(
+            last.ends_with("werkt weer.\n\nNog steeds last? Antwoord hier, dan openen we een persoonlijke zaak."),
+            "{last}"
+        );
+    }
     let (_, all) = a.call(Method::GET, "/api/v1/notices", Some(&a.agent), None).await;
     assert_eq!(all[0]["active"], false);
 }
