@@ -837,7 +837,7 @@ pub fn copy_key(text: &str) -> String {
 
 /// Whether a notice is about a service: it names it, or names none; a question that names no service ("storing?") is
 /// covered by any notice whose region fits.
-fn covers_service(n: &Notice, service: Service) -> bool {
+pub fn covers_service(n: &Notice, service: Service) -> bool {
     n.services.is_empty() || service == Service::Unknown || n.services.contains(&service)
 }
 

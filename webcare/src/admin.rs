@@ -417,7 +417,7 @@ fn line(notice: &Notice) -> String {
 }
 
 /// What became of a published notice: how many get it now, or that it waits for approval.
-async fn published(notices: &Notices, notice: &Notice, what: &str) -> anyhow::Result<String> {
+async fn published(db: &Db, notices: &Notices, notice: &Notice, what: &str) -> anyhow::Result<String> {
     if notice.draft {
         return Ok(format!(
             "notice {} {what} (version {}) as a draft: customers see it once it is approved \
@@ -427,10 +427,43 @@ async fn published(notices: &Notices, notice: &Notice, what: &str) -> anyhow::Re
     }
     let progress = notices.progress(notice.id).await?;
     Ok(format!(
-        "notice {} {what} (version {}, {}): {} subscribers get it; `webcare broadcast status {} --follow` shows the \
+        "notice {} {what} (version {}, {}): {} subscribers get it{}; `webcare broadcast status {} --follow` shows the \
          broadcast",
-        notice.id, notice.version, notice.state, progress.subscribers, notice.id
+        notice.id,
+        notice.version,
+        notice.state,
+        progress.subscribers,
+        waiting(db, notice).await?,
+        notice.id
     ))
+}
+
+/// The customers in open outage clusters of the notice's services: only the running `serve` knows which of them
+/// the notice covers (it closes those clusters into it within seconds), so the admin sees the candidates rather
+/// than a count of subscribers that leaves them out.
+async fn waiting(db: &Db, notice: &Notice) -> anyhow::Result<String> {
+    if !notice.is_active() {
+        return Ok(String::new());
+    }
+    let clusters: Vec<String> = db
+        .open_clusters()
+        .await?
+        .into_iter()
+        .filter(|c| webcare_bridge::engine::covers_service(notice, c.service))
+        .map(|c| {
+            let customers = if c.members == 1 { "1 customer".to_owned() } else { format!("{} customers", c.members) };
+            format!("cluster {} ({}, {}, {customers})", c.id, c.service, c.region.as_deref().unwrap_or("no place"))
+        })
+        .collect();
+    Ok(match clusters.len() {
+        0 => String::new(),
+        n => format!(
+            " now, and the running `webcare serve` sends it within seconds to the customers waiting in the open \
+             outage clusters it covers; open for its services: {}{}",
+            clusters[..n.min(5)].join(", "),
+            if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
+        ),
+    })
 }
 
 pub async fn notice(config: &Config, command: NoticeCommand) -> anyhow::Result<()> {
@@ -468,7 +501,7 @@ pub async fn notice(config: &Config, command: NoticeCommand) -> anyhow::Result<(
                     paid_broadcast,
                 };
                 let notice = notices.create(input, &author, now).await?;
-                published(&notices, &notice, "created").await
+                published(db, &notices, &notice, "created").await
             }
             NoticeCommand::Update {
                 id,
@@ -506,12 +539,12 @@ pub async fn notice(config: &Config, command: NoticeCommand) -> anyhow::Result<(
                         updated.notice.version
                     ));
                 }
-                published(&notices, &updated.notice, "updated").await
+                published(db, &notices, &updated.notice, "updated").await
             }
             NoticeCommand::Approve { id, approver } => {
                 let approver = agent_named(db, &approver).await?;
                 let notice = notices.approve(NoticeId(id), &approver, now).await?;
-                published(&notices, &notice, "approved").await
+                published(db, &notices, &notice, "approved").await
             }
         }
     })
@@ -624,7 +657,7 @@ pub async fn alert(config: &Config, command: AlertCommand) -> anyhow::Result<()>
             texts.extend(translations);
             let title = title.unwrap_or_else(|| alert.notice_title());
             let notice = notices.publish_from_alert(alert.id, title, text, texts, state, &author, now).await?;
-            published(&notices, &notice, &format!("published from alert {id}")).await
+            published(db, &notices, &notice, &format!("published from alert {id}")).await
         }
     })
     .await?;

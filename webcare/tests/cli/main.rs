@@ -849,7 +849,10 @@ fn an_admin_at_a_terminal_answers_a_spike_with_one_broadcast_while_serve_runs() 
         "--region",
         "Utrecht",
     ]);
-    assert!(said.starts_with("notice 2 created (version 1, investigating)"), "{said}");
+    assert!(said.starts_with("notice 2 created (version 1, investigating): 0 subscribers get it now"), "{said}");
+    // Only the running serve knows which waiting customers the notice covers: the admin sees the open clusters of
+    // its services, not a count that leaves them out.
+    assert!(said.contains("open for its services: cluster 1 (tv, Utrecht, 1 customer);"), "{said}");
     let later = fake.create_user(webcare_fake_telegram::NewUser::named("later"));
     let later_chat = fake.private_chat(later);
     fake.send_text(later, later_chat, "Is er een tv storing in Utrecht?");
