@@ -373,15 +373,24 @@ const INSERT_TICKET: &str = "INSERT INTO tickets
 /// Claims due outbox rows. Written out twice because only PostgreSQL has (and needs) row locks: with
 /// `FOR UPDATE SKIP LOCKED` concurrent claimers in other processes take disjoint rows without waiting; SQLite has
 /// one writer at a time, so the single UPDATE is atomic without it.
+///
+/// A row waits while an earlier row to the same chat with at least its priority is still unsent (pending, due or
+/// not, or being sent by anyone): one chat's messages of one priority go out one at a time and in the order they
+/// were queued, whichever instance claims them, while a person's answer still passes a broadcast queued before it.
+/// The lookup uses `outbox_conversation (conversation_id, state)`.
 macro_rules! claim_sql {
     ($lock:literal) => {
         concat!(
             "UPDATE outbox SET state = 'sending', claimed_by = $1, lease_until = $2, attempts = attempts + 1
              WHERE id IN (
-               SELECT id FROM outbox
-               WHERE ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'sending' AND lease_until <= $3))
-                 AND priority >= $5 AND priority < $6
-               ORDER BY priority DESC, next_attempt_at, id
+               SELECT o.id FROM outbox AS o
+               WHERE ((o.state = 'pending' AND o.next_attempt_at <= $3) OR (o.state = 'sending' AND o.lease_until <= $3))
+                 AND o.priority >= $5 AND o.priority < $6
+                 AND NOT EXISTS (
+                   SELECT 1 FROM outbox AS e
+                   WHERE e.conversation_id = o.conversation_id AND e.state IN ('pending', 'sending')
+                     AND e.id < o.id AND e.priority >= o.priority)
+               ORDER BY o.priority DESC, o.next_attempt_at, o.id
                LIMIT $4 ",
             $lock,
             ")

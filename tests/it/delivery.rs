@@ -152,7 +152,9 @@ async fn server_errors_back_off_then_succeed_and_give_up_in_the_end() {
     let mut config = fast();
     config.max_attempts = 1;
     let give_up = delivery(&t, Scripted::new(Platform::Discord, vec![Err(SendError::Transient("503".into()))]), config);
-    let id2 = enqueue(t.db(), c, "y", Priority::AUTOMATIC).await;
+    // Another chat: a row to `c` waits behind "x".
+    let c2 = chat(t.db(), Platform::Discord, "8", ConversationKind::Public).await;
+    let id2 = enqueue(t.db(), c2, "y", Priority::AUTOMATIC).await;
     assert_eq!(give_up.step().await.unwrap().failed, 1);
     assert_eq!(t.db().outbox_item(id2).await.unwrap().state, OutboxState::Failed);
     assert!(webcare_app::delivery::backoff(3) >= Duration::from_millis(3200));
@@ -183,14 +185,16 @@ async fn a_chat_gets_no_more_than_its_limit_and_keeps_its_order() {
     // Telegram's real limit: one message per second per chat.
     let d = delivery(&t, sender.clone(), DeliveryConfig::default());
     let step = d.step().await.unwrap();
-    assert_eq!((step.sent, step.deferred), (1, 2));
+    assert_eq!((step.claimed, step.sent), (1, 1), "one row of a chat at a time");
     assert_eq!(sender.sent(), vec![("42".into(), "first".into())]);
+    let step = d.step().await.unwrap();
+    assert_eq!((step.sent, step.deferred), (0, 1), "the second waits for the chat's limit");
     let pending = t
         .db()
         .claim_outbox("peek", Utc::now() + chrono::Duration::seconds(2), Duration::from_secs(1), 10)
         .await
         .unwrap();
-    assert_eq!(pending.iter().map(|i| i.body.as_str()).collect::<Vec<_>>(), vec!["second", "third"]);
+    assert_eq!(pending.iter().map(|i| i.body.as_str()).collect::<Vec<_>>(), vec!["second"], "the third after it");
 }
 
 /// Records when each message went out, taking `delay` per send (a slow platform).
@@ -252,7 +256,8 @@ impl Running {
 contract!(
     two_engines_on_one_database_keep_to_one_budget,
     an_answer_takes_the_next_slot_during_a_broadcast,
-    a_429_for_the_whole_bot_on_one_engine_holds_the_other_too
+    a_429_for_the_whole_bot_on_one_engine_holds_the_other_too,
+    two_engines_send_each_chats_messages_in_the_order_they_were_written
 );
 
 async fn two_engines_on_one_database_keep_to_one_budget(t: &TestDb) {
@@ -330,11 +335,14 @@ async fn a_claim_older_than_half_its_lease_is_given_back_unsent() {
     let t = TestDb::sqlite().await;
     let c = chat(t.db(), Platform::Telegram, "slow", ConversationKind::Private).await;
     enqueue(t.db(), c, "first", Priority::AUTOMATIC).await;
-    let second = enqueue(t.db(), c, "second", Priority::AUTOMATIC).await;
-    // The platform takes 1.2 s for the first message; the claim's lease is 2 s, so the second is not sent on it.
+    let c2 = chat(t.db(), Platform::Telegram, "next", ConversationKind::Private).await;
+    let second = enqueue(t.db(), c2, "second", Priority::AUTOMATIC).await;
+    // The platform takes 1.2 s for the first message, and one chat goes at a time; the claim's lease is 2 s, so the
+    // second is not sent on it.
     let sender = Recorder::new(Duration::from_millis(1200));
     let mut config = telegram_at(1000.0);
     config.lease = Duration::from_secs(2);
+    config.concurrency = 1;
     let d = Delivery::new(Arc::new(t.db().clone()), vec![sender.clone()], config);
     let step = d.step().await.unwrap();
     assert_eq!((step.sent, step.deferred), (1, 1));
@@ -578,4 +586,49 @@ async fn a_429_for_the_whole_bot_on_one_engine_holds_the_other_too(t: &TestDb) {
         .collect();
     assert!(during.is_empty(), "engine b sent during the hold, at {during:?} after the 429");
     assert!(b_sent.iter().any(|s| *s > at + retry_after), "engine b went on after the hold");
+}
+
+/// An agent writes several messages to each of a few customers while two instances deliver: each customer reads
+/// them in the order they were written, and each once, although either instance may send any of them.
+async fn two_engines_send_each_chats_messages_in_the_order_they_were_written(t: &TestDb) {
+    const CHATS: usize = 4;
+    const PER_CHAT: usize = 12;
+    let mut chats = Vec::new();
+    for n in 0..CHATS {
+        chats.push(chat(t.db(), Platform::Telegram, &format!("w{n}"), ConversationKind::Private).await);
+    }
+    // One chat's messages one after the other, as an agent writes them.
+    for c in &chats {
+        for i in 0..PER_CHAT {
+            let new = NewOutbox::message(*c, format!("{i:02}"), format!("{c}:{i}"), Priority::AGENT_REPLY, Utc::now());
+            t.db().enqueue(new, Utc::now()).await.unwrap();
+        }
+    }
+    // A slow platform and one row per claim, so that both engines are busy at once and would take the next rows of
+    // one chat together; one engine faster than the other, so that a later row would overtake.
+    let (a, b) = (Recorder::new(Duration::from_millis(15)), Recorder::new(Duration::from_millis(5)));
+    let engine = |db: webcare_storage::Db, sender: Arc<Recorder>, name: &str| {
+        let config = DeliveryConfig { worker: name.into(), batch: 1, ..telegram_at(1000.0) };
+        Arc::new(Delivery::new(Arc::new(db), vec![sender], config))
+    };
+    let engines = [engine(t.another().await, a.clone(), "a"), engine(t.another().await, b.clone(), "b")];
+    let runs: Vec<_> = engines.iter().map(Running::start).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while a.sent().len() + b.sent().len() < CHATS * PER_CHAT && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in runs {
+        r.stop().await;
+    }
+    let (a, b) = (a.sent(), b.sent());
+    assert!(!a.is_empty() && !b.is_empty(), "both engines send: {} and {}", a.len(), b.len());
+    let mut all: Vec<_> = a.iter().chain(&b).collect();
+    assert_eq!(all.len(), CHATS * PER_CHAT, "every message once");
+    all.sort_by_key(|(at, _, _)| *at);
+    for n in 0..CHATS {
+        let read: Vec<&str> =
+            all.iter().filter(|(_, chat, _)| *chat == format!("w{n}")).map(|(_, _, body)| body.as_str()).collect();
+        let written: Vec<String> = (0..PER_CHAT).map(|i| format!("{i:02}")).collect();
+        assert_eq!(read, written, "chat w{n} reads its messages in order");
+    }
 }

@@ -1,6 +1,7 @@
 //! The storage contract: every case runs on SQLite and on a real PostgreSQL, and must pass on both.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -36,6 +37,7 @@ contract!(
     outbox_marks_need_the_claim,
     outbox_lapsed_leases_are_claimed_again,
     outbox_concurrent_claimers_never_share_a_row,
+    outbox_rows_of_one_chat_go_one_at_a_time_in_order,
     missing_rows_are_not_found,
     leases_have_one_holder_and_pass_on_when_they_run_out,
     reload_requests_count_up_per_name,
@@ -832,7 +834,6 @@ async fn outbox_keys_are_idempotent(t_db: &TestDb) {
 
 async fn outbox_claims_by_priority_and_due_time(t_db: &TestDb) {
     let db = t_db.db();
-    let c = chat(db, "o2").await;
     let mut ids = BTreeMap::new();
     for (key, priority, due) in [
         ("broadcast-1", Priority::BROADCAST, 0),
@@ -841,6 +842,8 @@ async fn outbox_claims_by_priority_and_due_time(t_db: &TestDb) {
         ("later", Priority::AGENT_REPLY, 100),
         ("auto", Priority::AUTOMATIC, 3),
     ] {
+        // A chat each: rows of one chat wait for each other (see the next test).
+        let c = chat(db, &format!("o2-{key}")).await;
         let mut new = NewOutbox::message(c, key, key, priority, t(due));
         new.not_before = t(due);
         ids.insert(key, db.enqueue(new, t(0)).await.unwrap().into_inner().id);
@@ -867,6 +870,7 @@ async fn outbox_marks_need_the_claim(t_db: &TestDb) {
     let db = t_db.db();
     let c = chat(db, "o3").await;
     for key in ["a", "b", "c", "d"] {
+        let c = chat(db, &format!("o3-{key}")).await;
         db.enqueue(NewOutbox::message(c, key, key, Priority::AUTOMATIC, t(0)), t(0)).await.unwrap();
     }
     let items = db.claim_outbox("w1", t(1), Duration::from_secs(3600), 10).await.unwrap();
@@ -920,10 +924,10 @@ async fn outbox_lapsed_leases_are_claimed_again(t_db: &TestDb) {
 
 async fn outbox_concurrent_claimers_never_share_a_row(t_db: &TestDb) {
     let db = t_db.db();
-    let c = chat(db, "o5").await;
     const ROWS: usize = 300;
     for i in 0..ROWS {
         let key = format!("row-{i}");
+        let c = chat(db, &format!("o5-{i}")).await;
         db.enqueue(NewOutbox::message(c, &key, &key, Priority::BROADCAST, t(0)), t(0)).await.unwrap();
     }
     // Two pools on one database, as two webcare processes would have, with several claimers each.
@@ -959,6 +963,106 @@ async fn outbox_concurrent_claimers_never_share_a_row(t_db: &TestDb) {
     assert_eq!(all.len(), ROWS, "every row claimed once");
     assert_eq!(distinct.len(), ROWS, "no row claimed twice");
     assert_eq!(db.outbox_counts().await.unwrap(), vec![(OutboxState::Sent, ROWS as i64)]);
+}
+
+/// One chat's rows of one priority go out one at a time, in the order they were queued, whoever claims them; a
+/// person's answer passes a broadcast queued before it, and other chats do not wait.
+async fn outbox_rows_of_one_chat_go_one_at_a_time_in_order(t_db: &TestDb) {
+    let db = t_db.db();
+    let (c, other) = (chat(db, "o6").await, chat(db, "o6-other").await);
+    let mut ids = BTreeMap::new();
+    for (conversation, key, priority) in [
+        (c, "broadcast-1", Priority::BROADCAST),
+        (c, "answer-1", Priority::AUTOMATIC),
+        (c, "answer-2", Priority::AUTOMATIC),
+        (c, "broadcast-2", Priority::BROADCAST),
+        (other, "elsewhere", Priority::BROADCAST),
+    ] {
+        ids.insert(
+            key,
+            db.enqueue(NewOutbox::message(conversation, key, key, priority, t(0)), t(0)).await.unwrap().into_inner().id,
+        );
+    }
+    let keys = |items: Vec<webcare_domain::OutboxItem>| -> Vec<String> {
+        items.into_iter().map(|i| i.idempotency_key).collect()
+    };
+    let lease = Duration::from_secs(30);
+    assert_eq!(keys(db.claim_outbox("w1", t(1), lease, 10).await.unwrap()), ["answer-1", "broadcast-1", "elsewhere"]);
+    assert!(db.claim_outbox("w2", t(1), lease, 10).await.unwrap().is_empty(), "the rest wait behind those being sent");
+    // The first answer is held (a 429): the second does not overtake it, here or on another instance.
+    assert!(db.mark_retry(ids["answer-1"], "w1", t(20), "429").await.unwrap());
+    assert!(db.mark_sent(ids["broadcast-1"], "w1", None, t(2)).await.unwrap());
+    assert!(db.mark_sent(ids["elsewhere"], "w1", None, t(2)).await.unwrap());
+    assert!(db.claim_outbox("w2", t(2), lease, 10).await.unwrap().is_empty(), "broadcast-2 waits for the answers too");
+    assert_eq!(keys(db.claim_outbox("w2", t(20), lease, 10).await.unwrap()), ["answer-1"]);
+    // A claim that lapses (its worker died) is taken over, and what follows still waits for it.
+    assert!(db.claim_outbox("w3", t(49), lease, 10).await.unwrap().is_empty());
+    assert_eq!(keys(db.claim_outbox("w3", t(50), lease, 10).await.unwrap()), ["answer-1"]);
+    assert!(db.mark_sent(ids["answer-1"], "w3", None, t(51)).await.unwrap());
+    assert_eq!(keys(db.claim_outbox("w1", t(51), lease, 10).await.unwrap()), ["answer-2"]);
+    assert!(db.mark_failed(ids["answer-2"], "w1", "403").await.unwrap());
+    assert_eq!(
+        keys(db.claim_outbox("w2", t(52), lease, 10).await.unwrap()),
+        ["broadcast-2"],
+        "a failed row holds nothing up"
+    );
+    assert!(db.mark_sent(ids["broadcast-2"], "w2", None, t(53)).await.unwrap());
+
+    // Many claimers in two processes over three chats: never two rows of one chat at once, each chat in order.
+    let chats = [chat(db, "o6-a").await, chat(db, "o6-b").await, chat(db, "o6-c").await];
+    const PER_CHAT: usize = 40;
+    for i in 0..PER_CHAT {
+        for (n, c) in chats.iter().enumerate() {
+            let key = format!("o6-{n}-{i:03}");
+            db.enqueue(NewOutbox::message(*c, &key, &key, Priority::BROADCAST, t(0)), t(0)).await.unwrap();
+        }
+    }
+    let in_flight = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pools = [t_db.another().await, t_db.another().await];
+    let mut tasks = Vec::new();
+    for (p, pool) in pools.iter().enumerate() {
+        for w in 0..3 {
+            let (pool, in_flight, order) = (pool.clone(), in_flight.clone(), order.clone());
+            let worker = format!("p{p}w{w}");
+            tasks.push(tokio::spawn(async move {
+                let mut idle = 0;
+                while idle < 50 {
+                    let batch = match pool.claim_outbox(&worker, t(100), Duration::from_secs(300), 4).await {
+                        Ok(batch) => batch,
+                        Err(e) if e.is_transient() => Vec::new(),
+                        Err(e) => panic!("{e}"),
+                    };
+                    if batch.is_empty() {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        continue;
+                    }
+                    idle = 0;
+                    for item in &batch {
+                        assert!(in_flight.lock().unwrap().insert(item.conversation), "two rows of one chat at once");
+                        order.lock().unwrap().push((item.conversation, item.idempotency_key.clone()));
+                    }
+                    tokio::task::yield_now().await;
+                    for item in batch {
+                        in_flight.lock().unwrap().remove(&item.conversation);
+                        assert!(pool.mark_sent(item.id, &worker, None, t(101)).await.unwrap());
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 3 * PER_CHAT, "every row once");
+    for c in chats {
+        let sent: Vec<&String> = order.iter().filter(|(chat, _)| *chat == c).map(|(_, key)| key).collect();
+        let mut sorted = sent.clone();
+        sorted.sort();
+        assert_eq!(sent, sorted, "one chat's rows in the order they were queued");
+    }
 }
 
 async fn missing_rows_are_not_found(t_db: &TestDb) {
