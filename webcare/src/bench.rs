@@ -22,7 +22,7 @@ pub async fn ingest(
     let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     // Every run starts empty, as the SQLite file in a new directory does: on PostgreSQL the bench creates a database
     // of its own on the server `url` names, and drops it at the end.
-    let fresh = FreshPostgres::create(&url).await?;
+    let fresh = FreshPostgres::create(&url, "ingest").await?;
     let result = measure(config, messages, fresh.as_ref().map_or(&url, |f| &f.url), concurrency).await;
     if let Some(fresh) = fresh {
         fresh.drop_database().await?;
@@ -108,16 +108,16 @@ async fn measure(config: &Config, messages: usize, url: &str, concurrency: usize
 }
 
 /// A PostgreSQL database created for one run of a benchmark.
-struct FreshPostgres {
+pub(crate) struct FreshPostgres {
     /// The URL the bench was given: its database (`postgres`, say) is where the new one is created and dropped.
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl FreshPostgres {
-    /// For a PostgreSQL URL, a new database on that server; `None` for SQLite.
-    async fn create(url: &str) -> anyhow::Result<Option<FreshPostgres>> {
+    /// For a PostgreSQL URL, a new database on that server for the bench `bench`; `None` for SQLite.
+    pub(crate) async fn create(url: &str, bench: &str) -> anyhow::Result<Option<FreshPostgres>> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Ok(None);
         }
@@ -127,12 +127,12 @@ impl FreshPostgres {
         let created = admin.execute_admin(&format!("CREATE DATABASE {name}")).await;
         admin.close().await;
         created.with_context(|| format!("create the bench's database {name} on {}", webcare_storage::mask_url(url)))?;
-        println!("ingest on postgres: in a database of its own, {name}, dropped at the end");
+        println!("{bench} on postgres: in a database of its own, {name}, dropped at the end");
         let fresh = webcare_storage::with_database(url, &name);
         Ok(Some(FreshPostgres { admin: url.to_owned(), name, url: fresh }))
     }
 
-    async fn drop_database(self) -> anyhow::Result<()> {
+    pub(crate) async fn drop_database(self) -> anyhow::Result<()> {
         let admin =
             Db::open(&self.admin, &OpenOptions { max_connections: 1, migrate: false, ..OpenOptions::default() })
                 .await?;

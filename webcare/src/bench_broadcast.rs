@@ -82,7 +82,23 @@ pub async fn run(
     };
     let dir = tempfile::tempdir().context("create a temporary directory")?;
     let url = database.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    // On PostgreSQL in a database of its own, as `bench ingest`: a second run would find the first one's agents.
+    let fresh = crate::bench::FreshPostgres::create(&url, "broadcast").await?;
+    let result = measure(subscribers, platform, scale, headroom, fresh.as_ref().map_or(&url, |f| &f.url), &dir).await;
+    if let Some(fresh) = fresh {
+        fresh.drop_database().await?;
+    }
+    result
+}
 
+async fn measure(
+    subscribers: usize,
+    platform: Platform,
+    scale: f64,
+    headroom: f64,
+    url: &str,
+    dir: &tempfile::TempDir,
+) -> anyhow::Result<()> {
     // The platform: N customers in private chats, and one more who talks to an agent during the broadcast.
     let setup = Instant::now();
     let (fake, chats, customer_chat, allowed_per_s, platform_config) = match platform {
@@ -113,7 +129,7 @@ pub async fn run(
     };
 
     // The database: the subscribers of a notice, a customer's ticket, an admin and an agent with API tokens.
-    let db = Db::open(&url, &OpenOptions { max_connections: 4, ..OpenOptions::default() }).await?;
+    let db = Db::open(url, &OpenOptions { max_connections: 4, ..OpenOptions::default() }).await?;
     let now = chrono::Utc::now();
     let notice = db
         .create_notice(NewNotice::published(

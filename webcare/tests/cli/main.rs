@@ -1274,40 +1274,49 @@ fn a_broadcast_survives_three_kill_9_and_reaches_everyone_once() {
     assert_eq!((p.sent, p.pending, p.failed), (N as i64, 0, 0), "every row is recorded as sent");
 }
 
-/// `bench ingest` on PostgreSQL measures in a database of its own, created on the server it is given and dropped at
-/// the end, so each run starts empty, as on SQLite, and leaves nothing behind.
+/// `bench ingest` and `bench broadcast` on PostgreSQL measure in a database of their own, created on the server
+/// they are given and dropped at the end, so each run starts empty, as on SQLite, and leaves nothing behind (a
+/// second broadcast run on one database used to stop at the first one's agents).
 #[test]
-fn the_ingest_bench_on_postgresql_runs_in_a_database_of_its_own() {
+fn the_benches_on_postgresql_run_in_a_database_of_their_own() {
     let _one_at_a_time = heavy();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let Some(test_db) = rt.block_on(webcare_tests::TestDb::postgres()) else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut names = Vec::new();
-    for _ in 0..2 {
-        let (code, stdout, stderr) =
-            output(webcare(dir.path()).args(["bench", "ingest", "--messages", "60", "--database", test_db.url()]));
-        assert_eq!(code, Some(0), "{stdout}{stderr}");
-        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-        assert_eq!((last["backend"].as_str(), last["messages"].as_u64()), (Some("postgres"), Some(60)), "{last}");
-        let name = stdout
-            .split_whitespace()
-            .find(|w| w.starts_with("webcare_bench_"))
-            .map(|w| w.trim_end_matches(','))
-            .unwrap_or_else(|| panic!("no database named in {stdout}"))
-            .to_owned();
-        let options = webcare_storage::OpenOptions {
-            migrate: false,
-            connect_retry: Duration::ZERO,
-            ..webcare_storage::OpenOptions::default()
-        };
-        let gone =
-            rt.block_on(webcare_storage::Db::open(&webcare_storage::with_database(test_db.url(), &name), &options));
-        assert!(gone.is_err(), "{name} was dropped");
-        names.push(name);
+    let benches: [&[&str]; 2] = [
+        &["ingest", "--messages", "60"],
+        &["broadcast", "--subscribers", "100", "--scale", "10", "--platform", "telegram"],
+    ];
+    for args in benches {
+        for _ in 0..2 {
+            let (code, stdout, stderr) =
+                output(webcare(dir.path()).arg("bench").args(args).args(["--database", test_db.url()]));
+            assert_eq!(code, Some(0), "{args:?}: {stdout}{stderr}");
+            let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+            assert_eq!((last["bench"].as_str(), last["backend"].as_str()), (Some(args[0]), Some("postgres")), "{last}");
+            let name = stdout
+                .split_whitespace()
+                .find(|w| w.starts_with("webcare_bench_"))
+                .map(|w| w.trim_end_matches(','))
+                .unwrap_or_else(|| panic!("no database named in {stdout}"))
+                .to_owned();
+            let options = webcare_storage::OpenOptions {
+                migrate: false,
+                connect_retry: Duration::ZERO,
+                ..webcare_storage::OpenOptions::default()
+            };
+            let gone =
+                rt.block_on(webcare_storage::Db::open(&webcare_storage::with_database(test_db.url(), &name), &options));
+            assert!(gone.is_err(), "{name} was dropped");
+            names.push(name);
+        }
     }
-    assert_ne!(names[0], names[1], "each run has a database of its own");
-    // The database the bench was pointed at is untouched: nothing was stored in it.
+    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "each run has a database of its own: {names:?}");
+    // The database the benches were pointed at is untouched: nothing was stored in it.
     assert!(rt.block_on(test_db.db().inbound_after(webcare_domain::InboundId(0), 1)).unwrap().is_empty());
+    assert!(rt.block_on(test_db.db().agents()).unwrap().is_empty());
 }
 
 #[test]
