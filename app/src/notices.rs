@@ -482,8 +482,9 @@ impl Notices {
             notice.texts.keys().map(|language| (language.as_str(), notice_message(notice, Some(language)))).collect();
         let row = |(conversation, language, announcement): &(webcare_domain::ConversationId, Option<String>, bool)| {
             let (conversation, announcement) = (*conversation, *announcement);
+            // The language of the text this subscriber gets: theirs where the notice has it.
             let language = language.as_deref().filter(|l| texts.contains_key(l));
-            let text = language.and_then(|l| texts.get(l)).unwrap_or(&default_text);
+            let text = language.map_or(&default_text, |l| &texts[l]);
             let key = format!("{current}conv:{conversation}");
             let mut new = NewOutbox::message(conversation, text, key, Priority::BROADCAST, now);
             new.extra = json!({"notice": notice.id, "version": notice.version});

@@ -62,10 +62,7 @@ pub(crate) fn private(user: &str, id: &str, text: &str, at: Timestamp) -> Inboun
 async fn outbox_bodies(db: &dyn Store) -> Vec<String> {
     // Outbox rows are due from the wall-clock time they were queued at.
     let later = Utc::now() + chrono::Duration::days(1);
-    let items = db.claim_outbox("peek", later, std::time::Duration::from_secs(1), 1000).await.unwrap();
-    let mut items: Vec<_> = items.into_iter().map(|i| (i.id, i.body)).collect();
-    items.sort();
-    items.into_iter().map(|(_, b)| b).collect()
+    webcare_tests::drain_outbox(db, later).await.into_iter().map(|i| i.body).collect()
 }
 
 #[tokio::test]
@@ -173,11 +170,7 @@ async fn private_data_in_a_group_moves_to_private_without_repeating_it() {
     );
     let outcome = p.receive(e).await.unwrap();
     assert_eq!(outcome.action, "move_private");
-    let items = db
-        .db()
-        .claim_outbox("peek", Utc::now() + chrono::Duration::days(1), std::time::Duration::from_secs(1), 10)
-        .await
-        .unwrap();
+    let items = webcare_tests::drain_outbox(db.db(), Utc::now() + chrono::Duration::days(1)).await;
     assert_eq!(items.len(), 1);
     assert!(!items[0].body.contains("NL91") && !items[0].body.contains("0417164300"), "{}", items[0].body);
     assert!(items[0].extra["move_private"]["ticket"].is_number(), "{}", items[0].extra);
@@ -450,11 +443,7 @@ async fn ticket_in_a_group_continues_in_private() {
     let mut ticket = event("u5", "-200", ConversationKind::Public, "1", "", t(0));
     ticket.kind = InboundKind::Command { name: "ticket".into(), args: String::new() };
     assert_eq!(p.receive(ticket).await.unwrap().action, "move_private");
-    let items = db
-        .db()
-        .claim_outbox("peek", Utc::now() + chrono::Duration::days(1), std::time::Duration::from_secs(1), 10)
-        .await
-        .unwrap();
+    let items = webcare_tests::drain_outbox(db.db(), Utc::now() + chrono::Duration::days(1)).await;
     let link = items[0].extra["move_private"]["link"].as_str().unwrap().to_owned();
     let mut start = private("u5", "1", "", t(10));
     start.kind = InboundKind::Command { name: "start".into(), args: link };

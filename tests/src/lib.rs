@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use webcare_domain::{OutboxItem, Store, Timestamp};
 use webcare_storage::{Db, OpenOptions};
 
 /// The server tests create their databases on. Override with `WEBCARE_TEST_POSTGRES_URL`.
@@ -156,4 +157,23 @@ pub fn state_of(app: App) -> webcare_web::AppState {
         webchat: webcare_web::webchat::WebchatHub::default(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     }
+}
+
+/// Every outbox row due at `at`, oldest first, as delivery would send them: claimed and marked sent in turn (a
+/// chat's next row can be claimed only once the one before it is done), so a later call returns only what was
+/// queued since.
+pub async fn drain_outbox(db: &dyn Store, at: Timestamp) -> Vec<OutboxItem> {
+    let mut all = Vec::new();
+    loop {
+        let batch = db.claim_outbox("drain", at, std::time::Duration::from_secs(60), 1000).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for item in &batch {
+            assert!(db.mark_sent(item.id, "drain", None, at).await.unwrap(), "row {} is the drain's", item.id);
+        }
+        all.extend(batch);
+    }
+    all.sort_by_key(|item| item.id);
+    all
 }
