@@ -1350,6 +1350,10 @@ impl Intake for Pipeline {
         let class = self.core.core_classifier().classify(text, place);
         Some(crate::messages::classification_record(&class))
     }
+
+    fn lexicon(&self) -> Vec<webcare_domain::LexiconGroup> {
+        self.core.core_classifier().lexicon()
+    }
 }
 
 impl Core {

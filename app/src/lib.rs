@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod delivery;
 pub mod intake;
+pub mod lexicon;
 pub mod messages;
 pub mod notices;
 pub mod reports;

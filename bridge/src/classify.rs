@@ -297,7 +297,49 @@ impl Default for Classifier {
     }
 }
 
+/// Why a term an admin wrote cannot be a lexicon term, if it cannot: the rules the data files' terms follow.
+pub fn term_problem(term: &str) -> Option<&'static str> {
+    let term = term.trim();
+    if term.chars().count() > 100 {
+        return Some("a term has at most 100 characters");
+    }
+    let parts = match term.split_once(" .. ") {
+        Some((head, _)) if head.ends_with('*') => return Some("a `*` ends a term, not the words before ` .. `"),
+        Some((head, tail)) => vec![head, tail],
+        None => vec![term],
+    };
+    if parts.iter().any(|p| fold_term(p.trim_end_matches('*')).is_empty()) {
+        return Some("a term needs letters or digits");
+    }
+    None
+}
+
 impl Classifier {
+    /// The lexicons' groups with their terms, as this classifier counts them, in the order of the files.
+    pub fn lexicon(&self) -> Vec<webcare_domain::LexiconGroup> {
+        let mut groups: Vec<webcare_domain::LexiconGroup> = self
+            .groups
+            .iter()
+            .map(|g| webcare_domain::LexiconGroup {
+                language: g.language.code().to_owned(),
+                name: g.name.clone(),
+                intent: g.intent.as_str().to_owned(),
+                category: g.category.as_str().to_owned(),
+                weight: g.weight,
+                terms: Vec::new(),
+            })
+            .collect();
+        for info in &self.terms {
+            if let TermKind::Group(g) = info.kind {
+                groups[g].terms.push(info.term.clone());
+            }
+        }
+        for gap in &self.gaps {
+            groups[gap.group].terms.push(gap.term.clone());
+        }
+        groups
+    }
+
     /// Builds a classifier from the data files in a directory (missing files fall back to the shipped ones).
     pub fn from_dir(dir: &Path) -> Result<Classifier, DataError> {
         Classifier::new(&ClassifierData::from_dir(dir)?, dir)

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use webcare_domain::{LexiconChange, LexiconChangeId, TermEdit};
 
 /// The file names the classifier reads, in a data directory and among the embedded defaults.
 pub const LEXICON_FILES: [&str; 2] = ["lexicon-nl.toml", "lexicon-en.toml"];
@@ -262,6 +263,37 @@ impl ClassifierData {
     }
 }
 
+impl ClassifierData {
+    /// Applies admins' changes (kept in the database) over the files' lexicons, in order: an added term joins its
+    /// group once, a removed one leaves it. A change whose language or group the files no longer have is left out
+    /// and returned with why, so that a group renamed in a data file neither stops webcare nor loses the change.
+    pub fn apply(&mut self, changes: &[LexiconChange]) -> Vec<(LexiconChangeId, String)> {
+        let mut skipped = Vec::new();
+        for change in changes {
+            let Some(lexicon) = self.lexicons.iter_mut().find(|l| l.language == change.language) else {
+                skipped.push((change.id, format!("there is no lexicon for `{}`", change.language)));
+                continue;
+            };
+            let Some(group) = lexicon.groups.iter_mut().find(|g| g.name == change.group) else {
+                skipped.push((change.id, format!("the {} lexicon has no group `{}`", change.language, change.group)));
+                continue;
+            };
+            let same = |t: &String| same_term(t, &change.term);
+            match change.edit {
+                TermEdit::Add if !group.terms.iter().any(same) => group.terms.push(change.term.trim().to_owned()),
+                TermEdit::Add => {}
+                TermEdit::Remove => group.terms.retain(|t| !same(t)),
+            }
+        }
+        skipped
+    }
+}
+
+/// Whether two terms as written are the same term: case and surrounding space aside.
+pub fn same_term(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
 fn embedded(name: &str) -> Option<&'static str> {
     EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
 }
@@ -280,6 +312,48 @@ mod tests {
         let data = ClassifierData::embedded().unwrap();
         assert_eq!(data.lexicons.len(), 2);
         assert!(data.regions.places.len() > 100);
+    }
+
+    fn change(id: i64, language: &str, group: &str, term: &str, edit: TermEdit) -> LexiconChange {
+        LexiconChange {
+            id: LexiconChangeId(id),
+            language: language.into(),
+            group: group.into(),
+            term: term.into(),
+            edit,
+            author: None,
+            created_at: chrono::DateTime::from_timestamp(0, 0).expect("a valid time"),
+        }
+    }
+
+    #[test]
+    fn admins_changes_apply_over_the_files_and_a_change_that_no_longer_fits_is_named() {
+        let mut data = ClassifierData::embedded().unwrap();
+        let terms = |data: &ClassifierData, language: &str, group: &str| {
+            let lexicon = data.lexicons.iter().find(|l| l.language == language).unwrap();
+            lexicon.groups.iter().find(|g| g.name == group).unwrap().terms.clone()
+        };
+        let before = terms(&data, "nl", "outage");
+        assert!(before.iter().any(|t| t == "plat") && !before.iter().any(|t| t == "glasvezel kapot"));
+        let skipped = data.apply(&[
+            change(1, "nl", "outage", " Glasvezel kapot ", TermEdit::Add),
+            change(2, "nl", "outage", "glasvezel kapot", TermEdit::Add),
+            change(3, "nl", "outage", "PLAT", TermEdit::Remove),
+            change(4, "nl", "no-such-group", "x", TermEdit::Add),
+            change(5, "fr", "outage", "en panne", TermEdit::Add),
+        ]);
+        let after = terms(&data, "nl", "outage");
+        assert_eq!(after.iter().filter(|t| *t == "Glasvezel kapot").count(), 1, "added once: {after:?}");
+        assert!(!after.iter().any(|t| t == "plat"), "removed");
+        assert_eq!(after.len(), before.len(), "one in, one out");
+        assert_eq!(terms(&data, "en", "outage"), terms(&ClassifierData::embedded().unwrap(), "en", "outage"));
+        assert_eq!(
+            skipped,
+            [
+                (LexiconChangeId(4), "the nl lexicon has no group `no-such-group`".to_owned()),
+                (LexiconChangeId(5), "there is no lexicon for `fr`".to_owned())
+            ]
+        );
     }
 
     #[test]

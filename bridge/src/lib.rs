@@ -18,7 +18,7 @@ pub mod replay;
 mod wordre;
 
 pub use bench::{BenchReport, bench_classify, bench_engine, sample_corpus};
-pub use classify::{Category, Classification, Classifier, Intent, Language, Reason, Thresholds};
+pub use classify::{Category, Classification, Classifier, Intent, Language, Reason, Thresholds, term_problem};
 pub use data::{ClassifierData, DataError};
 pub use engine::{Action, Decision, Engine, EngineConfig, EngineState, Incoming, Output, Reply, SpikeAlert};
 pub use eval::{EvalReport, eval};

@@ -61,3 +61,51 @@ mod tests {
         assert_eq!(canned.fill("Ada", "Bo", crate::TicketId(7)), "Hoi Ada, ik ben Bo (zaak 7). {unknown}");
     }
 }
+
+id_type!(
+    /// webcare's id of an admin's change to a lexicon.
+    LexiconChangeId
+);
+
+crate::word_enum!(
+    /// What a lexicon change does to its term.
+    TermEdit {
+        /// The term counts for the group, as if the data file listed it.
+        Add => "add",
+        /// The term no longer counts for the group, although the data file lists it.
+        Remove => "remove",
+    }
+);
+
+/// An admin's change to one group of a lexicon, kept in the database and applied over the data files on every
+/// instance, so that tuning the bridge needs neither a file on each server nor a restart. One change per language,
+/// group and term: a new one for the same term replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LexiconChange {
+    pub id: LexiconChangeId,
+    /// The lexicon's language code (`nl`, `en`).
+    pub language: String,
+    /// The group's name in that lexicon (`outage`, `billing`, ...).
+    pub group: String,
+    /// The term as written in a data file: words, a final `*` for any ending, ` .. ` for a few words between.
+    pub term: String,
+    pub edit: TermEdit,
+    pub author: Option<AgentId>,
+    pub created_at: Timestamp,
+}
+
+/// One group of a lexicon as the running classifier counts it (the data files with the admins' changes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LexiconGroup {
+    /// The lexicon's language code (`nl`, `en`).
+    pub language: String,
+    pub name: String,
+    /// `outage`, `case` or `other`.
+    pub intent: String,
+    /// `outage`, `billing`, `technical`, `contract`, `moving` or `other`.
+    pub category: String,
+    /// What each term found adds to its intent's score (negative: takes away).
+    pub weight: f32,
+    /// The terms as written, in the order they are listed.
+    pub terms: Vec<String>,
+}

@@ -23,7 +23,7 @@ pub use agent::{Agent, AgentId, NewAgent, Role};
 pub use cluster::{
     AlertId, AlertWebhook, ClusterId, ClusterState, NewCluster, OutageCluster, SpikeAlert, WebhookState,
 };
-pub use console::{CannedReply, CannedReplyId, ConsoleSession};
+pub use console::{CannedReply, CannedReplyId, ConsoleSession, LexiconChange, LexiconChangeId, LexiconGroup, TermEdit};
 pub use conversation::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, NewConversation, NewCustomer, Platform,
 };

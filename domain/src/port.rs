@@ -110,6 +110,12 @@ pub trait Intake: Send + Sync {
     fn classify(&self, _text: &str, _place: Option<&str>) -> Option<serde_json::Value> {
         None
     }
+
+    /// The lexicons' groups as the data loaded now counts them (the data files with the admins' changes). Empty
+    /// where this intake has no classifier.
+    fn lexicon(&self) -> Vec<crate::LexiconGroup> {
+        Vec::new()
+    }
 }
 
 /// Where adapters deliver what the webcare team writes in its own chats (a Telegram staff group, a Discord staff

@@ -484,6 +484,21 @@ pub trait Store: Send + Sync {
     async fn canned_reply(&self, id: crate::CannedReplyId) -> StoreResult<crate::CannedReply>;
     /// Every canned reply, by title.
     async fn canned_replies(&self) -> StoreResult<Vec<crate::CannedReply>>;
+    /// Records an admin's change to a lexicon term; one for the same language, group and term is replaced (its id
+    /// stays). Returns the stored change.
+    async fn put_lexicon_change(
+        &self,
+        language: &str,
+        group: &str,
+        term: &str,
+        edit: crate::TermEdit,
+        author: Option<AgentId>,
+        at: Timestamp,
+    ) -> StoreResult<crate::LexiconChange>;
+    /// Forgets a change (the data files' word holds again); false when there was none.
+    async fn delete_lexicon_change(&self, id: crate::LexiconChangeId) -> StoreResult<bool>;
+    /// Every lexicon change, oldest first: the order they are applied in.
+    async fn lexicon_changes(&self) -> StoreResult<Vec<crate::LexiconChange>>;
     /// Messages received at or after `since`, oldest first, at most `limit`: what the reports count.
     async fn inbound_since(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<crate::InboundMessage>>;
     /// The messages `filter` lets through, newest first, at most `limit`: the admins' list of what webcare decided

@@ -2944,6 +2944,55 @@ impl Store for Db {
         rows.into_iter().map(canned_of).collect()
     }
 
+    async fn put_lexicon_change(
+        &self,
+        language: &str,
+        group: &str,
+        term: &str,
+        edit: webcare_domain::TermEdit,
+        author: Option<AgentId>,
+        at: Timestamp,
+    ) -> StoreResult<webcare_domain::LexiconChange> {
+        let row: LexiconRow = on_pool!(self, |pool| sqlx::query_as(
+            "INSERT INTO lexicon_changes (language, group_name, term, edit, author_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (language, group_name, term)
+             DO UPDATE SET edit = excluded.edit, author_id = excluded.author_id, created_at = excluded.created_at
+             RETURNING id, language, group_name, term, edit, author_id, created_at"
+        )
+        .bind(language)
+        .bind(group)
+        .bind(term)
+        .bind(edit.as_str())
+        .bind(author.map(|a| a.0))
+        .bind(ms(at))
+        .fetch_one(&mut *pool)
+        .await
+        .map_err(err)?);
+        lexicon_of(row)
+    }
+
+    async fn delete_lexicon_change(&self, id: webcare_domain::LexiconChangeId) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query("DELETE FROM lexicon_changes WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *pool)
+            .await
+            .map_err(err)?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
+    async fn lexicon_changes(&self) -> StoreResult<Vec<webcare_domain::LexiconChange>> {
+        let rows: Vec<LexiconRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT id, language, group_name, term, edit, author_id, created_at FROM lexicon_changes
+             ORDER BY created_at, id"
+        )
+        .fetch_all(&mut *pool)
+        .await
+        .map_err(err)?);
+        rows.into_iter().map(lexicon_of).collect()
+    }
+
     async fn inbound_since(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<InboundMessage>> {
         let rows: Vec<rows::InboundRow> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT * FROM inbound_messages WHERE received_at >= $1 ORDER BY received_at, id LIMIT $2"
@@ -3072,6 +3121,22 @@ fn session_of(
 }
 
 /// A `canned_replies` row: id, title, body, author, created, updated.
+type LexiconRow = (i64, String, String, String, String, Option<i64>, i64);
+
+fn lexicon_of(
+    (id, language, group, term, edit, author, created_at): LexiconRow,
+) -> StoreResult<webcare_domain::LexiconChange> {
+    Ok(webcare_domain::LexiconChange {
+        id: webcare_domain::LexiconChangeId(id),
+        language,
+        group,
+        term,
+        edit: edit.parse().map_err(|e: webcare_domain::UnknownWord| StoreError::Invalid(e.to_string()))?,
+        author: author.map(AgentId),
+        created_at: rows::time(created_at)?,
+    })
+}
+
 type CannedRow = (i64, String, String, Option<i64>, i64, i64);
 
 fn canned_of((id, title, body, by, created_at, updated_at): CannedRow) -> StoreResult<webcare_domain::CannedReply> {

@@ -761,3 +761,58 @@ async fn admins_list_messages_by_what_was_decided_and_read_why() {
     assert_eq!(a.call(Method::POST, "/api/v1/reload", Some(&a.agent), None).await.0, StatusCode::FORBIDDEN);
     assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 1);
 }
+
+/// Admins tune the lexicons through the API: the groups as the bridge counts them, a change checked against them,
+/// kept, and announced to every instance (a reload request), and taken back.
+#[tokio::test]
+async fn admins_change_the_lexicons_and_every_instance_is_asked_to_apply_it() {
+    let a = api().await;
+    let (status, lexicon) = a.call(Method::GET, "/api/v1/lexicon", Some(&a.admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let outage = lexicon["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["language"] == "nl" && g["name"] == "outage")
+        .expect("the Dutch outage group")
+        .clone();
+    assert_eq!((outage["intent"].as_str(), outage["weight"].as_f64()), (Some("outage"), Some(2.0)));
+    assert!(outage["terms"].as_array().unwrap().iter().any(|t| t == "ligt eruit"), "{outage}");
+    assert_eq!(lexicon["changes"], json!([]));
+
+    let add = json!({"language": "nl", "group": "outage", "term": "glasvezel kapot", "edit": "add"});
+    let (status, kept) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(add.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    assert_eq!((kept["term"].as_str(), kept["edit"].as_str()), (Some("glasvezel kapot"), Some("add")));
+    assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 1, "every instance is asked to apply it");
+    for (body, status, says) in [
+        (
+            json!({"language": "nl", "group": "outage", "term": "ligt eruit", "edit": "add"}),
+            409,
+            "counts for nl outage already",
+        ),
+        (
+            json!({"language": "nl", "group": "outage", "term": "nooit gehoord", "edit": "remove"}),
+            409,
+            "is not a term of",
+        ),
+        (json!({"language": "nl", "group": "gas", "term": "lek", "edit": "add"}), 422, "has no group `gas`"),
+        (json!({"language": "nl", "group": "outage", "term": " * ", "edit": "add"}), 422, "letters or digits"),
+        (json!({"language": "nl", "group": "outage", "term": "x", "edit": "maybe"}), 422, "maybe"),
+    ] {
+        let (got, err) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(body.clone())).await;
+        assert_eq!(got.as_u16(), status, "{body}: {err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{body}: {err}");
+    }
+    let (status, _) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.agent), Some(add)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "agents do not change the lexicons");
+    assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 1, "refused changes ask nothing");
+    let (_, lexicon) = a.call(Method::GET, "/api/v1/lexicon", Some(&a.admin), None).await;
+    assert_eq!(lexicon["changes"].as_array().unwrap().len(), 1, "{lexicon}");
+
+    let path = format!("/api/v1/lexicon/changes/{}", kept["id"]);
+    assert_eq!(a.call(Method::DELETE, &path, Some(&a.admin), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(a.call(Method::DELETE, &path, Some(&a.admin), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 2);
+    assert!(a.store.lexicon_changes().await.unwrap().is_empty());
+}

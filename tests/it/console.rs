@@ -1068,3 +1068,86 @@ async fn the_queue_finds_tickets_by_words_name_and_number_and_a_ticket_shows_the
     let fer = s.state.store.tickets(&[]).await.unwrap().into_iter().find(|t| t.category == "contract").unwrap();
     assert!(!bo.get(&format!("/tickets/{}", fer.id)).await.body.contains("Other tickets of"), "Fer has only this one");
 }
+
+/// An admin adds a word to a lexicon group from the console; once the instance applies it (as `serve` does on the
+/// reload request the change makes), the bridge reads texts with it; an undo brings the data files' word back.
+#[tokio::test]
+async fn an_admin_tunes_a_lexicon_from_the_console() {
+    let s = setup().await;
+    let mut ada = Client::new(&s);
+    ada.login("ada").await;
+    let page = ada.get("/lexicon").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("<option value=\"nl/outage\">nl · outage (outage outage, weight 2)</option>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"no-changes\""), "{}", page.body);
+    let text = "Mijn glasvezel is kapot, wat nu?";
+    let read = |body: &str| body.contains("<li>term “glasvezel is kapot” in outage (+2.0)</li>");
+    let before = ada.submit("/messages", "/messages/try", &[("text", text)]).await;
+    assert!(!read(&before.body), "not an outage before the change: {}", before.body);
+
+    let changed = ada
+        .submit(
+            "/lexicon",
+            "/lexicon",
+            &[("action", "change"), ("group", "nl/outage"), ("term", "glasvezel is kapot"), ("edit", "add")],
+        )
+        .await;
+    assert_eq!((changed.status, changed.location()), (StatusCode::SEE_OTHER, "/lexicon"), "{}", changed.body);
+    assert_eq!(s.state.store.reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA).await.unwrap(), 1);
+    let listed = ada.get("/lexicon").await;
+    assert!(
+        listed.body.contains("<td>glasvezel is kapot</td><td>add</td><td>nl · outage</td><td>ada</td>"),
+        "{}",
+        listed.body
+    );
+    // The instance applies it, as `serve` does when it sees the reload request.
+    let apply = || async {
+        let changes = s.state.store.lexicon_changes().await.unwrap();
+        let data = webcare_bridge::ClassifierData::embedded().unwrap();
+        let classifier = webcare_app::lexicon::classifier(&data, std::path::Path::new("<embedded>"), &changes).unwrap();
+        s.pipeline.reload_classifier(Arc::new(classifier)).await;
+    };
+    apply().await;
+    let after = ada.submit("/messages", "/messages/try", &[("text", text)]).await;
+    assert!(read(&after.body), "an outage with the new term: {}", after.body);
+    assert!(after.body.contains("<dt>Intent</dt><dd>outage</dd>"), "{}", after.body);
+    assert!(!before.body.contains("<dt>Intent</dt><dd>outage</dd>"), "{}", before.body);
+    assert!(ada.get("/lexicon").await.body.contains("glasvezel is kapot · "), "the group lists it");
+
+    // Bad input is named, and changes nothing.
+    for (fields, status, says) in [
+        (
+            vec![("group", "nl/outage"), ("term", "glasvezel is kapot"), ("edit", "add")],
+            StatusCode::CONFLICT,
+            "already",
+        ),
+        (vec![("group", "nl/gas"), ("term", "lek"), ("edit", "add")], StatusCode::UNPROCESSABLE_ENTITY, "no group"),
+        (vec![("group", "nl/outage"), ("term", "?! *"), ("edit", "add")], StatusCode::UNPROCESSABLE_ENTITY, "letters"),
+    ] {
+        let mut all = vec![("action", "change")];
+        all.extend(fields);
+        let r = ada.submit("/lexicon", "/lexicon", &all).await;
+        assert_eq!(r.status, status, "{all:?}: {}", r.body);
+        assert!(r.body.contains(says), "{all:?}: {}", r.body);
+    }
+    assert_eq!(s.state.store.lexicon_changes().await.unwrap().len(), 1);
+
+    let mut bo = Client::new(&s);
+    bo.login("bo").await;
+    assert_eq!(bo.get("/lexicon").await.status, StatusCode::FORBIDDEN);
+    let id = s.state.store.lexicon_changes().await.unwrap()[0].id.to_string();
+    assert_eq!(bo.submit("/", "/lexicon", &[("action", "undo"), ("id", &id)]).await.status, StatusCode::FORBIDDEN);
+
+    let undone = ada.submit("/lexicon", "/lexicon", &[("action", "undo"), ("id", &id)]).await;
+    assert_eq!(undone.status, StatusCode::SEE_OTHER, "{}", undone.body);
+    apply().await;
+    assert!(!read(&ada.submit("/messages", "/messages/try", &[("text", text)]).await.body), "the files' word again");
+    assert_eq!(
+        ada.submit("/lexicon", "/lexicon", &[("action", "undo"), ("id", &id)]).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -38,6 +38,7 @@ contract!(
     outbox_lapsed_leases_are_claimed_again,
     outbox_concurrent_claimers_never_share_a_row,
     outbox_rows_of_one_chat_go_one_at_a_time_in_order,
+    lexicon_changes_are_one_per_term_and_kept_in_order,
     missing_rows_are_not_found,
     leases_have_one_holder_and_pass_on_when_they_run_out,
     reload_requests_count_up_per_name,
@@ -1063,6 +1064,39 @@ async fn outbox_rows_of_one_chat_go_one_at_a_time_in_order(t_db: &TestDb) {
         sorted.sort();
         assert_eq!(sent, sorted, "one chat's rows in the order they were queued");
     }
+}
+
+async fn lexicon_changes_are_one_per_term_and_kept_in_order(t_db: &TestDb) {
+    use webcare_domain::TermEdit;
+    let db = t_db.db();
+    assert!(db.lexicon_changes().await.unwrap().is_empty());
+    let ria = db.create_agent(NewAgent { name: "ria".into(), role: Role::Admin, password_hash: None, at: t(0) }).await;
+    let ria = ria.unwrap().id;
+    let added = db.put_lexicon_change("nl", "outage", "glasvezel kapot", TermEdit::Add, Some(ria), t(1)).await.unwrap();
+    assert_eq!(
+        (added.language.as_str(), added.group.as_str(), added.term.as_str(), added.edit, added.author),
+        ("nl", "outage", "glasvezel kapot", TermEdit::Add, Some(ria))
+    );
+    let removed = db.put_lexicon_change("en", "outage", "down", TermEdit::Remove, None, t(2)).await.unwrap();
+    // The same term in the same group again replaces the change, under its id.
+    let again = db.put_lexicon_change("nl", "outage", "glasvezel kapot", TermEdit::Remove, None, t(3)).await.unwrap();
+    assert_eq!((again.id, again.edit, again.author, again.created_at), (added.id, TermEdit::Remove, None, t(3)));
+    // The same term in another group or language is a change of its own.
+    db.put_lexicon_change("en", "outage-degraded", "down", TermEdit::Add, None, t(4)).await.unwrap();
+    let all = db.lexicon_changes().await.unwrap();
+    let listed: Vec<_> = all.iter().map(|c| (c.language.as_str(), c.group.as_str(), c.term.as_str(), c.edit)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("en", "outage", "down", TermEdit::Remove),
+            ("nl", "outage", "glasvezel kapot", TermEdit::Remove),
+            ("en", "outage-degraded", "down", TermEdit::Add),
+        ],
+        "in the order they were last made"
+    );
+    assert!(db.delete_lexicon_change(removed.id).await.unwrap());
+    assert!(!db.delete_lexicon_change(removed.id).await.unwrap(), "gone once");
+    assert_eq!(db.lexicon_changes().await.unwrap().len(), 2);
 }
 
 async fn missing_rows_are_not_found(t_db: &TestDb) {

@@ -156,6 +156,47 @@ pub enum AlertCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum LexiconCommand {
+    /// The groups of the lexicons as `serve` counts them (the data files with the admins' changes), and the
+    /// changes; `--group NAME` lists that group's terms.
+    List {
+        /// nl or en.
+        #[arg(long)]
+        language: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Make a term count for a group (admins); every running instance applies it within seconds.
+    Add {
+        #[arg(long = "as", value_name = "ADMIN")]
+        author: String,
+        /// nl or en.
+        #[arg(long)]
+        language: String,
+        #[arg(long)]
+        group: String,
+        /// Words as in a data file: a final `*` for any ending, ` .. ` for up to three words between.
+        term: String,
+    },
+    /// Take a listed term out of a group (admins); every running instance applies it within seconds.
+    Remove {
+        #[arg(long = "as", value_name = "ADMIN")]
+        author: String,
+        #[arg(long)]
+        language: String,
+        #[arg(long)]
+        group: String,
+        term: String,
+    },
+    /// Take a change back (admins): the data files' word holds again.
+    Undo {
+        id: i64,
+        #[arg(long = "as", value_name = "ADMIN")]
+        author: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum MessageCommand {
     /// Stored messages, newest first, with what was done and the rules that did it. The filters are the
     /// console's and the API's; a value out of range is an error that names it.
@@ -854,7 +895,7 @@ pub async fn message(config: &Config, command: MessageCommand) -> anyhow::Result
                 None => out.push("not decided yet".to_owned()),
             }
             if !m.text.trim().is_empty() {
-                let classifier = crate::cli::classifier(config)?;
+                let classifier = crate::cli::classifier_with(config, &db.lexicon_changes().await?)?;
                 let now =
                     messages::why(&messages::classification_record(&classifier.classify(&m.text, m.place.as_deref())));
                 let verdict = match then.as_ref().filter(|w| w.intent.is_some()) {
@@ -877,6 +918,92 @@ pub async fn message(config: &Config, command: MessageCommand) -> anyhow::Result
     .await?;
     println!("{said}");
     Ok(())
+}
+
+/// `webcare lexicon`: the admins' changes to the lexicons, kept in the database and applied by every instance.
+pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result<()> {
+    use webcare_app::lexicon::{Edit, change, undo};
+    use webcare_domain::TermEdit;
+    let now = chrono::Utc::now();
+    let said = with_db(config, async |db| {
+        let changes = db.lexicon_changes().await?;
+        // As `serve` loads it: the data files here with the changes over them.
+        let loaded = crate::cli::classifier_with(config, &changes)?.lexicon();
+        let (author, language, group, term, edit) = match command {
+            LexiconCommand::List { language, group } => return Ok(lexicon_list(&loaded, &changes, language, group)),
+            LexiconCommand::Undo { id, author } => {
+                let author = agent_named(db, &author).await?;
+                undo(db.as_ref(), webcare_domain::LexiconChangeId(id), &author, now).await?;
+                return Ok(format!(
+                    "lexicon change {id} taken back: every running instance applies it within a few seconds"
+                ));
+            }
+            LexiconCommand::Add { author, language, group, term } => (author, language, group, term, TermEdit::Add),
+            LexiconCommand::Remove { author, language, group, term } => {
+                (author, language, group, term, TermEdit::Remove)
+            }
+        };
+        let author = agent_named(db, &author).await?;
+        let edit = Edit { language: &language, group: &group, term: &term, edit };
+        let kept = change(db.as_ref(), &loaded, edit, &author, now).await?;
+        Ok(format!(
+            "lexicon change {}: {} “{}” {} {} {}; every running instance applies it within a few seconds \
+             (`webcare lexicon undo {}` takes it back)",
+            kept.id,
+            kept.edit,
+            kept.term,
+            if kept.edit == TermEdit::Add { "to" } else { "from" },
+            kept.language,
+            kept.group,
+            kept.id
+        ))
+    })
+    .await?;
+    println!("{said}");
+    Ok(())
+}
+
+fn lexicon_list(
+    loaded: &[webcare_domain::LexiconGroup],
+    changes: &[webcare_domain::LexiconChange],
+    language: Option<String>,
+    group: Option<String>,
+) -> String {
+    let mut out = Vec::new();
+    let shown = loaded.iter().filter(|g| language.as_ref().is_none_or(|l| *l == g.language));
+    for g in shown.filter(|g| group.as_ref().is_none_or(|n| *n == g.name)) {
+        out.push(format!(
+            "{} {} · {} {} · weight {} · {} terms",
+            g.language,
+            g.name,
+            g.intent,
+            g.category,
+            g.weight,
+            g.terms.len()
+        ));
+        if group.is_some() {
+            out.extend(g.terms.iter().map(|t| format!("    {t}")));
+        }
+    }
+    if out.is_empty() {
+        out.push("no such group (`webcare lexicon list` shows them all)".to_owned());
+    }
+    if !changes.is_empty() {
+        out.push("changes by admins, applied over the data files:".to_owned());
+        for c in changes {
+            out.push(format!(
+                "  {} {} “{}” {} {} {} · {}",
+                c.id,
+                c.edit,
+                c.term,
+                if c.edit == webcare_domain::TermEdit::Add { "to" } else { "from" },
+                c.language,
+                c.group,
+                c.created_at.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+    }
+    out.join("\n")
 }
 
 /// `webcare reload`: checks that the bridge's data files load here, then asks every running instance, through the

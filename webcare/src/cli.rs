@@ -63,6 +63,12 @@ enum Command {
         #[command(subcommand)]
         command: crate::admin::MessageCommand,
     },
+    /// The lexicons as `serve` counts them, and admins' changes to them (kept in the database, applied by every
+    /// instance): list, add, remove, undo.
+    Lexicon {
+        #[command(subcommand)]
+        command: crate::admin::LexiconCommand,
+    },
     /// Ask every running instance on the database to read the bridge's data files again (as SIGHUP does for
     /// one), after checking that they load here.
     Reload,
@@ -257,6 +263,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             crate::serve::init_tracing(&config)?;
             crate::admin::message(&config, command).await.map_err(Failure::Other)
         }
+        Command::Lexicon { command } => {
+            crate::serve::init_tracing(&config)?;
+            crate::admin::lexicon(&config, command).await.map_err(Failure::Other)
+        }
         Command::Reload => {
             crate::serve::init_tracing(&config)?;
             crate::admin::reload(&config).await.map_err(Failure::Other)
@@ -378,11 +388,21 @@ fn bridge_data_checked(config: &Config, file: Option<&std::path::Path>) -> Resul
 
 /// The classifier with the shipped data, or with `bridge.data_dir`'s files in place of the shipped ones.
 pub fn classifier(config: &Config) -> anyhow::Result<webcare_bridge::Classifier> {
-    match &config.bridge.data_dir {
-        Some(dir) => webcare_bridge::Classifier::from_dir(dir)
-            .with_context(|| format!("load the bridge's data files from {} (bridge.data_dir)", dir.display())),
-        None => Ok(webcare_bridge::Classifier::default()),
-    }
+    classifier_with(config, &[])
+}
+
+/// The classifier `serve` runs: the data files, as [`classifier`] reads them, with the admins' lexicon changes
+/// (kept in the database) over them (`webcare_app::lexicon::classifier`).
+pub fn classifier_with(
+    config: &Config,
+    changes: &[webcare_domain::LexiconChange],
+) -> anyhow::Result<webcare_bridge::Classifier> {
+    let (data, dir) = match &config.bridge.data_dir {
+        Some(dir) => (webcare_bridge::ClassifierData::from_dir(dir), dir.clone()),
+        None => (webcare_bridge::ClassifierData::embedded(), std::path::PathBuf::from("<embedded>")),
+    };
+    data.and_then(|data| webcare_app::lexicon::classifier(&data, &dir, changes))
+        .with_context(|| format!("load the bridge's data files from {} (bridge.data_dir)", dir.display()))
 }
 
 /// Opens the configured database, retrying an unreachable server for `database.connect_retry_secs`, and migrates.

@@ -80,7 +80,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let wake = Arc::new(tokio::sync::Notify::new());
-    let classifier = Arc::new(crate::cli::classifier(&config)?);
+    let changes = store.lexicon_changes().await.context("read the lexicon changes")?;
+    let classifier = Arc::new(crate::cli::classifier_with(&config, &changes)?);
     let ticketing = webcare_ticketing::Ticketing::new(store.clone(), crate::cli::ticket_policy(&config)?);
     let pipeline = Arc::new(
         Pipeline::start(store.clone(), ticketing.clone(), classifier, intake_config(addr), wake.clone())
@@ -338,10 +339,11 @@ impl StopSignals {
 const RELOAD_POLL: Duration = Duration::from_secs(2);
 
 /// On SIGHUP, or when an admin asked every instance through the database (`webcare reload`, the console's
-/// Messages page: a generation above `seen`), reads the bridge's data files again (`bridge.data_dir`, else the
-/// shipped ones), so that an admin who changed a lexicon, pattern or region file, and checked it with `webcare
-/// replay` or `webcare message show`, applies it without a restart. Files that do not load are named in the log,
-/// and the running data stays.
+/// Messages page, a lexicon change from the console, the API or `webcare lexicon`: a generation above `seen`),
+/// reads the bridge's data files again (`bridge.data_dir`, else the shipped ones) with the admins' lexicon changes
+/// from the database over them, so that an admin who changed a lexicon, pattern or region file, and checked it with
+/// `webcare replay` or `webcare message show`, applies it without a restart. Files that do not load are named in the
+/// log, and the running data stays.
 async fn reload_bridge_data(
     mut hangups: tokio::signal::unix::Signal,
     mut seen: i64,
@@ -376,8 +378,15 @@ async fn reload_bridge_data(
                 }
             },
         };
+        let changes = match store.lexicon_changes().await {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::error!(error = %e, %why, "bridge data not reloaded: the lexicon changes could not be read; the running data stays");
+                continue;
+            }
+        };
         let config = config.clone();
-        match tokio::task::spawn_blocking(move || crate::cli::classifier(&config)).await {
+        match tokio::task::spawn_blocking(move || crate::cli::classifier_with(&config, &changes)).await {
             Ok(Ok(classifier)) => {
                 pipeline.reload_classifier(Arc::new(classifier)).await;
                 tracing::info!(data = %source, %why, "bridge data reloaded: later messages are classified with it");

@@ -92,6 +92,21 @@ impl From<TicketError> for ApiError {
     }
 }
 
+impl From<webcare_app::lexicon::LexiconError> for ApiError {
+    fn from(e: webcare_app::lexicon::LexiconError) -> Self {
+        use webcare_app::lexicon::LexiconError;
+        match e {
+            LexiconError::NotAdmin => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            LexiconError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            LexiconError::Listed { .. } | LexiconError::NotListed { .. } => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            LexiconError::NoGroup { .. } | LexiconError::BadTerm(_) => Self::invalid(e.to_string()),
+            LexiconError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<NoticeError> for ApiError {
     fn from(e: NoticeError) -> Self {
         match e {
@@ -187,6 +202,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/messages", get(list_messages))
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/reload", post(reload))
+        .route("/v1/lexicon", get(get_lexicon))
+        .route("/v1/lexicon/changes", post(post_lexicon_change))
+        .route("/v1/lexicon/changes/{id}", axum::routing::delete(delete_lexicon_change))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
 }
 
@@ -616,6 +634,48 @@ async fn reload(State(state): State<AppState>, Admin(admin): Admin) -> Result<(S
     let generation = state.store.request_reload(name, &admin.name, Utc::now()).await?;
     tracing::info!(agent = %admin.name, generation, "bridge data reload requested through the API");
     Ok((StatusCode::ACCEPTED, Json(json!({"reload": name, "generation": generation}))))
+}
+
+/// The lexicons' groups as the running classifier counts them (data files with the admins' changes), and the
+/// changes.
+async fn get_lexicon(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    let changes = state.store.lexicon_changes().await?;
+    Ok(Json(json!({"groups": state.intake.lexicon(), "changes": changes})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLexiconChange {
+    language: String,
+    group: String,
+    term: String,
+    edit: webcare_domain::TermEdit,
+}
+
+/// Adds a term to a group or takes a listed one out: 201 with the change; every instance applies it within a few
+/// seconds. 422 for a group that does not exist or a term that cannot be one, 409 for a term that counts already
+/// (add) or is not listed (remove).
+async fn post_lexicon_change(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Body(body): Body<NewLexiconChange>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let edit =
+        webcare_app::lexicon::Edit { language: &body.language, group: &body.group, term: &body.term, edit: body.edit };
+    let loaded = state.intake.lexicon();
+    let kept = webcare_app::lexicon::change(state.store.as_ref(), &loaded, edit, &admin, Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(json!(kept))))
+}
+
+/// Takes a change back (the data files' word holds again): 204.
+async fn delete_lexicon_change(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id(&raw, webcare_domain::LexiconChangeId, "lexicon change")?;
+    webcare_app::lexicon::undo(state.store.as_ref(), id, &admin, Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A code for the calling agent to link a chat account with `/link CODE` in a staff chat; shown once.

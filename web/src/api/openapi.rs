@@ -32,6 +32,15 @@ pub const ROUTES: &[(&str, &str, bool, &str)] = &[
     ),
     ("get", "/api/v1/messages/{id}", true, "One message with its decision, and how the data loaded now reads it"),
     ("post", "/api/v1/reload", true, "Every running instance reads the bridge's data files again (202)"),
+    ("get", "/api/v1/lexicon", true, "The lexicons' groups as the bridge counts them now, and the admins' changes"),
+    (
+        "post",
+        "/api/v1/lexicon/changes",
+        true,
+        "Add a term to a group or take a listed one out ({language, group, term, edit: add|remove}); every instance \
+         applies it within seconds (201)",
+    ),
+    ("delete", "/api/v1/lexicon/changes/{id}", true, "Take a lexicon change back (204)"),
 ];
 
 fn error_responses(admin: bool) -> Value {

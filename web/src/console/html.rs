@@ -84,7 +84,7 @@ pub fn page(status: StatusCode, title: &str, staff: Option<&Staff>, live: Live<'
         out.push_str("<nav><a href=\"/\">Queue</a><a href=\"/notices\">Notices</a>");
         if staff.agent.role == Role::Admin {
             out.push_str(
-                "<a href=\"/alerts\">Alerts</a><a href=\"/messages\">Messages</a><a href=\"/reports\">Reports</a><a href=\"/canned\">Canned replies</a>\
+                "<a href=\"/alerts\">Alerts</a><a href=\"/messages\">Messages</a><a href=\"/lexicon\">Lexicon</a><a href=\"/reports\">Reports</a><a href=\"/canned\">Canned replies</a>\
                  <a href=\"/agents\">Agents</a>",
             );
         }

@@ -8,7 +8,7 @@
 //! a body limit (413), and every customer- or agent-supplied string escaped by [`html::escape`].
 //!
 //! Routes: `/login`, `/logout`, `/` (the queue), `/tickets/{id}` and its actions, `/notices`, `/alerts`,
-//! `/reports`, `/messages`, `/canned` and `/agents` (admins only), `/console/events` (SSE), `/console/console.{js,css}`.
+//! `/reports`, `/messages`, `/lexicon`, `/canned` and `/agents` (admins only), `/console/events` (SSE), `/console/console.{js,css}`.
 
 // Handlers return finished pages (`Response`) as their early-exit errors, as axum handlers return them;
 // boxing every one would only add noise.
@@ -17,6 +17,7 @@
 mod account;
 mod admin;
 pub mod html;
+mod lexicon;
 mod live;
 mod login;
 mod messages;
@@ -106,6 +107,7 @@ pub fn routes(config: ConsoleConfig) -> Router<AppState> {
         .route("/agents", get(admin::agents).post(admin::agents_post))
         .route("/account", get(account::page).post(account::post))
         .route("/canned", get(admin::canned).post(admin::canned_post))
+        .route("/lexicon", get(lexicon::page).post(lexicon::post))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(Extension(console))
 }

@@ -64,6 +64,18 @@ impl Serving {
         assert!(ok.success());
     }
 
+    /// The first line logged so far or within 30 seconds that contains `text`, taken out of what was seen.
+    fn logged(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(at) = self.seen.iter().position(|l| l.contains(text)) {
+                return self.seen.remove(at);
+            }
+            let line = self.log.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            self.seen.push(line.unwrap_or_else(|_| panic!("no {text:?} in the log: {:#?}", self.seen)));
+        }
+    }
+
     /// Waits for the process to exit, at most `limit`, and returns its status and everything it logged.
     fn wait(&mut self, limit: Duration) -> (ExitStatus, Vec<String>) {
         let deadline = Instant::now() + limit;
@@ -918,16 +930,7 @@ fn sighup_or_webcare_reload_reloads_the_bridge_data_and_a_broken_file_changes_no
         .env("WEBCARE_BRIDGE__DATA_DIR", &data);
     let mut running = Serving::start(cmd);
     // The log line that says `text`, taken out of what was seen, so that a later wait finds a later one.
-    let logged = |running: &mut Serving, text: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(at) = running.seen.iter().position(|l| l.contains(text)) {
-                return running.seen.remove(at);
-            }
-            let line = running.log.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-            running.seen.push(line.unwrap_or_else(|_| panic!("no {text:?} in the log: {:#?}", running.seen)));
-        }
-    };
+    let logged = |running: &mut Serving, text: &str| running.logged(text);
     // A customer writes a word the lexicon does not know, then a plain outage question, answered after the first
     // was decided.
     // The bot's first answer to what a new customer writes. Messages are decided and answered in order, so an
@@ -1369,4 +1372,60 @@ fn two_instances_on_one_postgres_share_a_broadcast_within_one_budget() {
         workers
     });
     assert_eq!(workers.len(), 2, "both instances sent part of the broadcast: {workers:?}");
+}
+
+/// An admin changes a lexicon from a terminal (as from the console or the API): the change is kept in the
+/// database, and every instance on it applies it within seconds, without a file on either server and without a
+/// restart; `undo` brings the data files' word back the same way.
+#[test]
+fn a_lexicon_change_from_the_terminal_reaches_every_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    agent_add(dir.path(), "ria", "admin");
+    let mut first = Serving::start(webcare(dir.path()));
+    let mut second = Serving::start(webcare(dir.path()));
+    let ask = |s: &Serving, who: char, text: &str| {
+        let body = serde_json::json!({"conversation": who.to_string().repeat(64), "id": "1", "text": text});
+        let (status, answer) = post_json(s.addr, "/chat/api/messages", &body);
+        assert_eq!(status, 202, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        answer["action"].as_str().unwrap_or_default().to_owned()
+    };
+    let text = "Mijn glasvezel is kapot, wat nu?";
+    assert_ne!(ask(&first, 'a', text), "hold_and_subscribe", "not an outage with the shipped words");
+    let lexicon = |args: &[&str]| {
+        let (code, said, stderr) = output(webcare(dir.path()).arg("lexicon").args(args));
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        said
+    };
+    let said = lexicon(&["add", "--as", "ria", "--language", "nl", "--group", "outage", "glasvezel is kapot"]);
+    assert!(said.starts_with("lexicon change 1: add “glasvezel is kapot” to nl outage;"), "{said}");
+    for instance in [&mut first, &mut second] {
+        let line = instance.logged("bridge data reloaded");
+        assert!(line.contains("reload request 1"), "{line}");
+    }
+    assert_eq!(ask(&first, 'b', text), "hold_and_subscribe", "an outage question now");
+    let listed = lexicon(&["list", "--language", "nl", "--group", "outage"]);
+    assert!(listed.contains("\n    glasvezel is kapot\n"), "{listed}");
+    assert!(listed.contains("  1 add “glasvezel is kapot” to nl outage · "), "{listed}");
+    // What cannot be done is refused and asks nothing of the instances.
+    let (code, _, stderr) = output(webcare(dir.path()).args([
+        "lexicon",
+        "remove",
+        "--as",
+        "ria",
+        "--language",
+        "nl",
+        "--group",
+        "outage",
+        "nergens",
+    ]));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("“nergens” is not a term of nl outage"), "{stderr}");
+
+    assert!(lexicon(&["undo", "1", "--as", "ria"]).starts_with("lexicon change 1 taken back"));
+    for instance in [&mut first, &mut second] {
+        let line = instance.logged("bridge data reloaded");
+        assert!(line.contains("reload request 2"), "{line}");
+    }
+    assert_ne!(ask(&first, 'c', text), "hold_and_subscribe", "the shipped words again");
 }

@@ -1,0 +1,111 @@
+//! Admins tune the lexicons from the console, the REST API or the command line, without a file on every server
+//! and without a restart: a change (a term added to a group, or a listed term taken out) is checked against the
+//! lexicons loaded now, kept in the database, and applied by every instance over its data files when it sees the
+//! reload request the change makes (within seconds; see `webcare serve`).
+
+use webcare_domain::{
+    Agent, LexiconChange, LexiconChangeId, LexiconGroup, Role, Store, StoreError, TermEdit, Timestamp,
+};
+
+use crate::intake::RELOAD_BRIDGE_DATA;
+
+/// The classifier on `data` (the data files, named by `dir` in errors) with the admins' `changes` over them, as
+/// every instance runs it. A change that no longer fits the files (a group renamed there) is left out and named in
+/// the log; should the changes keep the data from loading at all, the classifier is the files' alone, and the log
+/// says so, rather than webcare not start.
+pub fn classifier(
+    data: &webcare_bridge::ClassifierData,
+    dir: &std::path::Path,
+    changes: &[LexiconChange],
+) -> Result<webcare_bridge::Classifier, webcare_bridge::DataError> {
+    if changes.is_empty() {
+        return webcare_bridge::Classifier::new(data, dir);
+    }
+    let mut changed = data.clone();
+    for (id, why) in changed.apply(changes) {
+        tracing::warn!(change = %id, why, "a lexicon change is left out: it does not fit the data files");
+    }
+    webcare_bridge::Classifier::new(&changed, dir).or_else(|e| {
+        tracing::error!(error = %e, "the lexicon changes keep the data from loading; running on the data files alone");
+        webcare_bridge::Classifier::new(data, dir)
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LexiconError {
+    #[error("only admins change the lexicons")]
+    NotAdmin,
+    #[error("the {language} lexicon has no group `{group}`")]
+    NoGroup { language: String, group: String },
+    #[error("{0}")]
+    BadTerm(&'static str),
+    #[error("“{term}” counts for {language} {group} already")]
+    Listed { language: String, group: String, term: String },
+    #[error("“{term}” is not a term of {language} {group}")]
+    NotListed { language: String, group: String, term: String },
+    #[error("lexicon change {0} not found")]
+    NotFound(LexiconChangeId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A change an admin asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    pub language: &'a str,
+    pub group: &'a str,
+    pub term: &'a str,
+    pub edit: TermEdit,
+}
+
+/// Checks `edit` against the groups loaded now (`loaded`: the running classifier's, see `Intake::lexicon`) and
+/// keeps it; every instance applies it within seconds. A term is added only where it does not count yet, and taken
+/// out only where it is listed.
+pub async fn change(
+    store: &dyn Store,
+    loaded: &[LexiconGroup],
+    edit: Edit<'_>,
+    author: &Agent,
+    now: Timestamp,
+) -> Result<LexiconChange, LexiconError> {
+    if author.role != Role::Admin {
+        return Err(LexiconError::NotAdmin);
+    }
+    let (language, group, term) = (edit.language.trim(), edit.group.trim(), edit.term.trim());
+    let Some(found) = loaded.iter().find(|g| g.language == language && g.name == group) else {
+        return Err(LexiconError::NoGroup { language: language.to_owned(), group: group.to_owned() });
+    };
+    if let Some(problem) = webcare_bridge::term_problem(term) {
+        return Err(LexiconError::BadTerm(problem));
+    }
+    let listed = found.terms.iter().any(|t| webcare_bridge::data::same_term(t, term));
+    let named = || (language.to_owned(), group.to_owned(), term.to_owned());
+    match (edit.edit, listed) {
+        (TermEdit::Add, true) => {
+            let (language, group, term) = named();
+            return Err(LexiconError::Listed { language, group, term });
+        }
+        (TermEdit::Remove, false) => {
+            let (language, group, term) = named();
+            return Err(LexiconError::NotListed { language, group, term });
+        }
+        _ => {}
+    }
+    let kept = store.put_lexicon_change(language, group, term, edit.edit, Some(author.id), now).await?;
+    store.request_reload(RELOAD_BRIDGE_DATA, &author.name, now).await?;
+    tracing::info!(admin = %author.name, language, group, term, edit = %edit.edit, "lexicon changed; every instance applies it");
+    Ok(kept)
+}
+
+/// Takes a change back: the data files' word holds again, on every instance within seconds.
+pub async fn undo(store: &dyn Store, id: LexiconChangeId, author: &Agent, now: Timestamp) -> Result<(), LexiconError> {
+    if author.role != Role::Admin {
+        return Err(LexiconError::NotAdmin);
+    }
+    if !store.delete_lexicon_change(id).await? {
+        return Err(LexiconError::NotFound(id));
+    }
+    store.request_reload(RELOAD_BRIDGE_DATA, &author.name, now).await?;
+    tracing::info!(admin = %author.name, change = %id, "lexicon change taken back; every instance applies it");
+    Ok(())
+}

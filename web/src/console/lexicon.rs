@@ -1,0 +1,146 @@
+//! `/lexicon` (admins): the lexicons' groups as the bridge counts them now, the admins' changes to them, and a form
+//! to add a term to a group or take a listed one out. A change is kept in the database and applied by every
+//! instance within seconds (`webcare_app::lexicon`); the Messages page reads any text with the data loaded now.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::Utc;
+use webcare_app::lexicon::{Edit, LexiconError};
+use webcare_domain::{LexiconChangeId, TermEdit};
+
+use super::html::{self, E, Live, csrf_field, options, when};
+use super::{Posted, Staff, not_found, see_other, unavailable};
+use crate::AppState;
+
+pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
+    if let Err(r) = staff.require_admin() {
+        return r;
+    }
+    let changes = match state.store.lexicon_changes().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e, Some(&staff)),
+    };
+    let agents = match state.store.agents().await {
+        Ok(a) => a,
+        Err(e) => return unavailable(e, Some(&staff)),
+    };
+    let groups = state.intake.lexicon();
+    let csrf = csrf_field(&staff);
+    let keys: Vec<(String, String)> = groups
+        .iter()
+        .map(|g| {
+            (
+                format!("{}/{}", g.language, g.name),
+                format!("{} · {} ({} {}, weight {})", g.language, g.name, g.intent, g.category, g.weight),
+            )
+        })
+        .collect();
+    let mut body = String::from(
+        "<p class=\"hint\">The words that tell the bridge what a message is about, per language and group. A change \
+         here is kept in the database and applied over the data files by every running instance within a few \
+         seconds. Try a text first with <a href=\"/messages\">Messages</a> → “Read a text with the data loaded \
+         now”; an undo brings the data files' word back.</p>",
+    );
+    let _ = write!(
+        body,
+        "<section class=\"card\"><h2>Change a term</h2><form method=\"post\" action=\"/lexicon\" id=\"lexicon-change\">{csrf}\
+         <input type=\"hidden\" name=\"action\" value=\"change\">\
+         <label>Group <select name=\"group\" required>{groups}</select></label>\
+         <label>Term <input name=\"term\" required maxlength=\"100\" placeholder=\"glasvezel kapot\"></label>\
+         <label>Change <select name=\"edit\">{edits}</select></label>\
+         <button type=\"submit\" class=\"primary\">Apply everywhere</button></form>\
+         <p class=\"hint\">As in a data file: a final <code>*</code> matches any ending (<code>storing*</code>), and \
+         <code> .. </code> up to three words between (<code>ligt .. eruit</code>).</p></section>",
+        groups = options(keys.iter().map(|(k, l)| (k.as_str(), l.as_str())), ""),
+        edits = options([("add", "add it to the group"), ("remove", "take it out of the group")], "add"),
+    );
+    body.push_str("<section class=\"card\"><h2>Changes by admins</h2>");
+    if changes.is_empty() {
+        body.push_str("<p id=\"no-changes\">None: the data files' words hold as they are.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"lexicon-changes\"><thead><tr><th>Term</th><th>Change</th><th>Group</th><th>By</th><th>When</th>\
+             <th></th></tr></thead><tbody>",
+        );
+        for c in &changes {
+            let by = c.author.and_then(|a| agents.iter().find(|x| x.id == a)).map_or("—", |a| a.name.as_str());
+            let _ = write!(
+                body,
+                "<tr><td>{term}</td><td>{edit}</td><td>{language} · {group}</td><td>{by}</td><td>{at}</td><td>\
+                 <form method=\"post\" action=\"/lexicon\" data-confirm=\"Take this change back?\">{csrf}\
+                 <input type=\"hidden\" name=\"action\" value=\"undo\"><input type=\"hidden\" name=\"id\" value=\"{id}\">\
+                 <button type=\"submit\" class=\"warn\">Undo</button></form></td></tr>",
+                term = E(&c.term),
+                edit = c.edit,
+                language = E(&c.language),
+                group = E(&c.group),
+                by = E(by),
+                at = when(c.created_at),
+                id = c.id,
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section><section class=\"card\"><h2>Groups loaded now</h2>");
+    if groups.is_empty() {
+        body.push_str("<p>This instance runs no bridge.</p>");
+    }
+    for g in &groups {
+        let _ = write!(
+            body,
+            "<details><summary>{language} · {name}: {intent} {category}, weight {weight}, {n} terms</summary>\
+             <p class=\"terms\">{terms}</p></details>",
+            language = E(&g.language),
+            name = E(&g.name),
+            intent = E(&g.intent),
+            category = E(&g.category),
+            weight = g.weight,
+            n = g.terms.len(),
+            terms = E(&g.terms.join(" · ")),
+        );
+    }
+    body.push_str("</section>");
+    html::page(StatusCode::OK, "Lexicon", Some(&staff), Live::default(), &body)
+}
+
+pub async fn post(State(state): State<AppState>, Posted { staff, fields }: Posted) -> Response {
+    if let Err(r) = staff.require_admin() {
+        return r;
+    }
+    let now = Utc::now();
+    let result = match fields.text("action") {
+        "change" => {
+            let Some((language, group)) = fields.text("group").split_once('/') else {
+                return invalid("Choose a group.", &staff);
+            };
+            let edit = match fields.text("edit").parse::<TermEdit>() {
+                Ok(e) => e,
+                Err(e) => return invalid(&e.to_string(), &staff),
+            };
+            let edit = Edit { language, group, term: fields.text("term"), edit };
+            let loaded = state.intake.lexicon();
+            webcare_app::lexicon::change(state.store.as_ref(), &loaded, edit, &staff.agent, now).await.map(drop)
+        }
+        "undo" => match fields.text("id").parse::<i64>() {
+            Ok(id) => webcare_app::lexicon::undo(state.store.as_ref(), LexiconChangeId(id), &staff.agent, now).await,
+            Err(_) => return not_found(&staff),
+        },
+        _ => return invalid("Unknown lexicon action.", &staff),
+    };
+    match result {
+        Ok(()) => see_other("/lexicon"),
+        Err(LexiconError::NotFound(_)) => not_found(&staff),
+        Err(LexiconError::Store(e)) => unavailable(e, Some(&staff)),
+        Err(e @ (LexiconError::Listed { .. } | LexiconError::NotListed { .. })) => {
+            html::error_page(StatusCode::CONFLICT, &e.to_string(), Some(&staff))
+        }
+        Err(e) => invalid(&e.to_string(), &staff),
+    }
+}
+
+fn invalid(message: &str, staff: &Staff) -> Response {
+    html::error_page(StatusCode::UNPROCESSABLE_ENTITY, message, Some(staff))
+}
