@@ -4,7 +4,7 @@
 //! Without Chromium or chromedriver these tests fail, with a message saying how to install them; only outside CI
 //! and with `WEBCARE_TEST_SKIP_BROWSER=1` do they skip instead. With `WEBCARE_SCREENSHOTS=1` they write the
 //! screenshots in `docs/` (`console-queue.png`, `console-ticket.png`, `console-notices.png`, `console-report.png`,
-//! `console-messages.png`).
+//! `console-messages.png`, `console-lexicon.png`).
 //! The tests take turns (one browser at a time), since each starts a Chromium of its own.
 
 use std::path::PathBuf;
@@ -381,6 +381,16 @@ async fn an_admin_publishes_a_notice_that_a_customer_then_receives() {
     b.text("table.messages", "Mijn factuur klopt niet").await;
     let rows = b.client.find_all(Locator::Css("table.messages tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1, "only the bill became a ticket");
+    // The lexicon: a term added to a group from the form is listed among the admins' changes.
+    b.goto(&s.base, "/lexicon").await;
+    b.text("#no-changes", "None").await;
+    let group = b.client.wait().at_most(WAIT).for_element(Locator::Css("#lexicon-change select[name=group]")).await;
+    group.unwrap().select_by_value("nl/outage").await.unwrap();
+    b.fill("#lexicon-change input[name=term]", "glasvezel is kapot").await;
+    b.click("#lexicon-change button").await;
+    let row = b.text("#lexicon-changes tbody tr", "glasvezel is kapot").await;
+    assert!(row.contains("add") && row.contains("nl · outage") && row.contains("ada"), "{row}");
+    b.screenshot("console-lexicon").await;
     b.stop().await;
 }
 

@@ -34,7 +34,7 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
         .map(|g| {
             (
                 format!("{}/{}", g.language, g.name),
-                format!("{} · {} ({} {}, weight {})", g.language, g.name, g.intent, g.category, g.weight),
+                format!("{} · {} ({}, weight {})", g.language, g.name, kind(g), g.weight),
             )
         })
         .collect();
@@ -91,12 +91,11 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
     for g in &groups {
         let _ = write!(
             body,
-            "<details><summary>{language} · {name}: {intent} {category}, weight {weight}, {n} terms</summary>\
+            "<details><summary>{language} · {name}: {kind}, weight {weight}, {n} terms</summary>\
              <p class=\"terms\">{terms}</p></details>",
             language = E(&g.language),
             name = E(&g.name),
-            intent = E(&g.intent),
-            category = E(&g.category),
+            kind = E(&kind(g)),
             weight = g.weight,
             n = g.terms.len(),
             terms = E(&g.terms.join(" · ")),
@@ -139,6 +138,11 @@ pub async fn post(State(state): State<AppState>, Posted { staff, fields }: Poste
         }
         Err(e) => invalid(&e.to_string(), &staff),
     }
+}
+
+/// What a group's terms point at: the intent, and for a case its category ("case: billing").
+fn kind(g: &webcare_domain::LexiconGroup) -> String {
+    if g.intent == "case" { format!("case: {}", g.category) } else { g.intent.clone() }
 }
 
 fn invalid(message: &str, staff: &Staff) -> Response {
