@@ -1354,6 +1354,15 @@ impl Intake for Pipeline {
     fn lexicon(&self) -> Vec<webcare_domain::LexiconGroup> {
         self.core.core_classifier().lexicon()
     }
+
+    fn read_with_change(
+        &self,
+        change: &webcare_domain::LexiconChange,
+        texts: &[(&str, Option<&str>)],
+    ) -> Option<Vec<(serde_json::Value, serde_json::Value)>> {
+        let current = self.core.core_classifier();
+        crate::lexicon::read_with_change(&current, change, texts)
+    }
 }
 
 impl Core {

@@ -4,7 +4,7 @@
 //! reload request the change makes (within seconds; see `webcare serve`).
 
 use webcare_domain::{
-    Agent, LexiconChange, LexiconChangeId, LexiconGroup, Role, Store, StoreError, TermEdit, Timestamp,
+    Agent, InboundMessage, LexiconChange, LexiconChangeId, LexiconGroup, Role, Store, StoreError, TermEdit, Timestamp,
 };
 
 use crate::intake::RELOAD_BRIDGE_DATA;
@@ -59,8 +59,7 @@ pub struct Edit<'a> {
 }
 
 /// Checks `edit` against the groups loaded now (`loaded`: the running classifier's, see `Intake::lexicon`) and
-/// keeps it; every instance applies it within seconds. A term is added only where it does not count yet, and taken
-/// out only where it is listed.
+/// keeps it; every instance applies it within seconds.
 pub async fn change(
     store: &dyn Store,
     loaded: &[LexiconGroup],
@@ -71,6 +70,17 @@ pub async fn change(
     if author.role != Role::Admin {
         return Err(LexiconError::NotAdmin);
     }
+    check(loaded, edit)?;
+    let (language, group, term) = (edit.language.trim(), edit.group.trim(), edit.term.trim());
+    let kept = store.put_lexicon_change(language, group, term, edit.edit, Some(author.id), now).await?;
+    store.request_reload(RELOAD_BRIDGE_DATA, &author.name, now).await?;
+    tracing::info!(admin = %author.name, language, group, term, edit = %edit.edit, "lexicon changed; every instance applies it");
+    Ok(kept)
+}
+
+/// Whether `edit` can be made to the groups loaded now: the group exists, the term can be one, and a term is added
+/// only where it does not count yet and taken out only where it is listed.
+pub fn check(loaded: &[LexiconGroup], edit: Edit<'_>) -> Result<(), LexiconError> {
     let (language, group, term) = (edit.language.trim(), edit.group.trim(), edit.term.trim());
     let Some(found) = loaded.iter().find(|g| g.language == language && g.name == group) else {
         return Err(LexiconError::NoGroup { language: language.to_owned(), group: group.to_owned() });
@@ -79,22 +89,72 @@ pub async fn change(
         return Err(LexiconError::BadTerm(problem));
     }
     let listed = found.terms.iter().any(|t| webcare_bridge::data::same_term(t, term));
-    let named = || (language.to_owned(), group.to_owned(), term.to_owned());
+    let (language, group, term) = (language.to_owned(), group.to_owned(), term.to_owned());
     match (edit.edit, listed) {
-        (TermEdit::Add, true) => {
-            let (language, group, term) = named();
-            return Err(LexiconError::Listed { language, group, term });
-        }
-        (TermEdit::Remove, false) => {
-            let (language, group, term) = named();
-            return Err(LexiconError::NotListed { language, group, term });
-        }
-        _ => {}
+        (TermEdit::Add, true) => Err(LexiconError::Listed { language, group, term }),
+        (TermEdit::Remove, false) => Err(LexiconError::NotListed { language, group, term }),
+        _ => Ok(()),
     }
-    let kept = store.put_lexicon_change(language, group, term, edit.edit, Some(author.id), now).await?;
-    store.request_reload(RELOAD_BRIDGE_DATA, &author.name, now).await?;
-    tracing::info!(admin = %author.name, language, group, term, edit = %edit.edit, "lexicon changed; every instance applies it");
-    Ok(kept)
+}
+
+/// `edit` as a change not (yet) kept, to build a classifier with it for a preview.
+pub fn unkept(edit: Edit<'_>, now: Timestamp) -> LexiconChange {
+    LexiconChange {
+        id: webcare_domain::LexiconChangeId(0),
+        language: edit.language.trim().to_owned(),
+        group: edit.group.trim().to_owned(),
+        term: edit.term.trim().to_owned(),
+        edit: edit.edit,
+        author: None,
+        created_at: now,
+    }
+}
+
+/// How `current` and `current` with `change` more read each of `texts`: both classifications in a stored
+/// decision's fields. `None` (logged) when the changed data does not load.
+pub fn read_with_change(
+    current: &webcare_bridge::Classifier,
+    change: &LexiconChange,
+    texts: &[(&str, Option<&str>)],
+) -> Option<Vec<(serde_json::Value, serde_json::Value)>> {
+    let candidate = match current.with_change(change) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "a lexicon change to try does not load");
+            return None;
+        }
+    };
+    let record = |c: &webcare_bridge::Classifier, (text, place): &(&str, Option<&str>)| {
+        crate::messages::classification_record(&c.classify(text, *place))
+    };
+    Some(texts.iter().map(|t| (record(current, t), record(&candidate, t))).collect())
+}
+
+/// What a change would do before it is made: the latest `limit` stored messages with text, read as the data is and
+/// with the change (`read`: see `Intake::read_with_change`); those read differently, newest first, each with what
+/// differs ("intent outage (was case)"), and how many were read. `None` when `read` could not read them.
+pub async fn preview(
+    store: &dyn Store,
+    read: impl FnOnce(&[(&str, Option<&str>)]) -> Option<Vec<(serde_json::Value, serde_json::Value)>>,
+    limit: u32,
+) -> Result<Option<(usize, Vec<(InboundMessage, Vec<String>)>)>, StoreError> {
+    let messages: Vec<InboundMessage> = store
+        .inbound_page(&webcare_domain::InboundFilter::default(), limit)
+        .await?
+        .into_iter()
+        .filter(|m| !m.text.trim().is_empty())
+        .collect();
+    let texts: Vec<(&str, Option<&str>)> = messages.iter().map(|m| (m.text.as_str(), m.place.as_deref())).collect();
+    let Some(readings) = read(&texts) else { return Ok(None) };
+    let read_count = messages.len();
+    let mut differ = Vec::new();
+    for (m, (then, now)) in messages.into_iter().zip(readings) {
+        let changes = crate::messages::changes(&crate::messages::why(&then), &crate::messages::why(&now));
+        if !changes.is_empty() {
+            differ.push((m, changes));
+        }
+    }
+    Ok(Some((read_count, differ)))
 }
 
 /// Takes a change back: the data files' word holds again, on every instance within seconds.

@@ -287,6 +287,9 @@ pub struct Classifier {
     gazetteer: Gazetteer,
     thresholds: Thresholds,
     default_language: Language,
+    /// What it was built from, to build one with a change more (`with_change`).
+    data: ClassifierData,
+    dir: std::path::PathBuf,
 }
 
 impl Default for Classifier {
@@ -482,7 +485,17 @@ impl Classifier {
             gazetteer,
             thresholds: Thresholds::default(),
             default_language,
+            data: data.clone(),
+            dir: dir.to_owned(),
         })
+    }
+
+    /// This classifier's data with an admin's lexicon change more, built anew (with these thresholds): what a
+    /// change would do, before it is made. A change that does not fit the data changes nothing.
+    pub fn with_change(&self, change: &webcare_domain::LexiconChange) -> Result<Classifier, DataError> {
+        let mut data = self.data.clone();
+        data.apply(std::slice::from_ref(change));
+        Ok(Classifier::new(&data, &self.dir)?.with_thresholds(self.thresholds))
     }
 
     /// Replaces the score thresholds.

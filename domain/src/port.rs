@@ -116,6 +116,17 @@ pub trait Intake: Send + Sync {
     fn lexicon(&self) -> Vec<crate::LexiconGroup> {
         Vec::new()
     }
+
+    /// How the data loaded now, and the same data with `change` more, read each of `texts` (with its place hint):
+    /// both classifications in a stored decision's fields, for an admin to see what a lexicon change would do
+    /// before making it. Nothing is stored. `None` where this intake has no classifier.
+    fn read_with_change(
+        &self,
+        _change: &crate::LexiconChange,
+        _texts: &[(&str, Option<&str>)],
+    ) -> Option<Vec<(serde_json::Value, serde_json::Value)>> {
+        None
+    }
 }
 
 /// Where adapters deliver what the webcare team writes in its own chats (a Telegram staff group, a Discord staff

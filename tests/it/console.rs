@@ -1085,6 +1085,23 @@ async fn an_admin_tunes_a_lexicon_from_the_console() {
     let before = ada.submit("/messages", "/messages/try", &[("text", text)]).await;
     assert!(!read(&before.body), "not an outage before the change: {}", before.body);
 
+    // Tried first on what customers wrote: the stored question would read as an outage; nothing is changed.
+    customer_writes(&s, "Klant", text).await;
+    customer_writes(&s, "Ander", "Mijn factuur is te hoog").await;
+    let tried = ada
+        .submit(
+            "/lexicon",
+            "/lexicon",
+            &[("action", "try"), ("group", "nl/outage"), ("term", "glasvezel is kapot"), ("edit", "add")],
+        )
+        .await;
+    assert_eq!(tried.status, StatusCode::OK, "{}", tried.body);
+    assert!(tried.body.contains("of the latest 2 stored messages, 1 would be read differently:"), "{}", tried.body);
+    assert!(tried.body.contains("intent outage (was "), "{}", tried.body);
+    assert!(tried.body.contains(&format!("<td class=\"text\">{text}</td>")), "{}", tried.body);
+    assert!(!tried.body.contains("Mijn factuur"), "only what changes: {}", tried.body);
+    assert!(s.state.store.lexicon_changes().await.unwrap().is_empty(), "trying keeps nothing");
+    assert_eq!(s.state.store.reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA).await.unwrap(), 0);
     let changed = ada
         .submit(
             "/lexicon",

@@ -167,33 +167,36 @@ pub enum LexiconCommand {
         group: Option<String>,
     },
     /// Make a term count for a group (admins); every running instance applies it within seconds.
-    Add {
-        #[arg(long = "as", value_name = "ADMIN")]
-        author: String,
-        /// nl or en.
-        #[arg(long)]
-        language: String,
-        #[arg(long)]
-        group: String,
-        /// Words as in a data file: a final `*` for any ending, ` .. ` for up to three words between.
-        term: String,
-    },
+    Add(Box<TermArgs>),
     /// Take a listed term out of a group (admins); every running instance applies it within seconds.
-    Remove {
-        #[arg(long = "as", value_name = "ADMIN")]
-        author: String,
-        #[arg(long)]
-        language: String,
-        #[arg(long)]
-        group: String,
-        term: String,
-    },
+    Remove(Box<TermArgs>),
     /// Take a change back (admins): the data files' word holds again.
     Undo {
         id: i64,
         #[arg(long = "as", value_name = "ADMIN")]
         author: String,
     },
+}
+
+/// The arguments of `webcare lexicon add` and `remove`.
+#[derive(Debug, clap::Args)]
+pub struct TermArgs {
+    /// The admin who makes the change; not needed for `--dry-run`.
+    #[arg(long = "as", value_name = "ADMIN")]
+    author: Option<String>,
+    /// nl or en.
+    #[arg(long)]
+    language: String,
+    #[arg(long)]
+    group: String,
+    /// Words as in a data file: a final `*` for any ending, ` .. ` for up to three words between.
+    term: String,
+    /// Change nothing: show which of the latest stored messages the change would read differently.
+    #[arg(long)]
+    dry_run: bool,
+    /// How many of the latest stored messages `--dry-run` reads.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    last: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -922,14 +925,15 @@ pub async fn message(config: &Config, command: MessageCommand) -> anyhow::Result
 
 /// `webcare lexicon`: the admins' changes to the lexicons, kept in the database and applied by every instance.
 pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result<()> {
-    use webcare_app::lexicon::{Edit, change, undo};
+    use webcare_app::lexicon::{Edit, change, check, preview, read_with_change, undo, unkept};
     use webcare_domain::TermEdit;
     let now = chrono::Utc::now();
     let said = with_db(config, async |db| {
         let changes = db.lexicon_changes().await?;
         // As `serve` loads it: the data files here with the changes over them.
-        let loaded = crate::cli::classifier_with(config, &changes)?.lexicon();
-        let (author, language, group, term, edit) = match command {
+        let current = crate::cli::classifier_with(config, &changes)?;
+        let loaded = current.lexicon();
+        let (args, edit) = match command {
             LexiconCommand::List { language, group } => return Ok(lexicon_list(&loaded, &changes, language, group)),
             LexiconCommand::Undo { id, author } => {
                 let author = agent_named(db, &author).await?;
@@ -938,24 +942,44 @@ pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result
                     "lexicon change {id} taken back: every running instance applies it within a few seconds"
                 ));
             }
-            LexiconCommand::Add { author, language, group, term } => (author, language, group, term, TermEdit::Add),
-            LexiconCommand::Remove { author, language, group, term } => {
-                (author, language, group, term, TermEdit::Remove)
-            }
+            LexiconCommand::Add(args) => (args, TermEdit::Add),
+            LexiconCommand::Remove(args) => (args, TermEdit::Remove),
         };
-        let author = agent_named(db, &author).await?;
-        let edit = Edit { language: &language, group: &group, term: &term, edit };
+        let edit = Edit { language: &args.language, group: &args.group, term: &args.term, edit };
+        let what = format!(
+            "{} “{}” {} {} {}",
+            edit.edit,
+            args.term.trim(),
+            if edit.edit == TermEdit::Add { "to" } else { "from" },
+            args.language.trim(),
+            args.group.trim()
+        );
+        if args.dry_run {
+            check(&loaded, edit)?;
+            let change = unkept(edit, now);
+            let read = |texts: &[(&str, Option<&str>)]| read_with_change(&current, &change, texts);
+            let (read, differ) = preview(db.as_ref(), read, args.last)
+                .await?
+                .context("the data files with this change do not load (the log says why)")?;
+            let mut out = vec![format!(
+                "dry run, nothing changed: {what} would read {} of the latest {read} stored messages differently{}",
+                differ.len(),
+                if differ.is_empty() { "" } else { ":" }
+            )];
+            for (m, changes) in differ {
+                out.push(format!("{} {}: {}", m.id, m.received_at.format("%Y-%m-%d %H:%M UTC"), changes.join(", ")));
+                out.push(format!("    > {}", m.text.split_whitespace().collect::<Vec<_>>().join(" ")));
+            }
+            return Ok(out.join("\n"));
+        }
+        let author =
+            args.author.as_deref().context("--as ADMIN names who makes the change (or try it with --dry-run)")?;
+        let author = agent_named(db, author).await?;
         let kept = change(db.as_ref(), &loaded, edit, &author, now).await?;
         Ok(format!(
-            "lexicon change {}: {} “{}” {} {} {}; every running instance applies it within a few seconds \
-             (`webcare lexicon undo {}` takes it back)",
-            kept.id,
-            kept.edit,
-            kept.term,
-            if kept.edit == TermEdit::Add { "to" } else { "from" },
-            kept.language,
-            kept.group,
-            kept.id
+            "lexicon change {}: {what}; every running instance applies it within a few seconds (`webcare lexicon \
+             undo {} --as ADMIN` takes it back)",
+            kept.id, kept.id
         ))
     })
     .await?;

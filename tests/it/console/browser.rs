@@ -387,7 +387,10 @@ async fn an_admin_publishes_a_notice_that_a_customer_then_receives() {
     let group = b.client.wait().at_most(WAIT).for_element(Locator::Css("#lexicon-change select[name=group]")).await;
     group.unwrap().select_by_value("nl/outage").await.unwrap();
     b.fill("#lexicon-change input[name=term]", "glasvezel is kapot").await;
-    b.click("#lexicon-change button").await;
+    // Tried first on the stored messages (none of them says it), then applied from the page that shows that.
+    b.click("#lexicon-try").await;
+    b.text("#tried", "Nothing is changed yet").await;
+    b.click("#lexicon-apply-tried button").await;
     let row = b.text("#lexicon-changes tbody tr", "glasvezel is kapot").await;
     assert!(row.contains("add") && row.contains("nl · outage") && row.contains("ada"), "{row}");
     b.screenshot("console-lexicon").await;

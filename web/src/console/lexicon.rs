@@ -47,11 +47,11 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
     let _ = write!(
         body,
         "<section class=\"card\"><h2>Change a term</h2><form method=\"post\" action=\"/lexicon\" id=\"lexicon-change\">{csrf}\
-         <input type=\"hidden\" name=\"action\" value=\"change\">\
          <label>Group <select name=\"group\" required>{groups}</select></label>\
          <label>Term <input name=\"term\" required maxlength=\"100\" placeholder=\"glasvezel kapot\"></label>\
          <label>Change <select name=\"edit\">{edits}</select></label>\
-         <button type=\"submit\" class=\"primary\">Apply everywhere</button></form>\
+         <button type=\"submit\" name=\"action\" value=\"try\" id=\"lexicon-try\">Try it on the latest {TRY_LAST} messages</button> \
+         <button type=\"submit\" name=\"action\" value=\"change\" class=\"primary\" id=\"lexicon-apply\">Apply everywhere</button></form>\
          <p class=\"hint\">As in a data file: a final <code>*</code> matches any ending (<code>storing*</code>), and \
          <code> .. </code> up to three words between (<code>ligt .. eruit</code>).</p></section>",
         groups = options(keys.iter().map(|(k, l)| (k.as_str(), l.as_str())), ""),
@@ -105,13 +105,17 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
     html::page(StatusCode::OK, "Lexicon", Some(&staff), Live::default(), &body)
 }
 
+/// How many of the latest stored messages "Try it" reads.
+const TRY_LAST: u32 = 1000;
+
 pub async fn post(State(state): State<AppState>, Posted { staff, fields }: Posted) -> Response {
     if let Err(r) = staff.require_admin() {
         return r;
     }
     let now = Utc::now();
-    let result = match fields.text("action") {
-        "change" => {
+    let action = fields.text("action");
+    let result = match action {
+        "change" | "try" => {
             let Some((language, group)) = fields.text("group").split_once('/') else {
                 return invalid("Choose a group.", &staff);
             };
@@ -121,6 +125,12 @@ pub async fn post(State(state): State<AppState>, Posted { staff, fields }: Poste
             };
             let edit = Edit { language, group, term: fields.text("term"), edit };
             let loaded = state.intake.lexicon();
+            if action == "try" {
+                return match webcare_app::lexicon::check(&loaded, edit) {
+                    Ok(()) => tried(&state, &staff, edit, fields.text("group"), now).await,
+                    Err(e) => failed(e, &staff),
+                };
+            }
             webcare_app::lexicon::change(state.store.as_ref(), &loaded, edit, &staff.agent, now).await.map(drop)
         }
         "undo" => match fields.text("id").parse::<i64>() {
@@ -131,13 +141,77 @@ pub async fn post(State(state): State<AppState>, Posted { staff, fields }: Poste
     };
     match result {
         Ok(()) => see_other("/lexicon"),
-        Err(LexiconError::NotFound(_)) => not_found(&staff),
-        Err(LexiconError::Store(e)) => unavailable(e, Some(&staff)),
-        Err(e @ (LexiconError::Listed { .. } | LexiconError::NotListed { .. })) => {
-            html::error_page(StatusCode::CONFLICT, &e.to_string(), Some(&staff))
-        }
-        Err(e) => invalid(&e.to_string(), &staff),
+        Err(e) => failed(e, &staff),
     }
+}
+
+fn failed(e: LexiconError, staff: &Staff) -> Response {
+    match e {
+        LexiconError::NotFound(_) => not_found(staff),
+        LexiconError::Store(e) => unavailable(e, Some(staff)),
+        e @ (LexiconError::Listed { .. } | LexiconError::NotListed { .. }) => {
+            html::error_page(StatusCode::CONFLICT, &e.to_string(), Some(staff))
+        }
+        e => invalid(&e.to_string(), staff),
+    }
+}
+
+/// What `edit` would do to the latest stored messages, with a form that applies it.
+async fn tried(
+    state: &AppState,
+    staff: &Staff,
+    edit: Edit<'_>,
+    group_key: &str,
+    now: chrono::DateTime<Utc>,
+) -> Response {
+    let change = webcare_app::lexicon::unkept(edit, now);
+    let read = |texts: &[(&str, Option<&str>)]| state.intake.read_with_change(&change, texts);
+    let (read, differ) = match webcare_app::lexicon::preview(state.store.as_ref(), read, TRY_LAST).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return invalid("The data with this change does not load; the log says why.", staff),
+        Err(e) => return unavailable(e, Some(staff)),
+    };
+    let what = format!(
+        "{} “{}” {} {} {}",
+        change.edit,
+        change.term,
+        if change.edit == TermEdit::Add { "to" } else { "from" },
+        change.language,
+        change.group
+    );
+    let mut body = format!(
+        "<p id=\"tried\">Nothing is changed yet. To {what}: of the latest {read} stored messages, {n} would be read \
+         differently{colon}</p>",
+        what = E(&what),
+        n = differ.len(),
+        colon = if differ.is_empty() { "." } else { ":" },
+    );
+    if !differ.is_empty() {
+        body.push_str("<table id=\"tried-messages\"><thead><tr><th>Message</th><th>What changes</th><th>Text</th></tr></thead><tbody>");
+        for (m, changes) in &differ {
+            let _ = write!(
+                body,
+                "<tr><td><a href=\"/messages/{id}\">{id}</a></td><td>{changes}</td><td class=\"text\">{text}</td></tr>",
+                id = m.id,
+                changes = E(&changes.join(", ")),
+                text = E(&m.text),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/lexicon\" id=\"lexicon-apply-tried\">{csrf}\
+         <input type=\"hidden\" name=\"group\" value=\"{group}\"><input type=\"hidden\" name=\"term\" value=\"{term}\">\
+         <input type=\"hidden\" name=\"edit\" value=\"{edit}\">\
+         <button type=\"submit\" name=\"action\" value=\"change\" class=\"primary\">Apply everywhere</button> \
+         <a href=\"/lexicon\">Back to the lexicon</a></form>",
+        csrf = csrf_field(staff),
+        group = E(group_key),
+        term = E(&change.term),
+        edit = change.edit,
+    );
+    html::page(StatusCode::OK, "Trying a lexicon change", Some(staff), Live::default(), &body)
 }
 
 /// What a group's terms point at: the intent, and for a case its category ("case: billing").

@@ -1397,6 +1397,17 @@ fn a_lexicon_change_from_the_terminal_reaches_every_instance() {
         assert_eq!(code, Some(0), "{args:?}: {stderr}");
         said
     };
+    // Tried first on what customers wrote: the stored question would read as an outage; nothing is changed.
+    let tried = lexicon(&["add", "--dry-run", "--language", "nl", "--group", "outage", "glasvezel is kapot"]);
+    assert!(
+        tried.starts_with("dry run, nothing changed: add “glasvezel is kapot” to nl outage would read 1 of the latest 1 stored messages differently:"),
+        "{tried}"
+    );
+    assert!(
+        tried.contains(": intent outage (was ") && tried.contains("\n    > Mijn glasvezel is kapot, wat nu?"),
+        "{tried}"
+    );
+    assert!(lexicon(&["list"]).lines().all(|l| !l.contains("changes by admins")), "a dry run keeps nothing");
     let said = lexicon(&["add", "--as", "ria", "--language", "nl", "--group", "outage", "glasvezel is kapot"]);
     assert!(said.starts_with("lexicon change 1: add “glasvezel is kapot” to nl outage;"), "{said}");
     for instance in [&mut first, &mut second] {
