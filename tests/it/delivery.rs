@@ -208,7 +208,7 @@ impl Recorder {
         Arc::new(Recorder { delay, sent: Mutex::new(Vec::new()) })
     }
 
-    fn sent(&self) -> Vec<(std::time::Instant, String, String)> {
+    fn sent(&self) -> SentLog {
         self.sent.lock().unwrap().clone()
     }
 }
@@ -232,6 +232,35 @@ fn telegram_at(per_second: f64) -> DeliveryConfig {
     config.headroom = 1.0;
     config.limits.insert("telegram", PlatformLimits::telegram().with_rates(per_second, 1000.0, 60_000.0, None));
     config
+}
+
+/// What one engine's recorder saw go out: when, to which chat, what.
+type SentLog = Vec<(std::time::Instant, String, String)>;
+
+/// Two engines on two pools of `t`'s database, as two webcare processes ("a" and "b", with `config` otherwise),
+/// sending through `senders` until `rows` messages went out or `limit` passed; what each sent.
+async fn two_engines_until(
+    t: &TestDb,
+    senders: &(Arc<Recorder>, Arc<Recorder>),
+    config: DeliveryConfig,
+    rows: usize,
+    limit: Duration,
+) -> (SentLog, SentLog) {
+    let engine = |db: webcare_storage::Db, sender: Arc<Recorder>, name: &str| {
+        let config = DeliveryConfig { worker: name.into(), ..config.clone() };
+        Arc::new(Delivery::new(Arc::new(db), vec![sender], config))
+    };
+    let (a, b) = senders;
+    let engines = [engine(t.another().await, a.clone(), "a"), engine(t.another().await, b.clone(), "b")];
+    let runs: Vec<_> = engines.iter().map(Running::start).collect();
+    let deadline = std::time::Instant::now() + limit;
+    while a.sent().len() + b.sent().len() < rows && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in runs {
+        r.stop().await;
+    }
+    (a.sent(), b.sent())
 }
 
 /// A delivery engine running in the background until `stop`.
@@ -267,21 +296,9 @@ async fn two_engines_on_one_database_keep_to_one_budget(t: &TestDb) {
         enqueue(t.db(), c, &format!("notice {i}"), Priority::BROADCAST).await;
     }
     // Two engines on two pools, as two webcare processes; each alone would go at 100/s.
-    let (a, b) = (Recorder::new(Duration::ZERO), Recorder::new(Duration::ZERO));
-    let engine = |db: webcare_storage::Db, sender: Arc<Recorder>, name: &str| {
-        let config = DeliveryConfig { worker: name.into(), batch: 10, ..telegram_at(100.0) };
-        Arc::new(Delivery::new(Arc::new(db), vec![sender], config))
-    };
-    let engines = [engine(t.another().await, a.clone(), "a"), engine(t.another().await, b.clone(), "b")];
-    let runs: Vec<_> = engines.iter().map(Running::start).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while a.sent().len() + b.sent().len() < ROWS && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for r in runs {
-        r.stop().await;
-    }
-    let (a, b) = (a.sent(), b.sent());
+    let senders = (Recorder::new(Duration::ZERO), Recorder::new(Duration::ZERO));
+    let config = DeliveryConfig { batch: 10, ..telegram_at(100.0) };
+    let (a, b) = two_engines_until(t, &senders, config, ROWS, Duration::from_secs(20)).await;
     assert!(!a.is_empty() && !b.is_empty(), "both engines share the work: {} and {}", a.len(), b.len());
     let mut all: Vec<_> = a.iter().chain(&b).collect();
     assert_eq!(all.len(), ROWS, "every row once");
@@ -606,21 +623,9 @@ async fn two_engines_send_each_chats_messages_in_the_order_they_were_written(t: 
     }
     // A slow platform and one row per claim, so that both engines are busy at once and would take the next rows of
     // one chat together; one engine faster than the other, so that a later row would overtake.
-    let (a, b) = (Recorder::new(Duration::from_millis(15)), Recorder::new(Duration::from_millis(5)));
-    let engine = |db: webcare_storage::Db, sender: Arc<Recorder>, name: &str| {
-        let config = DeliveryConfig { worker: name.into(), batch: 1, ..telegram_at(1000.0) };
-        Arc::new(Delivery::new(Arc::new(db), vec![sender], config))
-    };
-    let engines = [engine(t.another().await, a.clone(), "a"), engine(t.another().await, b.clone(), "b")];
-    let runs: Vec<_> = engines.iter().map(Running::start).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while a.sent().len() + b.sent().len() < CHATS * PER_CHAT && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for r in runs {
-        r.stop().await;
-    }
-    let (a, b) = (a.sent(), b.sent());
+    let senders = (Recorder::new(Duration::from_millis(15)), Recorder::new(Duration::from_millis(5)));
+    let config = DeliveryConfig { batch: 1, ..telegram_at(1000.0) };
+    let (a, b) = two_engines_until(t, &senders, config, CHATS * PER_CHAT, Duration::from_secs(30)).await;
     assert!(!a.is_empty() && !b.is_empty(), "both engines send: {} and {}", a.len(), b.len());
     let mut all: Vec<_> = a.iter().chain(&b).collect();
     assert_eq!(all.len(), CHATS * PER_CHAT, "every message once");
