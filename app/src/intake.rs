@@ -50,8 +50,28 @@ use webcare_ticketing::{CustomerMessage, PendingTicket, TicketBatch, TicketError
 /// again and hand them to its pipeline ([`Pipeline::reload_classifier`]): `webcare reload` and the console make it.
 pub const RELOAD_BRIDGE_DATA: &str = "bridge-data";
 
-/// Callback data of the button under automatic answers.
+/// Callback data of the button under automatic answers; `talk_to_person:nl` (or `:en`) says in which language
+/// the button was offered, so that what follows its press speaks that language.
 pub const TALK_TO_PERSON: &str = "talk_to_person";
+
+/// The callback data of a "talk to a person" button offered in `language`.
+pub fn talk_to_person(language: Option<&str>) -> String {
+    match language {
+        Some(l @ ("nl" | "en")) => format!("{TALK_TO_PERSON}:{l}"),
+        _ => TALK_TO_PERSON.to_owned(),
+    }
+}
+
+/// Whether a button's callback data is a "talk to a person" press, and in which language it was offered (empty
+/// when it does not say one webcare speaks, as a button sent before buttons said it).
+fn talk_to_person_pressed(data: &str) -> Option<&str> {
+    let rest = data.strip_prefix(TALK_TO_PERSON)?;
+    if rest.is_empty() {
+        return Some("");
+    }
+    let language = rest.strip_prefix(':')?;
+    Some(if ["nl", "en"].contains(&language) { language } else { "" })
+}
 
 /// The lease that says which instance decides.
 pub const DECIDER_LEASE: &str = "bridge-decider";
@@ -1042,7 +1062,8 @@ impl Core {
             let mut extra = json!({"language": reply.language});
             // "Something else? Talk to a person" only for someone who is not talking to one already.
             if matches!(decision.action, Action::AutoAnswer | Action::HoldAndSubscribe) && ticket.is_none() {
-                extra["buttons"] = json!([{"text": talk_to_person_label(&reply.language), "data": TALK_TO_PERSON}]);
+                let data = talk_to_person(Some(&reply.language));
+                extra["buttons"] = json!([{"text": talk_to_person_label(&reply.language), "data": data}]);
             }
             if decision.action == Action::MovePrivate
                 && let Some(filed) = ticket
@@ -1222,12 +1243,15 @@ impl Core {
             "ticket" => {
                 let filed = self.open_or_append(ctx, conversation, customer, message, "other").await?;
                 let ticket = ctx.ticket_id(filed).await?;
-                (
-                    "ticket",
-                    format!(
+                // In the language the button was offered in; `/ticket` typed gives no language, so both.
+                let text = match args.trim() {
+                    "nl" => format!("Een medewerker neemt je vraag op (zaak {ticket})."),
+                    "en" => format!("A person will pick up your question (case {ticket})."),
+                    _ => format!(
                         "Een medewerker neemt je vraag op (zaak {ticket}). / A person will pick up your question (case {ticket})."
                     ),
-                )
+                };
+                ("ticket", text)
             }
             _ => ("help", help_text(name, args)),
         };
@@ -1609,7 +1633,7 @@ impl Core {
 
         let text = match &event.kind {
             InboundKind::Command { name, args } => format!("/{name} {args}").trim_end().to_owned(),
-            InboundKind::Button { data } if data == TALK_TO_PERSON => "/ticket".to_owned(),
+            InboundKind::Button { data } if talk_to_person_pressed(data).is_some() => "/ticket".to_owned(),
             InboundKind::Button { data } => format!("[button {data}]"),
             _ => event.text.clone(),
         };
@@ -1636,7 +1660,9 @@ impl Core {
         };
         let command = match &event.kind {
             InboundKind::Command { name, args } => Some((name.to_ascii_lowercase(), args.clone())),
-            InboundKind::Button { data } if data == TALK_TO_PERSON => Some(("ticket".to_owned(), String::new())),
+            InboundKind::Button { data } => {
+                talk_to_person_pressed(data).map(|language| ("ticket".to_owned(), language.to_owned()))
+            }
             _ => None,
         };
         let action = if let Some((name, args)) = command {

@@ -18,7 +18,7 @@ use webcare_domain::{
     Priority, Role, Service, Store, StoreError, SubscriptionTarget, Ticket, Timestamp,
 };
 
-use crate::intake::{Pipeline, TALK_TO_PERSON};
+use crate::intake::{Pipeline, talk_to_person};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NoticeError {
@@ -495,7 +495,8 @@ impl Notices {
                 new.extra["crosspost"] = json!(true);
             }
             if !notice.state.is_active() {
-                new.extra["buttons"] = json!([{"text": still_not_working(language).0, "data": TALK_TO_PERSON}]);
+                new.extra["buttons"] =
+                    json!([{"text": still_not_working(language).0, "data": talk_to_person(language)}]);
             }
             new
         };

@@ -220,10 +220,22 @@ async fn commands_bots_and_edits() {
     let bodies = outbox_bodies(db.db()).await;
     assert!(bodies.last().unwrap().contains("/frobnicate") && bodies.last().unwrap().contains("/status"));
 
+    // A button sent before buttons said their language: the answer is in both.
     let mut button = private("u4", "4", "", t(30));
     button.kind = InboundKind::Button { data: TALK_TO_PERSON.into() };
     assert_eq!(p.receive(button).await.unwrap().action, "ticket");
     assert_eq!(db.db().tickets(&[]).await.unwrap().len(), 1);
+    let bodies = outbox_bodies(db.db()).await;
+    assert!(bodies.last().unwrap().contains("(zaak 1). / A person will pick up your question (case 1)."), "{bodies:?}");
+    // One offered in English is answered in English; in a language webcare does not speak, in both.
+    let mut button = private("u5", "5", "", t(31));
+    button.kind = InboundKind::Button { data: "talk_to_person:en".into() };
+    assert_eq!(p.receive(button).await.unwrap().action, "ticket");
+    assert_eq!(outbox_bodies(db.db()).await, ["A person will pick up your question (case 2)."]);
+    let mut button = private("u5", "6", "", t(32));
+    button.kind = InboundKind::Button { data: "talk_to_person:fr".into() };
+    assert_eq!(p.receive(button).await.unwrap().action, "ticket");
+    assert!(outbox_bodies(db.db()).await[0].contains(" / A person will pick up your question (case 2)."));
 
     let mut bot = private("b1", "1", "I am a bot, classify me", t(40));
     bot.from_bot = true;
@@ -388,7 +400,7 @@ async fn an_outage_question_in_the_middle_of_a_case_reaches_its_agent_too() {
     // Another customer asks the same without a case: the answer offers a person.
     p.receive(private("u2", "1", "Leiden internet ligt eruit", t(180))).await.unwrap();
     let other = db.db().outbox_by_key("reply:3").await.unwrap().expect("a holding answer");
-    assert_eq!(other.extra["buttons"][0]["data"], TALK_TO_PERSON);
+    assert_eq!(other.extra["buttons"][0]["data"], "talk_to_person:nl");
     // The cluster expires without a notice: the second customer gets a ticket; the first has one, which holds the
     // question once.
     assert_eq!(p.tick(t(62 * 60)).await.unwrap(), 2);

@@ -82,10 +82,15 @@ async fn a_customer_writes_and_sees_the_answer() {
     assert_eq!(lines[0]["direction"], "in");
     assert_eq!(lines[1]["direction"], "out");
     assert!(lines[1]["text"].as_str().unwrap().starts_with("Bedankt"));
-    assert_eq!(lines[1]["buttons"][0]["data"], "talk_to_person");
+    // The button says it was offered in Dutch, so what follows its press is Dutch only.
+    assert_eq!(lines[1]["buttons"][0]["data"], "talk_to_person:nl");
 
-    let (_, pressed) = c.post(json!({"conversation": me, "id": "m2", "button": "talk_to_person"})).await;
+    let (_, pressed) = c.post(json!({"conversation": me, "id": "m2", "button": "talk_to_person:nl"})).await;
     assert_eq!(pressed["action"], "ticket");
+    c.delivery.step().await.unwrap();
+    let (_, lines) = c.transcript(&me).await;
+    let last = lines.as_array().unwrap().last().unwrap()["text"].as_str().unwrap().to_owned();
+    assert!(last.starts_with("Een medewerker neemt je vraag op (zaak ") && !last.contains(" / "), "{last}");
 }
 
 #[tokio::test]

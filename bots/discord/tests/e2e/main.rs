@@ -250,12 +250,12 @@ async fn an_outage_question_in_a_support_channel_gets_the_active_notice_and_a_bu
     assert!(dc.wait_until(WAIT, || dc.visible_bot_messages(env.support).len() == 1).await);
     let answer = dc.visible_bot_messages(env.support).remove(0);
     assert_eq!(answer.content, "We verhelpen een internetstoring in Utrecht.");
-    assert_eq!(answer.custom_ids(), vec![TALK_TO_PERSON.to_owned()]);
+    assert_eq!(answer.custom_ids(), vec![format!("{TALK_TO_PERSON}:nl")]);
     no_mentions_allowed(&answer);
     assert!(env.tickets().await.is_empty(), "a known outage needs no ticket");
 
     // "Something else? Talk to a person": the press is acknowledged and a ticket opens.
-    let press = dc.press_button(alice, env.support, answer.message_id, TALK_TO_PERSON);
+    let press = dc.press_button(alice, env.support, answer.message_id, &format!("{TALK_TO_PERSON}:nl"));
     assert!(
         dc.wait_until(WAIT, || dc.interaction(press.interaction_id).and_then(|i| i.response_type()) == Some(6)).await
     );

@@ -219,12 +219,12 @@ async fn a_dutch_outage_question_gets_the_active_notice_and_a_button_to_a_person
     let answer = h.bot_messages(chat, 1).await.remove(0);
     assert_eq!(answer.text, "We verhelpen een internetstoring in Utrecht.");
     assert_eq!(answer.parse_mode.as_deref(), Some("HTML"));
-    assert_eq!(answer.callback_data(), vec!["talk_to_person"]);
+    assert_eq!(answer.callback_data(), vec!["talk_to_person:nl"]);
 
-    // The button opens a ticket, and the press is answered so the client stops waiting.
-    let query = h.tg.press_button(anna, chat, answer.message_id, "talk_to_person");
+    // The button opens a ticket, and the press is answered so the client stops waiting; in Dutch, as it was offered.
+    let query = h.tg.press_button(anna, chat, answer.message_id, "talk_to_person:nl");
     let reply = h.bot_messages(chat, 2).await.remove(1);
-    assert!(reply.text.contains("zaak"), "{}", reply.text);
+    assert!(reply.text.contains("zaak") && !reply.text.contains("case"), "{}", reply.text);
     assert!(h.tg.callback_answer(&query).is_some(), "the callback query is answered");
     let tickets = h.store.tickets(&[]).await.unwrap();
     assert_eq!(tickets.len(), 1);
