@@ -205,7 +205,7 @@ pub enum MessageCommand {
     /// console's and the API's; a value out of range is an error that names it.
     List(Box<MessageFilters>),
     /// One message: its text, what was decided and every reason, and how the bridge's data (`bridge.data_dir`
-    /// or the shipped files, as loaded now from disk) reads it.
+    /// or the shipped files, as loaded now from disk, with the admins' lexicon changes) reads it.
     Show { id: i64 },
 }
 
@@ -912,7 +912,7 @@ pub async fn message(config: &Config, command: MessageCommand) -> anyhow::Result
                     }
                     None => String::new(),
                 };
-                out.push(format!("with the data files now: {}{verdict}", reading(&now)));
+                out.push(format!("with the data now (files and lexicon changes): {}{verdict}", reading(&now)));
                 out.extend(now.reasons.iter().map(|r| format!("  - {r}")));
             }
             Ok(out.join("\n"))
