@@ -1195,17 +1195,21 @@ impl Core {
         name: &str,
         args: &str,
     ) -> StoreResult<String> {
+        // The language the customer was answered in, where webcare knows it (the outages they follow were
+        // answered in it); a typed command says none, so otherwise the answer is in both.
+        let followed = ctx.store.subscriptions_of(conversation.id).await?;
+        let known = followed.iter().rev().find_map(|s| s.language.as_deref().filter(|l| ["nl", "en"].contains(l)));
         let (action, text) = match name {
             "stop" => {
                 let n = ctx.store.unsubscribe_all(conversation.id).await?;
                 let text = if n == 0 {
-                    "Je ontvangt geen updates van ons. / You are not receiving updates from us.".to_owned()
+                    say(known, "Je ontvangt geen updates van ons.", "You are not receiving updates from us.")
                 } else {
-                    "Je ontvangt geen updates meer. / You will receive no more updates.".to_owned()
+                    say(known, "Je ontvangt geen updates meer.", "You will receive no more updates.")
                 };
                 ("stop", text)
             }
-            "status" => ("status", self.status(ctx, conversation, customer).await?),
+            "status" => ("status", self.status(ctx, conversation, customer, &followed, known).await?),
             "start" if !args.is_empty() => match ctx.store.resolve_private_link(args.trim()).await? {
                 // Only the customer whose case it is continues it: a link seen in a group is no key for others.
                 Some(ticket)
@@ -1243,14 +1247,13 @@ impl Core {
             "ticket" => {
                 let filed = self.open_or_append(ctx, conversation, customer, message, "other").await?;
                 let ticket = ctx.ticket_id(filed).await?;
-                // In the language the button was offered in; `/ticket` typed gives no language, so both.
-                let text = match args.trim() {
-                    "nl" => format!("Een medewerker neemt je vraag op (zaak {ticket})."),
-                    "en" => format!("A person will pick up your question (case {ticket})."),
-                    _ => format!(
-                        "Een medewerker neemt je vraag op (zaak {ticket}). / A person will pick up your question (case {ticket})."
-                    ),
-                };
+                // In the language the button was offered in, else the one the customer was answered in.
+                let language = Some(args.trim()).filter(|l| ["nl", "en"].contains(l)).or(known);
+                let text = say(
+                    language,
+                    &format!("Een medewerker neemt je vraag op (zaak {ticket})."),
+                    &format!("A person will pick up your question (case {ticket})."),
+                );
                 ("ticket", text)
             }
             _ => ("help", help_text(name, args)),
@@ -1260,24 +1263,47 @@ impl Core {
         Ok(action.to_owned())
     }
 
-    async fn status(&self, ctx: &Ctx, conversation: &Conversation, customer: &Customer) -> StoreResult<String> {
+    /// `/status`: the customer's case and the outages they follow (`followed`), in `language` where known.
+    async fn status(
+        &self,
+        ctx: &Ctx,
+        conversation: &Conversation,
+        customer: &Customer,
+        followed: &[Subscription],
+        language: Option<&str>,
+    ) -> StoreResult<String> {
         let mut lines = Vec::new();
         match ctx.store.open_ticket(conversation.id, customer.id).await? {
-            Some(t) => lines.push(format!("Zaak / case {}: {}", t.id, t.state)),
-            None => lines.push("Geen open zaak. / No open case.".to_owned()),
+            Some(t) => lines.push(say(
+                language,
+                &format!("Zaak {}: {}", t.id, t.state),
+                &format!("Case {}: {}", t.id, t.state),
+            )),
+            None => lines.push(say(language, "Geen open zaak.", "No open case.")),
         }
-        for sub in ctx.store.subscriptions_of(conversation.id).await? {
+        for sub in followed {
             match sub.target {
                 SubscriptionTarget::Notice(id) => {
                     let n = ctx.store.notice(id).await?;
                     lines.push(format!("{} — {}", n.title, n.state));
                 }
-                SubscriptionTarget::Cluster(_) => {
-                    lines.push("We onderzoeken een mogelijke storing. / We are looking into a possible outage.".into())
-                }
+                SubscriptionTarget::Cluster(_) => lines.push(say(
+                    language,
+                    "We onderzoeken een mogelijke storing.",
+                    "We are looking into a possible outage.",
+                )),
             }
         }
         Ok(lines.join("\n"))
+    }
+}
+
+/// `nl` or `en` as `language` says, both ("nl / en") where it says neither.
+fn say(language: Option<&str>, nl: &str, en: &str) -> String {
+    match language {
+        Some("nl") => nl.to_owned(),
+        Some("en") => en.to_owned(),
+        _ => format!("{nl} / {en}"),
     }
 }
 

@@ -416,6 +416,36 @@ async fn an_outage_question_in_the_middle_of_a_case_reaches_its_agent_too() {
     assert!(db.db().ticket_events(case.id).await.unwrap().iter().all(|e| e.body != again));
 }
 
+/// `/status` and `/stop` answer in the language the customer's outage answer was in; where webcare knows none,
+/// in both.
+#[tokio::test]
+async fn typed_commands_are_answered_in_the_language_the_customer_was_answered_in() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let command = |user: &str, id: &str, name: &str, at: i64| {
+        let mut e = private(user, id, "", t(at));
+        e.kind = InboundKind::Command { name: name.into(), args: String::new() };
+        e
+    };
+    p.receive(private("nl1", "1", "Storing in Leiden? Geen internet", t(0))).await.unwrap();
+    p.receive(private("en1", "1", "Is the internet down in Leiden? No connection", t(1))).await.unwrap();
+    outbox_bodies(db.db()).await;
+    p.receive(command("nl1", "2", "status", 2)).await.unwrap();
+    p.receive(command("en1", "2", "status", 3)).await.unwrap();
+    p.receive(command("none", "1", "status", 4)).await.unwrap();
+    assert_eq!(
+        outbox_bodies(db.db()).await,
+        [
+            "Geen open zaak.\nWe onderzoeken een mogelijke storing.",
+            "No open case.\nWe are looking into a possible outage.",
+            "Geen open zaak. / No open case.",
+        ]
+    );
+    p.receive(command("nl1", "3", "stop", 5)).await.unwrap();
+    p.receive(command("en1", "3", "stop", 6)).await.unwrap();
+    assert_eq!(outbox_bodies(db.db()).await, ["Je ontvangt geen updates meer.", "You will receive no more updates."]);
+}
+
 #[tokio::test]
 async fn the_pipeline_runs_on_postgresql_too() {
     let Some(db) = TestDb::postgres().await else { return };
