@@ -94,6 +94,14 @@ pub struct LexiconChange {
     pub created_at: Timestamp,
 }
 
+impl LexiconChange {
+    /// What the change does, as admins read it: add “glasvezel is kapot” to nl outage.
+    pub fn describe(&self) -> String {
+        let to = if self.edit == TermEdit::Add { "to" } else { "from" };
+        format!("{} “{}” {to} {} {}", self.edit, self.term, self.language, self.group)
+    }
+}
+
 /// One group of a lexicon as the running classifier counts it (the data files with the admins' changes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LexiconGroup {

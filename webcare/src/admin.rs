@@ -946,18 +946,11 @@ pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result
             LexiconCommand::Remove(args) => (args, TermEdit::Remove),
         };
         let edit = Edit { language: &args.language, group: &args.group, term: &args.term, edit };
-        let what = format!(
-            "{} “{}” {} {} {}",
-            edit.edit,
-            args.term.trim(),
-            if edit.edit == TermEdit::Add { "to" } else { "from" },
-            args.language.trim(),
-            args.group.trim()
-        );
+        let proposed = unkept(edit, now);
+        let what = proposed.describe();
         if args.dry_run {
             check(&loaded, edit)?;
-            let change = unkept(edit, now);
-            let read = |texts: &[(&str, Option<&str>)]| read_with_change(&current, &change, texts);
+            let read = |texts: &[(&str, Option<&str>)]| read_with_change(&current, &proposed, texts);
             let (read, differ) = preview(db.as_ref(), read, args.last)
                 .await?
                 .context("the data files with this change do not load (the log says why)")?;
@@ -1015,16 +1008,7 @@ fn lexicon_list(
     if !changes.is_empty() {
         out.push("changes by admins, applied over the data files:".to_owned());
         for c in changes {
-            out.push(format!(
-                "  {} {} “{}” {} {} {} · {}",
-                c.id,
-                c.edit,
-                c.term,
-                if c.edit == webcare_domain::TermEdit::Add { "to" } else { "from" },
-                c.language,
-                c.group,
-                c.created_at.format("%Y-%m-%d %H:%M UTC")
-            ));
+            out.push(format!("  {} {} · {}", c.id, c.describe(), c.created_at.format("%Y-%m-%d %H:%M UTC")));
         }
     }
     out.join("\n")

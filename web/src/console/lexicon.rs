@@ -171,14 +171,7 @@ async fn tried(
         Ok(None) => return invalid("The data with this change does not load; the log says why.", staff),
         Err(e) => return unavailable(e, Some(staff)),
     };
-    let what = format!(
-        "{} “{}” {} {} {}",
-        change.edit,
-        change.term,
-        if change.edit == TermEdit::Add { "to" } else { "from" },
-        change.language,
-        change.group
-    );
+    let what = change.describe();
     let mut body = format!(
         "<p id=\"tried\">Nothing is changed yet. To {what}: of the latest {read} stored messages, {n} would be read \
          differently{colon}</p>",
