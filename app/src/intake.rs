@@ -42,7 +42,7 @@ use webcare_domain::{
     Conversation, ConversationId, ConversationKind, Customer, CustomerId, InboundEvent, InboundId, InboundKind,
     InboundMessage, Intake, IntakeError, IntakeOutcome, NewConversation, NewCustomer, NewInbound, NewOutbox,
     OutageCluster, Priority, SpikeAlert, Store, StoreError, StoreResult, Subscription, SubscriptionTarget,
-    TicketEventKind, TicketId, TicketState, Timestamp, Unit,
+    TicketEventKind, TicketId, TicketState, Timestamp, Unit, say,
 };
 use webcare_ticketing::{CustomerMessage, PendingTicket, TicketBatch, TicketError, Ticketing};
 
@@ -1041,9 +1041,21 @@ impl Core {
             // in the customer's ticket and acknowledged.
             ticket = Some(self.open_or_append(ctx, conversation, customer, message, "other").await?);
             if decision.reply.is_none() {
-                let text = "We hebben je bestand ontvangen; een medewerker bekijkt het. / We received your file; a person will look at it.";
-                self.enqueue(ctx, conversation, &format!("reply:{}", message.id), text, json!({}), Priority::AUTOMATIC)
-                    .await?;
+                // In the language the platform gives for the customer, where it gives one (a file shows none).
+                let text = say(
+                    message.language.as_deref(),
+                    "We hebben je bestand ontvangen; een medewerker bekijkt het.",
+                    "We received your file; a person will look at it.",
+                );
+                self.enqueue(
+                    ctx,
+                    conversation,
+                    &format!("reply:{}", message.id),
+                    &text,
+                    json!({}),
+                    Priority::AUTOMATIC,
+                )
+                .await?;
             }
         } else if decision.action == Action::Ignore && ctx.open_ticket_state(conversation, customer).await?.is_some() {
             // "Thanks, I'll wait" to an agent is part of the case, not chit-chat: it joins the open ticket (and
@@ -1196,9 +1208,17 @@ impl Core {
         args: &str,
     ) -> StoreResult<String> {
         // The language the customer was answered in, where webcare knows it (the outages they follow were
-        // answered in it); a typed command says none, so otherwise the answer is in both.
+        // answered in it), else the one the platform gives for them; a typed command says none of its own, so
+        // where neither is known the answer is in both.
         let followed = ctx.store.subscriptions_of(conversation.id).await?;
-        let known = followed.iter().rev().find_map(|s| s.language.as_deref().filter(|l| ["nl", "en"].contains(l)));
+        let known = followed
+            .iter()
+            .rev()
+            .find_map(|s| s.language.as_deref().filter(|l| ["nl", "en"].contains(l)))
+            .or(message.language.as_deref());
+        // A "talk to a person" button says the language it was offered in, which comes first for what its press
+        // brings (`/ticket nl`).
+        let offered = Some(args.trim()).filter(|l| name == "ticket" && ["nl", "en"].contains(l)).or(known);
         let (action, text) = match name {
             "stop" => {
                 let n = ctx.store.unsubscribe_all(conversation.id).await?;
@@ -1221,10 +1241,14 @@ impl Core {
                     ctx.store.add_ticket_event(ticket, TicketEventKind::Note, None, &note, message.received_at).await?;
                     (
                         "continue_private",
-                        format!("We gaan hier verder met je zaak {ticket}. / We continue your case {ticket} here."),
+                        say(
+                            known,
+                            &format!("We gaan hier verder met je zaak {ticket}."),
+                            &format!("We continue your case {ticket} here."),
+                        ),
                     )
                 }
-                _ => ("help", help_text("start", args)),
+                _ => ("help", help_text("start", known)),
             },
             "ticket" if conversation.kind == ConversationKind::Public => {
                 // A personal case asked for in a group or server channel continues in private, like private data:
@@ -1233,30 +1257,32 @@ impl Core {
                 let ticket = ctx.ticket_id(filed).await?;
                 let link = new_link_token();
                 ctx.store.create_private_link(ticket, &link, message.received_at).await?;
-                let extra = json!({"move_private": {
+                let extra = json!({"language": offered, "move_private": {
                     "ticket": ticket,
                     "link": link,
                     "user": customer.platform_user_id,
                     "message": message.platform_message_id,
                 }});
-                let text = "We helpen je verder in een privégesprek. / We'll help you further in a private chat.";
-                self.enqueue(ctx, conversation, &format!("reply:{}", message.id), text, extra, Priority::AUTOMATIC)
+                let text = say(
+                    offered,
+                    "We helpen je verder in een privégesprek.",
+                    "We'll help you further in a private chat.",
+                );
+                self.enqueue(ctx, conversation, &format!("reply:{}", message.id), &text, extra, Priority::AUTOMATIC)
                     .await?;
                 return Ok("move_private".to_owned());
             }
             "ticket" => {
                 let filed = self.open_or_append(ctx, conversation, customer, message, "other").await?;
                 let ticket = ctx.ticket_id(filed).await?;
-                // In the language the button was offered in, else the one the customer was answered in.
-                let language = Some(args.trim()).filter(|l| ["nl", "en"].contains(l)).or(known);
                 let text = say(
-                    language,
+                    offered,
                     &format!("Een medewerker neemt je vraag op (zaak {ticket})."),
                     &format!("A person will pick up your question (case {ticket})."),
                 );
                 ("ticket", text)
             }
-            _ => ("help", help_text(name, args)),
+            _ => ("help", help_text(name, known)),
         };
         self.enqueue(ctx, conversation, &format!("reply:{}", message.id), &text, json!({}), Priority::AUTOMATIC)
             .await?;
@@ -1298,27 +1324,21 @@ impl Core {
     }
 }
 
-/// `nl` or `en` as `language` says, both ("nl / en") where it says neither.
-fn say(language: Option<&str>, nl: &str, en: &str) -> String {
-    match language {
-        Some("nl") => nl.to_owned(),
-        Some("en") => en.to_owned(),
-        _ => format!("{nl} / {en}"),
+/// The answer to `/help`, `/start` and an unknown command, in `language` where known (else in both).
+fn help_text(name: &str, language: Option<&str>) -> String {
+    let mut lines = Vec::new();
+    if !["help", "start"].contains(&name) {
+        lines.push(say(language, &format!("Onbekend commando /{name}."), &format!("Unknown command /{name}.")));
     }
-}
-
-fn help_text(name: &str, _args: &str) -> String {
-    let unknown = if ["help", "start"].contains(&name) {
-        String::new()
-    } else {
-        format!("Onbekend commando /{name}. / Unknown command /{name}.\n")
-    };
-    format!(
-        "{unknown}Stel je vraag gewoon in een bericht. / Just ask your question in a message.\n\
-         /status — je zaak en storingen die je volgt / your case and the outages you follow\n\
-         /stop — geen updates meer / no more updates\n\
-         /ticket — een medewerker spreken / talk to a person"
-    )
+    lines.push(say(language, "Stel je vraag gewoon in een bericht.", "Just ask your question in a message."));
+    for (command, nl, en) in [
+        ("status", "je zaak en storingen die je volgt", "your case and the outages you follow"),
+        ("stop", "geen updates meer", "no more updates"),
+        ("ticket", "een medewerker spreken", "talk to a person"),
+    ] {
+        lines.push(format!("/{command} — {}", say(language, nl, en)));
+    }
+    lines.join("\n")
 }
 
 /// 128 random bits as 32 hex characters: fits Telegram's `start` parameter (at most 64 of `A-Za-z0-9_-`).
@@ -1339,6 +1359,11 @@ fn with_attachments(message: &InboundMessage) -> String {
     }
 }
 
+/// The answer language (`nl`, `en`) the platform's language tag for the person names, if any.
+fn platform_language(event: &InboundEvent) -> Option<String> {
+    event.language.as_deref().and_then(webcare_domain::answer_language).map(str::to_owned)
+}
+
 fn incoming(message: &InboundMessage, conversation: &Conversation, customer: &Customer, account: &str) -> Incoming {
     Incoming {
         id: message.id.to_string(),
@@ -1350,6 +1375,7 @@ fn incoming(message: &InboundMessage, conversation: &Conversation, customer: &Cu
         text: message.text.clone(),
         // Stored with the message, so that a restart's replay sees what the live decision saw.
         place: message.place.clone(),
+        language: message.language.clone(),
     }
 }
 
@@ -1675,6 +1701,7 @@ impl Core {
                 attachments: event.attachments.clone(),
                 received_at: at,
                 place: event.place.clone(),
+                language: platform_language(&event),
             })
             .await
             .map_err(unavailable)?;
@@ -1781,6 +1808,7 @@ async fn store_all(store: &dyn Store, events: &[InboundEvent]) -> StoreResult<Ve
             attachments: event.attachments.clone(),
             received_at: event.at,
             place: event.place.clone(),
+            language: platform_language(event),
         })
         .collect();
     let inserted = store.insert_inbound_many(&new).await?;

@@ -251,6 +251,9 @@ fn reason_line(r: &Reason) -> String {
         Reason::Language { language, nl, en } => {
             format!("language {} (Dutch words {nl}, English words {en})", language.code())
         }
+        Reason::PlatformLanguage { language } => {
+            format!("answered in {language}, the platform's language for the person")
+        }
         Reason::Scores { outage, case, other } => {
             format!("scores: outage {outage:.2}, case {case:.2}, other {other:.2}")
         }
@@ -346,6 +349,8 @@ mod tests {
         assert!(lines.contains("private data: phone (not repeated)"), "{lines}");
         assert!(lines.contains("scores: outage "), "{lines}");
         assert!(!lines.contains("12345678"), "{lines}");
+        let hinted = why(&json!({"action": "ticket", "reasons": [{"kind": "platform_language", "language": "en"}]}));
+        assert_eq!(hinted.reasons, ["answered in en, the platform's language for the person"]);
 
         let empty = why(&json!({"action": "ignore", "reasons": ["empty"]}));
         assert_eq!((empty.action.as_deref(), empty.reasons.as_slice()), (Some("ignore"), &["empty".to_owned()][..]));

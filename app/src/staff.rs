@@ -812,6 +812,7 @@ mod tests {
             attachments: vec![],
             kind,
             place: None,
+            language: None,
             account: String::new(),
             at: Utc::now(),
         }

@@ -132,6 +132,7 @@ pub fn bench_engine(classifier: Arc<Classifier>, texts: &[String], min_time: Dur
                 at: t0 + TimeDelta::seconds(n as i64),
                 text: t.clone(),
                 place: None,
+                language: None,
             };
             std::hint::black_box(engine.process(&msg, &[]));
             n += 1;

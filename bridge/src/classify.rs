@@ -130,6 +130,9 @@ pub enum Reason {
     Pii { pii: String },
     /// The language scores.
     Language { language: Language, nl: u32, en: u32 },
+    /// The text shows no language webcare answers in; the platform's language for the person (`nl`, `en`) chose
+    /// the answer's.
+    PlatformLanguage { language: String },
     /// The intent scores.
     Scores { outage: f32, case: f32, other: f32 },
     /// The rule that decided (a classifier rule, or an engine rule such as `notice-match`).

@@ -158,6 +158,9 @@ pub struct Incoming {
     pub text: String,
     /// A location hint from the platform.
     pub place: Option<String>,
+    /// The person's language as the platform says it (`nl`, `en`): answers are in it when the text shows no
+    /// language of its own (a lone "?", a message in a language webcare has no lexicon for).
+    pub language: Option<String>,
 }
 
 /// An answer to send.
@@ -348,7 +351,15 @@ impl Engine {
     /// Handles a classified message at `msg.at`. Clusters whose grace period ended by then expire first.
     pub fn handle(&mut self, msg: &Incoming, class: &Classification, notices: &[Notice]) -> Output {
         let expired = self.tick(msg.at);
-        let language = self.language(class.language);
+        let hint = msg.language.as_deref().filter(|l| ["nl", "en"].contains(l));
+        let mut reasons = class.reasons.clone();
+        let language = match (class.language, hint) {
+            (Language::Nl | Language::En, _) | (_, None) => self.language(class.language),
+            (_, Some(hint)) => {
+                reasons.push(Reason::PlatformLanguage { language: hint.to_owned() });
+                hint.to_owned()
+            }
+        };
         let mut decision = Decision {
             message: msg.id.clone(),
             customer: msg.customer.clone(),
@@ -365,7 +376,7 @@ impl Engine {
             reply: None,
             subscribe: None,
             merged: false,
-            reasons: class.reasons.clone(),
+            reasons,
         };
         let mut alerts = Vec::new();
 
@@ -542,9 +553,10 @@ impl Engine {
     }
 
     /// The acknowledgement for a message whose decision opened a new case, in the language the message was
-    /// written in (the default language for others), with when a person is expected to answer where `due` says.
+    /// written in (else the one the platform gave for the person, else the default language), with when a person
+    /// is expected to answer where `due` says.
     pub fn case_opened(&self, decision: &Decision, due: Option<LocalDue>) -> Reply {
-        let language = decision
+        let written = decision
             .reasons
             .iter()
             .find_map(|r| match r {
@@ -552,7 +564,15 @@ impl Engine {
                 _ => None,
             })
             .unwrap_or(Language::Unknown);
-        let mut reply = self.reply(&self.config.case_opened, &self.language(language));
+        let hint = decision.reasons.iter().find_map(|r| match r {
+            Reason::PlatformLanguage { language } => Some(language.clone()),
+            _ => None,
+        });
+        let language = match (written, hint) {
+            (Language::Nl | Language::En, _) | (_, None) => self.language(written),
+            (_, Some(hint)) => hint,
+        };
+        let mut reply = self.reply(&self.config.case_opened, &language);
         if let Some(due) = due {
             let when = due.phrase(&reply.language);
             let sentence = self.config.text(&self.config.case_due, &reply.language).replace("{when}", &when);

@@ -58,6 +58,8 @@ pub struct Record {
     pub author_id: String,
     pub account: String,
     pub place: String,
+    /// The person's language as the platform said it (`nl`, `en-GB`); answers follow it where the text shows none.
+    pub language: String,
     /// `true`/`false` (also yes/no, 1/0); empty means public, as social media posts are.
     pub public: String,
     pub intent: String,
@@ -109,6 +111,7 @@ fn read_csv(input: impl Read) -> Result<Vec<Record>, ReplayError> {
             author_id: get("author_id"),
             account: get("account"),
             place: get("place"),
+            language: get("language"),
             public: get("public"),
             intent: get("intent"),
             service: get("service"),
@@ -144,6 +147,7 @@ fn read_jsonl(input: impl Read) -> Result<Vec<Record>, ReplayError> {
             author_id: get("author_id"),
             account: get("account"),
             place: get("place"),
+            language: get("language"),
             public: get("public"),
             intent: get("intent"),
             service: get("service"),
@@ -419,6 +423,7 @@ pub fn run(
             at,
             text: record.text.clone(),
             place: Some(record.place.clone()).filter(|p| !p.trim().is_empty()),
+            language: webcare_domain::answer_language(&record.language).map(str::to_owned),
         };
         let notices: Vec<Notice> =
             options.notices.iter().filter(|n| n.active_at(at, &account)).map(|n| n.to_notice(at)).collect();

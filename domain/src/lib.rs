@@ -34,7 +34,7 @@ pub use notice::{
 pub use outbox::{NewOutbox, OutboxId, OutboxItem, OutboxState, Priority};
 pub use port::{
     AlertSink, InboundEvent, InboundKind, Intake, IntakeError, IntakeOutcome, LimitScope, PostError, SendError, Sender,
-    Sent, StaffCommand, StaffDesk,
+    Sent, StaffCommand, StaffDesk, answer_language, say,
 };
 pub use store::{Store, StoreError, StoreResult, Subscription, SubscriptionTarget, Unit, WorkCounts};
 pub use ticket::{

@@ -31,6 +31,9 @@ pub struct InboundMessage {
     /// The platform's location hint (a geotag), when it gave one: the bridge counts it as the message's region
     /// when the text names none.
     pub place: Option<String>,
+    /// The person's language as the platform says it, `nl` or `en` (see [`crate::answer_language`]): answers to
+    /// a message whose text shows no language of its own are in it.
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,8 @@ pub struct NewInbound {
     pub attachments: Vec<String>,
     pub received_at: Timestamp,
     pub place: Option<String>,
+    /// `nl` or `en`, from the platform (see [`InboundMessage::language`]).
+    pub language: Option<String>,
 }
 
 /// The outcome of storing something that must be stored once.

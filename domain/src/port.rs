@@ -30,9 +30,32 @@ pub struct InboundEvent {
     pub kind: InboundKind,
     /// A location hint from the platform (a geotag), when it gave one.
     pub place: Option<String>,
+    /// The person's language as the platform says it (Telegram's `language_code`, a Discord interaction's
+    /// `locale`, the web chat browser's language), as the platform wrote it (`nl-BE`, `en`); see
+    /// [`answer_language`]. Answers follow the language a message is written in; this settles the language where
+    /// the text shows none (a command, a sticker, a lone "?").
+    #[serde(default)]
+    pub language: Option<String>,
     /// The company account the message was sent to; deployments with one bot per platform leave it empty.
     pub account: String,
     pub at: Timestamp,
+}
+
+/// The language webcare answers in (`nl` or `en`) that a platform's language tag names (`nl`, `nl-BE`, `en-GB`,
+/// `EN_us`), or none for another language or no tag.
+pub fn answer_language(tag: &str) -> Option<&'static str> {
+    let primary = tag.trim().split(['-', '_']).next().unwrap_or_default();
+    ["nl", "en"].into_iter().find(|l| primary.eq_ignore_ascii_case(l))
+}
+
+/// `nl` or `en` as `language` says, both (`nl / en`) where it says neither: for the fixed answers webcare gives
+/// where a customer's language may be unknown.
+pub fn say(language: Option<&str>, nl: &str, en: &str) -> String {
+    match language {
+        Some("nl") => nl.to_owned(),
+        Some("en") => en.to_owned(),
+        _ => format!("{nl} / {en}"),
+    }
 }
 
 impl InboundEvent {
@@ -240,6 +263,7 @@ mod tests {
             attachments: vec![],
             kind: command,
             place: None,
+            language: None,
             account: String::new(),
             at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
         }
@@ -259,5 +283,24 @@ mod tests {
         }
         let status = InboundKind::Command { name: "status".into(), args: String::new() };
         assert!(!event(Private, status, "/status").is_private_link());
+    }
+
+    #[test]
+    fn a_language_tag_names_the_answer_language_by_its_primary_part() {
+        for (tag, want) in [
+            ("nl", Some("nl")),
+            ("nl-BE", Some("nl")),
+            (" NL ", Some("nl")),
+            ("en", Some("en")),
+            ("en-GB", Some("en")),
+            ("en_US", Some("en")),
+            ("fr-BE", None),
+            ("de", None),
+            ("", None),
+            ("nld", None),
+            ("english", None),
+        ] {
+            assert_eq!(answer_language(tag), want, "{tag:?}");
+        }
     }
 }

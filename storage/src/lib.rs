@@ -800,8 +800,9 @@ impl Store for Db {
         let inserted: Option<rows::InboundRow> = on_pool!(self, |pool| optional(
             sqlx::query_as(
                 "INSERT INTO inbound_messages
-                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at, place)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at, place,
+                    language)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (platform, platform_message_id) DO NOTHING
                  RETURNING *"
             )
@@ -813,6 +814,7 @@ impl Store for Db {
             .bind(&attachments)
             .bind(ms(new.received_at))
             .bind(&new.place)
+            .bind(&new.language)
             .fetch_one(&mut *pool)
             .await
         )?);
@@ -840,7 +842,7 @@ impl Store for Db {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO inbound_messages
                    (platform, platform_message_id, conversation_id, customer_id, text, attachments, received_at,
-                    place) ",
+                    place, language) ",
             );
             q.push_values(new, |mut b, m| {
                 b.push_bind(m.platform.as_str())
@@ -850,7 +852,8 @@ impl Store for Db {
                     .push_bind(m.text.clone())
                     .push_bind(to_json(&m.attachments))
                     .push_bind(ms(m.received_at))
-                    .push_bind(m.place.clone());
+                    .push_bind(m.place.clone())
+                    .push_bind(m.language.clone());
             });
             q.push(
                 " ON CONFLICT (platform, platform_message_id) DO NOTHING RETURNING id, platform, platform_message_id",
@@ -882,6 +885,7 @@ impl Store for Db {
                     deleted_at: None,
                     decision: None,
                     place: m.place.clone(),
+                    language: m.language.clone(),
                 }));
             } else {
                 // Stored before this batch (rare: a redelivery): the single-message path finds it.

@@ -109,6 +109,7 @@ pub(crate) struct InboundRow {
     deleted_at: Option<i64>,
     decision: Option<String>,
     place: Option<String>,
+    language: Option<String>,
 }
 
 impl TryFrom<InboundRow> for InboundMessage {
@@ -127,6 +128,7 @@ impl TryFrom<InboundRow> for InboundMessage {
             deleted_at: opt_time(r.deleted_at)?,
             decision: r.decision.as_deref().map(|d| json("decision", d)).transpose()?,
             place: r.place,
+            language: r.language,
         })
     }
 }

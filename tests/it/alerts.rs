@@ -617,6 +617,7 @@ async fn a_spike_from_customer_messages_reaches_the_network_teams_webhook() {
             attachments: Vec::new(),
             kind: InboundKind::Message,
             place: None,
+            language: None,
             account: String::new(),
             at: Utc::now(),
         };

@@ -79,6 +79,7 @@ async fn metrics_report_the_work_waiting() {
                 attachments: Vec::new(),
                 kind: webcare_domain::InboundKind::Message,
                 place: None,
+                language: None,
                 account: String::new(),
                 at: chrono::Utc::now(),
             };

@@ -50,6 +50,7 @@ pub(crate) fn event(
         attachments: Vec::new(),
         kind: InboundKind::Message,
         place: None,
+        language: None,
         account: String::new(),
         at,
     }
@@ -304,6 +305,7 @@ async fn a_restart_continues_the_clusters_it_had() {
             attachments: vec![],
             received_at: t(100),
             place: None,
+            language: None,
         })
         .await
         .unwrap()
@@ -444,6 +446,65 @@ async fn typed_commands_are_answered_in_the_language_the_customer_was_answered_i
     p.receive(command("nl1", "3", "stop", 5)).await.unwrap();
     p.receive(command("en1", "3", "stop", 6)).await.unwrap();
     assert_eq!(outbox_bodies(db.db()).await, ["Je ontvangt geen updates meer.", "You will receive no more updates."]);
+}
+
+/// Where a message shows no language of its own (a command, a file, a language webcare has no lexicon for), the
+/// language the platform gives for the person (Telegram's `language_code`, `nl-BE`, `en-GB`) settles the answer's;
+/// the language of an outage answer the customer got still comes first, and text in Dutch or English is answered in
+/// its own language whatever the platform says.
+#[tokio::test]
+async fn the_platforms_language_answers_what_shows_none_of_its_own() {
+    let db = TestDb::sqlite().await;
+    let p = pipeline(&db).await;
+    let from = |user: &str, id: &str, text: &str, at: i64, language: Option<&str>| {
+        let mut e = private(user, id, text, t(at));
+        e.language = language.map(str::to_owned);
+        e
+    };
+    let command = |user: &str, id: &str, name: &str, at: i64, language: Option<&str>| {
+        let mut e = from(user, id, "", at, language);
+        e.kind = InboundKind::Command { name: name.into(), args: String::new() };
+        e
+    };
+    p.receive(command("gb", "1", "status", 0, Some("en-GB"))).await.unwrap();
+    assert_eq!(outbox_bodies(db.db()).await, ["No open case."]);
+    p.receive(command("be", "1", "status", 1, Some("nl-BE"))).await.unwrap();
+    assert_eq!(outbox_bodies(db.db()).await, ["Geen open zaak."]);
+    p.receive(command("fr", "1", "status", 2, Some("fr-BE"))).await.unwrap();
+    assert_eq!(outbox_bodies(db.db()).await, ["Geen open zaak. / No open case."], "French: neither");
+    p.receive(command("gb", "2", "modem", 3, Some("en"))).await.unwrap();
+    assert_eq!(
+        outbox_bodies(db.db()).await,
+        ["Unknown command /modem.\nJust ask your question in a message.\n/status — your case and the outages you \
+          follow\n/stop — no more updates\n/ticket — talk to a person"]
+    );
+
+    // A question in German is for a person; its acknowledgement is in English for someone whose app is English,
+    // in the default language (Dutch) for someone whose platform says nothing.
+    let german = "Guten Tag, ich habe eine Frage zu meiner Rechnung von diesem Monat, bitte um Hilfe";
+    assert_eq!(p.receive(from("de1", "1", german, 10, Some("en-US"))).await.unwrap().action, "ticket");
+    assert_eq!(p.receive(from("de2", "1", german, 11, None)).await.unwrap().action, "ticket");
+    let acks = outbox_bodies(db.db()).await;
+    assert!(acks[0].starts_with("Thanks for your message. We've opened a case"), "{acks:?}");
+    assert!(acks[1].starts_with("Bedankt voor je bericht."), "{acks:?}");
+    let stored = db.db().inbound_since(t(10), 1).await.unwrap().remove(0);
+    assert_eq!(stored.language.as_deref(), Some("en"), "kept with the message, as the platform's part of it");
+    let reasons = stored.decision.unwrap()["reasons"].to_string();
+    assert!(reasons.contains(r#"{"kind":"platform_language","language":"en"}"#), "{reasons}");
+
+    // Dutch text is answered in Dutch, whatever the app's language; the outage answer's language then comes
+    // before the platform's for a typed command.
+    let outage = "Storing in Leiden? Geen internet";
+    assert_eq!(p.receive(from("nl-app-en", "1", outage, 20, Some("en"))).await.unwrap().action, "hold_and_subscribe");
+    assert!(outbox_bodies(db.db()).await[0].starts_with("Bedankt voor je melding"));
+    p.receive(command("nl-app-en", "2", "status", 21, Some("en"))).await.unwrap();
+    assert_eq!(outbox_bodies(db.db()).await, ["Geen open zaak.\nWe onderzoeken een mogelijke storing."]);
+
+    // A file shows no language: its acknowledgement follows the platform's.
+    let mut photo = from("gb", "3", "", 30, Some("en-GB"));
+    photo.attachments = vec!["photo".into()];
+    p.receive(photo).await.unwrap();
+    assert_eq!(outbox_bodies(db.db()).await, ["We received your file; a person will look at it."]);
 }
 
 #[tokio::test]

@@ -306,6 +306,7 @@ fn inbound(chat: &webcare_domain::Conversation, who: &webcare_domain::Customer, 
         attachments: vec!["photo".into()],
         received_at: t(10),
         place: None,
+        language: None,
     }
 }
 
@@ -1330,6 +1331,7 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     let mut third = inbound(&chat, &anna, "m3", "twee");
     third.received_at = t(10) + chrono::Duration::microseconds(1_500);
     third.place = Some("Stationsplein, Utrecht".into());
+    third.language = Some("en".into());
     let stored = db
         .insert_inbound_many(&[
             inbound(&chat, &anna, "m2", "een"),
@@ -1347,6 +1349,7 @@ async fn batches_store_like_one_call_after_another(t_db: &TestDb) {
     assert_eq!(db.inbound(m2.id).await.unwrap(), m2, "a new message is given back as it is stored");
     assert_eq!(db.inbound(m3.id).await.unwrap(), m3);
     assert_eq!(m3.place.as_deref(), Some("Stationsplein, Utrecht"), "a place hint is stored with its message");
+    assert_eq!((m3.language.as_deref(), m2.language.as_deref()), (Some("en"), None), "so is the platform's language");
     assert!(matches!(&stored[1], Inserted::Existing(m) if m.id == before.id && m.text == "eerder"));
     assert!(matches!(&stored[3], Inserted::Existing(m) if m.id == m2.id && m.text == "een"));
     assert_eq!(db.inbound_after(webcare_domain::InboundId(0), 10).await.unwrap().len(), 3);

@@ -93,6 +93,34 @@ async fn a_customer_writes_and_sees_the_answer() {
     assert!(last.starts_with("Een medewerker neemt je vraag op (zaak ") && !last.contains(" / "), "{last}");
 }
 
+/// What shows no language of its own is answered in the browser's: the page sends `navigator.language`; a
+/// client that does not is read by its `Accept-Language`; a browser in neither language gets both.
+#[tokio::test]
+async fn a_command_is_answered_in_the_browsers_language() {
+    let c = chat().await;
+    let last = |lines: Value| lines.as_array().unwrap().last().unwrap()["text"].as_str().unwrap().to_owned();
+    let page = c.session().await;
+    c.post(json!({"conversation": page, "id": "m1", "text": "/status", "language": "en-GB"})).await;
+    c.delivery.step().await.unwrap();
+    assert_eq!(last(c.transcript(&page).await.1), "No open case.");
+
+    let header = c.session().await;
+    let body = json!({"conversation": header, "id": "m1", "text": "/status"});
+    let request = Request::post("/chat/api/messages")
+        .header("content-type", "application/json")
+        .header("accept-language", "nl-BE,nl;q=0.9,en;q=0.8")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    assert_eq!(c.call(request).await.0, StatusCode::ACCEPTED);
+    c.delivery.step().await.unwrap();
+    assert_eq!(last(c.transcript(&header).await.1), "Geen open zaak.");
+
+    let german = c.session().await;
+    c.post(json!({"conversation": german, "id": "m1", "text": "/status", "language": "de-DE"})).await;
+    c.delivery.step().await.unwrap();
+    assert_eq!(last(c.transcript(&german).await.1), "Geen open zaak. / No open case.");
+}
+
 #[tokio::test]
 async fn one_customer_cannot_read_another_conversation() {
     let c = chat().await;

@@ -59,7 +59,8 @@
     const response = await fetch("/chat/api/messages", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify(Object.assign({ conversation: id, id: newId(), name: name.value }, body)),
+      body: JSON.stringify(Object.assign(
+        { conversation: id, id: newId(), name: name.value, language: navigator.language || undefined }, body)),
     });
     if (!response.ok) {
       let message = "Er ging iets mis; probeer het nog eens. / Something went wrong; please try again.";

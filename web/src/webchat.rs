@@ -123,11 +123,27 @@ pub struct Post {
     /// A button press instead of text.
     #[serde(default)]
     button: Option<String>,
+    /// The browser's language (`navigator.language`: `nl-NL`, `en-GB`), for answers to what shows none of its own.
+    #[serde(default)]
+    language: Option<String>,
+}
+
+/// The person's language: what the page says (`navigator.language`), else the browser's first `Accept-Language`.
+fn browser_language(given: Option<String>, headers: &axum::http::HeaderMap) -> Option<String> {
+    let accepted = || {
+        let value = headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?;
+        value.split(',').next().map(|t| t.split(';').next().unwrap_or_default().trim().to_owned())
+    };
+    given.or_else(accepted).filter(|t| !t.is_empty() && t.len() <= 35)
 }
 
 /// A body that is not JSON, or not this shape, gets the API's error shape (`bad_json`, `invalid`, ...), which the page
 /// shows as it shows every other error.
-pub async fn post(State(state): State<AppState>, crate::api::Body(post): crate::api::Body<Post>) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    crate::api::Body(post): crate::api::Body<Post>,
+) -> Response {
     if !valid_id(&post.conversation) {
         return error(StatusCode::BAD_REQUEST, "invalid_conversation", "unknown conversation id");
     }
@@ -169,6 +185,7 @@ pub async fn post(State(state): State<AppState>, crate::api::Body(post): crate::
         attachments: Vec::new(),
         kind,
         place: None,
+        language: browser_language(post.language, &headers),
         account: String::new(),
         at: chrono::Utc::now(),
     };

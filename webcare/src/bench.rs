@@ -73,6 +73,7 @@ async fn measure(config: &Config, messages: usize, url: &str, concurrency: usize
                 attachments: Vec::new(),
                 kind: InboundKind::Message,
                 place: None,
+                language: None,
                 account: String::new(),
                 at: chrono::Utc::now(),
             };

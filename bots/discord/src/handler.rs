@@ -20,7 +20,9 @@ use serenity::all::{
     Interaction, Message, MessageId, MessageType, MessageUpdateEvent, Ready, User,
 };
 use serenity::async_trait;
-use webcare_domain::{ConversationKind, InboundEvent, InboundKind, IntakeError, Platform, Timestamp};
+use webcare_domain::{
+    ConversationKind, InboundEvent, InboundKind, IntakeError, Platform, Timestamp, answer_language, say,
+};
 
 use crate::{Author, ChannelInfo, Shared};
 
@@ -63,6 +65,7 @@ fn event(chat: u64, kind: ConversationKind, user: &User, from_bot: bool, message
         attachments: Vec::new(),
         kind: InboundKind::Message,
         place: None,
+        language: None,
         account: String::new(),
         at: Utc::now(),
     }
@@ -262,6 +265,7 @@ impl EventHandler for Handler {
             attachments: Vec::new(),
             kind: InboundKind::Deleted,
             place: None,
+            language: None,
             account: String::new(),
             at: Utc::now(),
         };
@@ -314,8 +318,14 @@ impl Handler {
         if let Some(desk) = self.shared.desk.as_ref().filter(|d| d.commands().iter().any(|c| c.name == cmd.data.name)) {
             return self.staff_command(desk.clone(), cmd).await;
         }
+        // The language of the person's Discord app (`nl`, `en-US`); a message carries none, an interaction does.
+        let language = answer_language(&cmd.locale);
         let Some(kind) = self.shared.chat_kind(channel, cmd.guild_id).await else {
-            let note = "Stel je vraag in een supportkanaal of in een DM aan mij. / Ask in a support channel or DM me.";
+            let note = say(
+                language,
+                "Stel je vraag in een supportkanaal of in een DM aan mij.",
+                "Ask in a support channel or DM me.",
+            );
             let answer = CreateInteractionResponse::Message(
                 CreateInteractionResponseMessage::new().content(note).ephemeral(true),
             );
@@ -329,8 +339,9 @@ impl Handler {
         e.kind = InboundKind::Command { name: cmd.data.name.clone(), args: args.clone() };
         e.text = format!("/{} {args}", cmd.data.name).trim_end().to_owned();
         e.at = snowflake_time(cmd.id.get());
+        e.language = Some(cmd.locale.clone());
         // Discord wants an answer within 3 seconds; storing may take longer, so both run at once.
-        let note = "Ontvangen, het antwoord volgt hier. / Received, the answer follows here.";
+        let note = say(language, "Ontvangen, het antwoord volgt hier.", "Received, the answer follows here.");
         let answer =
             CreateInteractionResponse::Message(CreateInteractionResponseMessage::new().content(note).ephemeral(true));
         let id = e.message_id.clone();
@@ -389,6 +400,7 @@ impl Handler {
         let mut e = event(channel, kind, &press.user, press.user.bot, format!("ia/{}", press.id));
         e.kind = InboundKind::Button { data: press.data.custom_id.clone() };
         e.at = snowflake_time(press.id.get());
+        e.language = Some(press.locale.clone());
         let id = e.message_id.clone();
         let (answered, stored) = tokio::join!(ack, self.shared.deliver(e));
         if let Err(e) = answered {

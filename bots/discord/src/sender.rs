@@ -276,6 +276,8 @@ impl DiscordSender {
                 attachments: Vec::new(),
                 kind: InboundKind::Command { name: "start".into(), args: mv.link.clone() },
                 place: None,
+                // The language the public answer was in, so the private chat goes on in it.
+                language: item.extra["language"].as_str().map(str::to_owned),
                 account: String::new(),
                 at: Utc::now(),
             };

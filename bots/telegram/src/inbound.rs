@@ -75,6 +75,8 @@ fn message(m: &Message, me: &BotIdentity, edited: bool) -> Translated {
         (None, Some(user)) => (user.id.to_string(), display_name(user), user.is_bot),
         (None, None) => return Translated::Ignore("a message without a sender"),
     };
+    // The language of the person's Telegram app (`nl`, `en-GB`); none for a group writing as itself.
+    let language = m.sender_chat.is_none().then(|| m.from.as_ref().and_then(|u| u.language_code.clone())).flatten();
     let raw = m.text().or_else(|| m.caption()).unwrap_or_default();
     let command = parse_command(raw, me);
     let public = !m.chat.is_private();
@@ -108,6 +110,7 @@ fn message(m: &Message, me: &BotIdentity, edited: bool) -> Translated {
         attachments: attachments(m),
         kind,
         place: place(m),
+        language,
         account: String::new(),
         at,
     })
@@ -132,6 +135,7 @@ fn callback(q: &CallbackQuery) -> Translated {
         attachments: Vec::new(),
         kind: InboundKind::Button { data: data.clone() },
         place: None,
+        language: q.from.language_code.clone(),
         account: String::new(),
         at: Utc::now(),
     };
@@ -381,6 +385,15 @@ mod tests {
         assert_eq!((e.user_id.as_str(), e.user_name.as_str()), ("42", "Anna de Vries"));
         assert_eq!((e.text.as_str(), e.kind.clone()), ("Geen internet", InboundKind::Message));
         assert!(!e.from_bot);
+    }
+
+    #[test]
+    fn the_language_of_the_persons_app_comes_with_the_message() {
+        let from = json!({"id": 42, "is_bot": false, "first_name": "Anna", "language_code": "en-GB"});
+        let e = event(translate(&update("message", msg(private(), json!({"text": "?", "from": from}))), &me()));
+        assert_eq!(e.language.as_deref(), Some("en-GB"));
+        let e = event(translate(&update("message", msg(private(), json!({"text": "?"}))), &me()));
+        assert_eq!(e.language, None, "Telegram leaves language_code out for some users");
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn msg(id: &str, customer: &str, minutes: i64, text: &str) -> Incoming {
         at: at(minutes),
         text: text.into(),
         place: None,
+        language: None,
     }
 }
 

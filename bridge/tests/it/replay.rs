@@ -51,6 +51,27 @@ fn replay_writes_one_line_per_message_in_the_interface_shape() {
 }
 
 #[test]
+fn a_language_column_answers_what_the_text_does_not_say() {
+    let german = "Guten Tag, ich habe eine Frage zu meiner Rechnung von diesem Monat, bitte um Hilfe";
+    let input = [
+        serde_json::json!({"id": "g1", "created_at": "2026-11-25T10:00:00Z", "text": german, "language": "en-GB"}),
+        serde_json::json!({"id": "g2", "created_at": "2026-11-25T10:01:00Z", "text": german}),
+        serde_json::json!({"id": "d1", "created_at": "2026-11-25T10:02:00Z", "text": "Mijn factuur klopt niet",
+            "language": "en"}),
+    ]
+    .map(|l| l.to_string())
+    .join("\n");
+    let (lines, _) = run(&ReplayOptions::default(), input.as_bytes(), InputFormat::Jsonl);
+    let hint = |id: &str| {
+        let line = lines.iter().find(|l| l["id"] == id).unwrap();
+        line["reasons"].as_array().unwrap().iter().find(|r| r["kind"] == "platform_language").cloned()
+    };
+    assert_eq!(hint("g1"), Some(serde_json::json!({"kind": "platform_language", "language": "en"})));
+    assert_eq!(hint("g2"), None, "no column value, no hint");
+    assert_eq!(hint("d1"), None, "Dutch text is answered in Dutch: the hint is not used");
+}
+
+#[test]
 fn notices_answer_during_their_active_time_and_only_for_their_account() {
     let notices = read_notices(
         r#"

@@ -145,6 +145,8 @@ impl Browser {
             "--no-first-run".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             "--window-size=1280,900".to_owned(),
+            // The browser's language, which the web chat page sends with each message (`navigator.language`).
+            "--lang=en-GB".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
@@ -269,6 +271,12 @@ async fn a_customer_opens_a_case_and_an_agent_claims_and_answers_it() {
     b.fill("#text", BILLING).await;
     b.click("#send").await;
     b.text("#transcript li.in", "factuur").await;
+    // Her question is Dutch and answered in Dutch; `/status` shows no language, and is answered in the browser's.
+    b.text("#transcript li.out", "Bedankt voor je bericht").await;
+    b.fill("#text", "/status").await;
+    b.click("#send").await;
+    let status = b.text("#transcript li.out", "Case ").await;
+    assert!(!status.contains("Zaak"), "{status}");
 
     // An agent logs in in another tab, finds the case in the queue, claims it and answers.
     let agent = b.client.new_window(true).await.unwrap().handle;

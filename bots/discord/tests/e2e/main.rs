@@ -261,12 +261,14 @@ async fn an_outage_question_in_a_support_channel_gets_the_active_notice_and_a_bu
     );
     // A personal case in a public channel continues in private: a public pointer, then the DM.
     assert!(dc.wait_until(WAIT, || dc.visible_bot_messages(env.support).len() == 2).await);
-    assert!(env.bot_texts(env.support)[1].contains("private chat"), "{:?}", env.bot_texts(env.support));
+    // In Dutch, as the button was offered (her question was Dutch).
+    assert!(env.bot_texts(env.support)[1].contains("privégesprek"), "{:?}", env.bot_texts(env.support));
     assert_eq!(env.tickets().await.len(), 1);
     let dm = dc.dm_channel(alice);
     assert!(
-        dc.wait_until(WAIT, || env.bot_texts(dm).iter().any(|t| t.contains("case"))).await,
-        "the DM continues the case"
+        dc.wait_until(WAIT, || env.bot_texts(dm).iter().any(|t| t.contains("We gaan hier verder met je zaak"))).await,
+        "the DM continues the case, in Dutch: {:?}",
+        env.bot_texts(dm)
     );
     env.stop().await;
 }
@@ -322,7 +324,8 @@ async fn a_billing_question_in_a_dm_opens_a_ticket_and_the_agents_reply_arrives_
 async fn a_slash_ticket_and_an_agent_reply_with_everyone_ping_nobody() {
     let env = Env::start(NewGuild::named("Ziggo")).await;
     let dc = &env.dc;
-    let dave = dc.create_user(NewUser::named("dave"));
+    // Dave's Discord app is English: an interaction says so (`locale`), and what answers it is in English alone.
+    let dave = dc.create_user(NewUser::named("dave").locale("en-US"));
     let role = dc.create_role(env.guild, "klanten", 0);
     let run = dc.run_command(dave, env.support, SlashCommand::new("ticket").option("subject", "modem kapot"));
     assert!(
@@ -330,10 +333,12 @@ async fn a_slash_ticket_and_an_agent_reply_with_everyone_ping_nobody() {
     );
     let callback = dc.interaction(run.interaction_id).unwrap().callbacks[0].clone();
     assert_eq!(callback["data"]["flags"].as_u64().unwrap_or(0) & message_flags::EPHEMERAL, message_flags::EPHEMERAL);
+    assert_eq!(callback["data"]["content"], "Received, the answer follows here.");
     // `/ticket` in a server channel opens a private case: the ticket moves to the customer's DM.
     assert!(dc.wait_until(WAIT, || env.bot_texts(env.support).iter().any(|t| t.contains("private chat"))).await);
+    assert!(env.bot_texts(env.support).iter().all(|t| !t.contains("privégesprek")), "{:?}", env.bot_texts(env.support));
     let dm = dc.dm_channel(dave);
-    assert!(dc.wait_until(WAIT, || env.bot_texts(dm).iter().any(|t| t.contains("case"))).await);
+    assert!(dc.wait_until(WAIT, || env.bot_texts(dm).iter().any(|t| t.starts_with("We continue your case"))).await);
     let ticket = env.tickets().await.remove(0);
     assert!(ticket.subject.contains("modem kapot"), "{}", ticket.subject);
 

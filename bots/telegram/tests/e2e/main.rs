@@ -358,6 +358,13 @@ async fn commands_edits_and_unknown_commands() {
     h.tg.send_text(gert, chat, "/help");
     let help = h.bot_messages(chat, 1).await.remove(0);
     assert!(help.text.contains("/status") && help.text.contains("/stop"), "{}", help.text);
+    // Gert's Telegram app is Dutch (its `language_code`), so the help is Dutch alone.
+    assert!(help.text.starts_with("Stel je vraag gewoon in een bericht.\n"), "{}", help.text);
+    assert!(!help.text.contains("Just ask"), "{}", help.text);
+    let emma = h.tg.create_user(NewUser::named("Emma").language("en-GB"));
+    let emma_chat = h.tg.private_chat(emma);
+    h.tg.send_text(emma, emma_chat, "/status");
+    assert_eq!(h.bot_messages(emma_chat, 1).await.remove(0).text, "No open case.", "her app is English");
 
     h.tg.send_text(gert, chat, "/frobnicate");
     let unknown = h.bot_messages(chat, 2).await.remove(1);
