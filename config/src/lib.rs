@@ -177,6 +177,11 @@ pub struct Http {
     pub trust_forwarded_for: bool,
     /// The largest request body taken; bigger ones get 413.
     pub max_body_bytes: usize,
+    /// New web chat conversations one client address may start per minute (a burst of as many, then one every
+    /// 60/n seconds); more get 429. Generous, as many customers may share one address (an office, CGNAT).
+    pub webchat_sessions_per_minute: u32,
+    /// Web chat messages one client address may post per minute, over all its conversations; more get 429.
+    pub webchat_messages_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +293,8 @@ impl Default for Http {
             secure_cookies: false,
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
+            webchat_sessions_per_minute: 30,
+            webchat_messages_per_minute: 120,
         }
     }
 }
@@ -479,6 +486,12 @@ impl Config {
             "http.max_body_bytes",
             "expected 1024 to 16777216 bytes",
         );
+        for (key, n) in [
+            ("http.webchat_sessions_per_minute", self.http.webchat_sessions_per_minute),
+            ("http.webchat_messages_per_minute", self.http.webchat_messages_per_minute),
+        ] {
+            check((1..=100_000).contains(&n), key, "expected a number from 1 to 100000");
+        }
         check(self.shutdown.grace_secs <= 60, "shutdown.grace_secs", "expected at most 60 seconds");
         let d = &self.delivery;
         check((2..=3600).contains(&d.lease_secs), "delivery.lease_secs", "expected 2 to 3600 seconds");

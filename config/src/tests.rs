@@ -75,11 +75,18 @@ fn a_wrong_type_names_the_key_and_the_expectation() {
 #[test]
 fn impossible_values_are_all_reported_at_once() {
     let f = write(
-        "[database]\nurl = \"mysql://x\"\nmax_connections = 0\n[telegram]\napi_url = \"ftp://x\"\ntoken = \"nope\"\n",
+        "[database]\nurl = \"mysql://x\"\nmax_connections = 0\n[telegram]\napi_url = \"ftp://x\"\ntoken = \"nope\"\n\
+         [http]\nwebchat_messages_per_minute = 0\n",
     );
     let errs = errors(Some(f.path()), &[]);
     let all = errs.join("\n");
-    for key in ["database.url", "database.max_connections", "telegram.api_url", "telegram.token"] {
+    for key in [
+        "database.url",
+        "database.max_connections",
+        "telegram.api_url",
+        "telegram.token",
+        "http.webchat_messages_per_minute",
+    ] {
         assert!(all.contains(&format!("`{key}`")), "missing {key} in {all}");
     }
     assert!(!all.contains("nope"), "a token must never be echoed: {all}");

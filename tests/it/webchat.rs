@@ -17,6 +17,10 @@ struct Chat {
 }
 
 async fn chat() -> Chat {
+    chat_with(webcare_web::console::ConsoleConfig::default()).await
+}
+
+async fn chat_with(config: webcare_web::console::ConsoleConfig) -> Chat {
     let db = TestDb::sqlite().await;
     let state = webcare_tests::app_state(db.db()).await;
     let delivery = Delivery::new(
@@ -24,7 +28,7 @@ async fn chat() -> Chat {
         vec![Arc::new(WebchatSender { hub: state.webchat.clone() })],
         DeliveryConfig::default(),
     );
-    Chat { router: webcare_web::router(state), delivery, _db: db }
+    Chat { router: webcare_web::router_with(state, config), delivery, _db: db }
 }
 
 impl Chat {
@@ -119,6 +123,57 @@ async fn a_command_is_answered_in_the_browsers_language() {
     c.post(json!({"conversation": german, "id": "m1", "text": "/status", "language": "de-DE"})).await;
     c.delivery.step().await.unwrap();
     assert_eq!(last(c.transcript(&german).await.1), "Geen open zaak. / No open case.");
+}
+
+/// One address cannot start conversations or post messages without end (each conversation is a customer of its
+/// own, so the per-customer flood control alone would not hold it): past its quota it gets 429 with Retry-After
+/// and a message in the browser's language, and nothing is stored; other addresses are not held up.
+#[tokio::test]
+async fn one_address_is_held_to_its_quota_of_conversations_and_messages() {
+    let config = webcare_web::console::ConsoleConfig {
+        webchat_sessions_per_minute: 2,
+        webchat_messages_per_minute: 3,
+        trust_forwarded_for: true,
+        ..Default::default()
+    };
+    let c = chat_with(config).await;
+    let from = |address: &str, request: axum::http::request::Builder| {
+        request.header("x-forwarded-for", format!("{address}, 10.0.0.1")).header("accept-language", "nl-NL")
+    };
+    let session = |address: &str| from(address, Request::post("/chat/api/session")).body(Body::empty()).unwrap();
+    let raw = |request: Request<Body>| async { c.router.clone().oneshot(request).await.unwrap() };
+    for _ in 0..2 {
+        assert_eq!(raw(session("192.0.2.1")).await.status(), StatusCode::OK);
+    }
+    let refused = raw(session("192.0.2.1")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=31).contains(&wait), "one session every 30 s: {wait}");
+    let body: Value =
+        serde_json::from_slice(&axum::body::to_bytes(refused.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("Er zijn vanaf dit adres veel gesprekken begonnen. Probeer het over "), "{message}");
+    assert_eq!(raw(session("192.0.2.2")).await.status(), StatusCode::OK, "another address starts its own");
+
+    let me = c.session().await;
+    let post = |address: &str, id: &str| {
+        let body = json!({"conversation": me, "id": id, "text": "Mijn factuur klopt niet"});
+        from(address, Request::post("/chat/api/messages"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    for id in ["m1", "m2", "m3"] {
+        assert_eq!(raw(post("192.0.2.3", id)).await.status(), StatusCode::ACCEPTED);
+    }
+    let refused = raw(post("192.0.2.3", "m4")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(raw(post("192.0.2.4", "m5")).await.status(), StatusCode::ACCEPTED, "another address posts");
+    let (_, lines) = c.transcript(&me).await;
+    let stored: Vec<_> = lines.as_array().unwrap().iter().filter(|l| l["direction"] == "in").collect();
+    assert_eq!(stored.len(), 4, "the refused message is not stored: {lines}");
 }
 
 #[tokio::test]

@@ -16,10 +16,21 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  // Shows the server's error message (in the browser's language where it knows it), or a general one.
+  async function showError(response) {
+    let message = "Er ging iets mis; probeer het nog eens. / Something went wrong; please try again.";
+    try { message = (await response.json()).error.message; } catch (_) { /* keep the default */ }
+    status.textContent = message;
+  }
+
+  // The conversation id, asked for once; null (with the reason shown) when the server refused one.
   async function ensureConversation() {
     if (conversation && /^[0-9a-f]{64}$/.test(conversation)) return conversation;
     const response = await fetch("/chat/api/session", { method: "POST" });
-    if (!response.ok) throw new Error("session " + response.status);
+    if (!response.ok) {
+      await showError(response);
+      return null;
+    }
     conversation = (await response.json()).conversation;
     localStorage.setItem(KEY, conversation);
     return conversation;
@@ -56,6 +67,7 @@
   async function send(body) {
     status.textContent = "";
     const id = await ensureConversation();
+    if (!id) return false;
     const response = await fetch("/chat/api/messages", {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -63,9 +75,7 @@
         { conversation: id, id: newId(), name: name.value, language: navigator.language || undefined }, body)),
     });
     if (!response.ok) {
-      let message = "Er ging iets mis; probeer het nog eens. / Something went wrong; please try again.";
-      try { message = (await response.json()).error.message; } catch (_) { /* keep the default */ }
-      status.textContent = message;
+      await showError(response);
       return false;
     }
     listen();

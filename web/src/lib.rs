@@ -45,6 +45,11 @@ pub fn router(state: AppState) -> Router {
 /// The whole HTTP side with the console's settings from the configuration.
 pub fn router_with(state: AppState, console_config: console::ConsoleConfig) -> Router {
     let max_body = console_config.max_body;
+    let webchat_limits = Arc::new(webchat::AddressLimits::new(
+        console_config.webchat_sessions_per_minute,
+        console_config.webchat_messages_per_minute,
+        console_config.trust_forwarded_for,
+    ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -63,6 +68,7 @@ pub fn router_with(state: AppState, console_config: console::ConsoleConfig) -> R
         .merge(console::routes(console_config))
         // Messages are at most 4000 characters; nothing here needs a bigger body than the configured limit.
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(webchat_limits))
         .with_state(state)
 }
 
@@ -76,6 +82,28 @@ pub async fn serve(
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// The client's address: the first `X-Forwarded-For` entry where `trust_forwarded_for` says a proxy in front sets
+/// it, else the peer's; `unknown` where neither is known (a request handed to the router in a test).
+pub(crate) fn client_address(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_forwarded_for: bool,
+) -> String {
+    if trust_forwarded_for
+        && let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    {
+        return first.to_owned();
+    }
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
 }
 
 /// 200 while the process runs.

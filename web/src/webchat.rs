@@ -8,20 +8,24 @@
 //!
 //! Everything a customer or an agent wrote is rendered with `textContent` in the page, never as HTML.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use webcare_domain::{
     Conversation, ConversationId, ConversationKind, InboundEvent, InboundKind, IntakeError, OutboxItem, OutboxState,
-    Platform, SendError, Sender, Sent,
+    Platform, SendError, Sender, Sent, answer_language, say,
 };
 
 use crate::AppState;
@@ -97,10 +101,75 @@ pub struct Session {
     conversation: String,
 }
 
-pub async fn session() -> Json<Session> {
+/// How many web chat conversations one client address may start, and messages it may post, per minute
+/// (`http.webchat_sessions_per_minute`, `http.webchat_messages_per_minute`): a burst of that many, then one every
+/// 60/n seconds. Each conversation is a customer of its own, so without this one address could start conversations
+/// without end and pass the bridge's flood control per customer. The counts are this process's: several instances
+/// behind one balancer let an address do that much at each, which still bounds a flood.
+pub struct AddressLimits {
+    sessions: DefaultKeyedRateLimiter<String>,
+    messages: DefaultKeyedRateLimiter<String>,
+    trust_forwarded_for: bool,
+}
+
+/// Addresses kept before those that have used none of their quota lately are forgotten.
+const ADDRESSES_KEPT: usize = 10_000;
+
+impl AddressLimits {
+    pub fn new(sessions_per_minute: u32, messages_per_minute: u32, trust_forwarded_for: bool) -> Self {
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        AddressLimits {
+            sessions: RateLimiter::keyed(quota(sessions_per_minute)),
+            messages: RateLimiter::keyed(quota(messages_per_minute)),
+            trust_forwarded_for,
+        }
+    }
+
+    /// Takes one from `limiter`'s quota for the request's address, or says how long until it has one again.
+    fn take(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<String>,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<(), Duration> {
+        if limiter.len() > ADDRESSES_KEPT {
+            limiter.retain_recent();
+        }
+        let address = crate::client_address(headers, extensions, self.trust_forwarded_for);
+        limiter.check_key(&address).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// 429 with `Retry-After`, in the browser's language where it is known.
+fn too_many(wait: Duration, language: Option<&str>, nl: &str, en: &str) -> Response {
+    let secs = wait.as_secs() + 1;
+    let message = say(
+        language,
+        &format!("{nl} Probeer het over {secs} seconden opnieuw."),
+        &format!("{en} Please try again in {secs} seconds."),
+    );
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", &message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+pub async fn session(
+    Extension(limits): Extension<Arc<AddressLimits>>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Response {
+    if let Err(wait) = limits.take(&limits.sessions, &headers, &extensions) {
+        let language = browser_language(None, &headers);
+        return too_many(
+            wait,
+            language.as_deref().and_then(answer_language),
+            "Er zijn vanaf dit adres veel gesprekken begonnen.",
+            "Many conversations were started from this address.",
+        );
+    }
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    Json(Session { conversation: hex::encode(bytes) })
+    Json(Session { conversation: hex::encode(bytes) }).into_response()
 }
 
 fn valid_id(id: &str) -> bool {
@@ -129,7 +198,7 @@ pub struct Post {
 }
 
 /// The person's language: what the page says (`navigator.language`), else the browser's first `Accept-Language`.
-fn browser_language(given: Option<String>, headers: &axum::http::HeaderMap) -> Option<String> {
+fn browser_language(given: Option<String>, headers: &HeaderMap) -> Option<String> {
     let accepted = || {
         let value = headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?;
         value.split(',').next().map(|t| t.split(';').next().unwrap_or_default().trim().to_owned())
@@ -141,27 +210,40 @@ fn browser_language(given: Option<String>, headers: &axum::http::HeaderMap) -> O
 /// shows as it shows every other error.
 pub async fn post(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    Extension(limits): Extension<Arc<AddressLimits>>,
+    headers: HeaderMap,
+    extensions: Extensions,
     crate::api::Body(post): crate::api::Body<Post>,
 ) -> Response {
+    let language = browser_language(post.language.clone(), &headers);
+    let answer = language.as_deref().and_then(answer_language);
     if !valid_id(&post.conversation) {
         return error(StatusCode::BAD_REQUEST, "invalid_conversation", "unknown conversation id");
     }
     if post.id.is_empty() || post.id.len() > 64 || !post.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return error(StatusCode::BAD_REQUEST, "invalid_message_id", "a message id of letters, digits and dashes");
     }
+    if let Err(wait) = limits.take(&limits.messages, &headers, &extensions) {
+        return too_many(
+            wait,
+            answer,
+            "Er komen veel berichten van dit adres.",
+            "Many messages are coming from this address.",
+        );
+    }
     let text = post.text.trim().to_owned();
     if text.chars().count() > MAX_TEXT {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "message_too_long",
-            &format!("a message may have at most {MAX_TEXT} characters"),
+        let (nl, en) = (
+            format!("Een bericht mag hoogstens {MAX_TEXT} tekens hebben."),
+            format!("A message may have at most {MAX_TEXT} characters."),
         );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "message_too_long", &say(answer, &nl, &en));
     }
     let kind = match post.button {
         Some(data) => InboundKind::Button { data },
         None if text.is_empty() => {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "empty_message", "write a message first");
+            let message = say(answer, "Schrijf eerst een bericht.", "Write a message first.");
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "empty_message", &message);
         }
         None => match text.strip_prefix('/') {
             Some(command) if !command.is_empty() && !command.starts_with(char::is_whitespace) => {
@@ -185,7 +267,7 @@ pub async fn post(
         attachments: Vec::new(),
         kind,
         place: None,
-        language: browser_language(post.language, &headers),
+        language,
         account: String::new(),
         at: chrono::Utc::now(),
     };
@@ -200,7 +282,8 @@ pub async fn post(
         Err(IntakeError::Invalid(m)) => error(StatusCode::BAD_REQUEST, "invalid_message", &m),
         Err(IntakeError::Unavailable(m)) => {
             tracing::warn!(error = %m, "web chat message not stored");
-            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please try again in a moment")
+            let message = say(answer, "Probeer het zo nog eens.", "Please try again in a moment.");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &message)
         }
     }
 }

@@ -226,6 +226,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         secure_cookies: config.http.secure_cookies,
         trust_forwarded_for: config.http.trust_forwarded_for,
         max_body: config.http.max_body_bytes,
+        webchat_sessions_per_minute: config.http.webchat_sessions_per_minute,
+        webchat_messages_per_minute: config.http.webchat_messages_per_minute,
         ..Default::default()
     };
     let mut router = webcare_web::router_with(state, console);

@@ -4,18 +4,17 @@
 //! status, and about the same time, because exactly one argon2 verification runs either way (against a fixed dummy
 //! hash when there is no usable account) and every failure is held to at least `failed_login_floor`.
 //! Failures are counted per client address and per account name in a sliding window; past the limit the console
-//! answers 429 without checking the password. The counters live in this process's memory: several webcare
-//! instances each count their own share, which still bounds guessing.
+//! answers 429 without checking the password. The counters live in the database, so the limits hold for every
+//! webcare instance together.
 //!
 //! The login form has its own CSRF token (there is no session yet): a random value in a short-lived `HttpOnly`
 //! cookie that the form must post back (double submit), so another site cannot log a browser in.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::Utc;
@@ -23,7 +22,7 @@ use rand::RngCore;
 use webcare_domain::ConsoleSession;
 
 use super::html::{self, E, Live};
-use super::{Console, Posted, SESSION_COOKIE, Staff, cookie, read_form, same_secret, see_other, unavailable};
+use super::{Posted, SESSION_COOKIE, Staff, cookie, read_form, same_secret, see_other, unavailable};
 use crate::AppState;
 use crate::auth::{hash_api_token, hash_password, verify_password};
 
@@ -80,21 +79,6 @@ impl Limiter<'_> {
     }
 }
 
-fn client_address(parts: &axum::http::request::Parts, console: &Console) -> String {
-    if console.config.trust_forwarded_for
-        && let Some(first) = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    {
-        return first.to_owned();
-    }
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
-}
-
 fn login_form(token: &str, name: &str, message: Option<&str>) -> String {
     let mut body = String::new();
     if let Some(m) = message {
@@ -139,7 +123,7 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let console = super::console(&parts);
     let headers = parts.headers.clone();
-    let address = client_address(&parts, &console);
+    let address = crate::client_address(&parts.headers, &parts.extensions, console.config.trust_forwarded_for);
     let fields = match read_form(Request::from_parts(parts, body), &state, None).await {
         Ok(f) => f,
         Err(r) => return r,

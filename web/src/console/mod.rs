@@ -60,6 +60,10 @@ pub struct ConsoleConfig {
     pub failed_login_floor: Duration,
     /// Take the client's address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
+    /// Web chat conversations one client address may start per minute (see `webchat::AddressLimits`).
+    pub webchat_sessions_per_minute: u32,
+    /// Web chat messages one client address may post per minute.
+    pub webchat_messages_per_minute: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -73,6 +77,8 @@ impl Default for ConsoleConfig {
             login_window: Duration::from_secs(15 * 60),
             failed_login_floor: Duration::from_millis(400),
             trust_forwarded_for: false,
+            webchat_sessions_per_minute: 30,
+            webchat_messages_per_minute: 120,
         }
     }
 }
