@@ -238,6 +238,45 @@ pub fn why(decision: &Value) -> Why {
     why
 }
 
+/// The language a customer uses, for the agent who answers them: `nl` or `en`, and whether their own words show it
+/// (`from_text`) or only the platform's language for them does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CustomerLanguage {
+    pub language: &'static str,
+    pub from_text: bool,
+}
+
+impl CustomerLanguage {
+    /// "Dutch (their messages)", "English (their app)".
+    pub fn describe(self) -> String {
+        let name = if self.language == "nl" { "Dutch" } else { "English" };
+        format!("{name} ({})", if self.from_text { "their messages" } else { "their app" })
+    }
+}
+
+/// The language of `customer`'s latest message in `messages` that was read as Dutch or English; else the latest
+/// language the platform gave for them; none when neither says anything.
+pub fn customer_language(
+    messages: &[webcare_domain::InboundMessage],
+    customer: webcare_domain::CustomerId,
+) -> Option<CustomerLanguage> {
+    let theirs = || messages.iter().rev().filter(|m| m.customer == customer && m.deleted_at.is_none());
+    let known = |l: &str| ["nl", "en"].into_iter().find(|k| *k == l);
+    let written = theirs().find_map(|m| {
+        let reasons = m.decision.as_ref()?.get("reasons")?.as_array()?;
+        reasons.iter().find_map(|r| match serde_json::from_value::<Reason>(r.clone()) {
+            Ok(Reason::Language { language, .. }) => known(language.code()),
+            _ => None,
+        })
+    });
+    match written {
+        Some(language) => Some(CustomerLanguage { language, from_text: true }),
+        None => theirs()
+            .find_map(|m| m.language.as_deref().and_then(known))
+            .map(|language| CustomerLanguage { language, from_text: false }),
+    }
+}
+
 fn reason_line(r: &Reason) -> String {
     match r {
         Reason::Term { group, term, weight } => format!("term “{term}” in {group} ({weight:+.1})"),
@@ -356,5 +395,39 @@ mod tests {
         assert_eq!((empty.action.as_deref(), empty.reasons.as_slice()), (Some("ignore"), &["empty".to_owned()][..]));
         let command = why(&json!({"command": "status", "action": "status"}));
         assert_eq!(command.command.as_deref(), Some("status"));
+    }
+
+    #[test]
+    fn a_customers_language_is_the_one_they_last_wrote_in_else_their_apps() {
+        use webcare_domain::{ConversationId, CustomerId, InboundMessage};
+        let classifier = webcare_bridge::Classifier::default();
+        let message = |id: i64, customer: i64, text: &str, language: Option<&str>| InboundMessage {
+            id: InboundId(id),
+            platform: Platform::Telegram,
+            platform_message_id: id.to_string(),
+            conversation: ConversationId(1),
+            customer: CustomerId(customer),
+            text: text.into(),
+            attachments: vec![],
+            received_at: chrono::DateTime::from_timestamp(id, 0).unwrap(),
+            edited_at: None,
+            deleted_at: None,
+            decision: Some(classification_record(&classifier.classify(text, None))),
+            place: None,
+            language: language.map(str::to_owned),
+        };
+        let (anna, bob) = (CustomerId(1), CustomerId(2));
+        let mut messages = vec![message(1, 1, "?", Some("en"))];
+        let app = CustomerLanguage { language: "en", from_text: false };
+        assert_eq!(customer_language(&messages, anna), Some(app), "only the app says it");
+        assert_eq!(app.describe(), "English (their app)");
+        assert_eq!(customer_language(&messages, bob), None);
+        messages.push(message(2, 1, "Mijn factuur klopt niet, ik betaal te veel", Some("en")));
+        messages.push(message(3, 2, "My bill is wrong, I pay too much", None));
+        messages.push(message(4, 1, "/status", Some("en")));
+        let dutch = customer_language(&messages, anna).unwrap();
+        assert_eq!(dutch, CustomerLanguage { language: "nl", from_text: true }, "her words come before her app");
+        assert_eq!(dutch.describe(), "Dutch (their messages)");
+        assert_eq!(customer_language(&messages, bob), Some(CustomerLanguage { language: "en", from_text: true }));
     }
 }

@@ -287,6 +287,10 @@ impl Desk {
             "claim" => {
                 let t = self.ticketing.claim(id, agent, now).await?;
                 let mut text = format!("Ticket #{} ({}) is yours, {}.", t.id, t.category, agent.name);
+                let (inbound, _) = self.store.transcript(t.conversation).await?;
+                if let Some(language) = crate::messages::customer_language(&inbound, t.customer) {
+                    let _ = write!(text, " Language: {}.", language.describe());
+                }
                 // As in the console: a case an active notice covers is answered with the notice's words.
                 for n in crate::notices::covering(self.store.as_ref(), &t).await? {
                     let _ = write!(

@@ -228,6 +228,7 @@ async fn an_agent_claims_answers_and_the_customer_sees_it() {
         one["messages"].as_array().unwrap().iter().map(|m| m["direction"].as_str().unwrap().to_owned()).collect();
     assert_eq!(dirs, vec!["in", "out", "note"]);
     assert_eq!(one["messages"][1]["author"], "sam");
+    assert_eq!(one["customer_language"], json!({"language": "nl", "from_text": true}), "the customer wrote Dutch");
 
     let (status, patched) = a
         .call(

@@ -1063,6 +1063,8 @@ async fn the_queue_finds_tickets_by_words_name_and_number_and_a_ticket_shows_the
     let earlier = s.state.store.create_ticket(modem).await.unwrap();
     let page = bo.get(&format!("/tickets/{}", eva.id)).await.body;
     assert!(page.contains("Other tickets of Eva Jansen"), "{page}");
+    // The agent sees which language to answer in: Eva wrote Dutch.
+    assert!(page.contains("<dd id=\"customer-language\">Dutch (their messages)</dd>"), "{page}");
     assert!(page.contains(&format!("<a href=\"/tickets/{0}\">#{0}</a>", earlier.id)), "{page}");
     assert!(page.contains("Modem &lt;kapot&gt;"), "escaped: {page}");
     let fer = s.state.store.tickets(&[]).await.unwrap().into_iter().find(|t| t.category == "contract").unwrap();

@@ -113,7 +113,7 @@ async fn staff_commands_act_as_the_linked_agent_within_their_role(db: &TestDb) {
     assert!(!queue.contains("factuur"), "no customer's words in a staff chat: {queue}");
     assert_eq!(
         say("11", &format!("/claim {}", ticket.id)).await,
-        format!("Ticket #{} (billing) is yours, ann.", ticket.id)
+        format!("Ticket #{} (billing) is yours, ann. Language: Dutch (their messages).", ticket.id)
     );
     assert_eq!(say("12", &format!("/claim #{}", ticket.id)).await, "Ticket is claimed by ann.");
     assert!(say("12", "/queue").await.contains("claimed by ann"));

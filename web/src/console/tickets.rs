@@ -238,7 +238,8 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         "<section class=\"card meta\"><h2 class=\"subject\">{subject}</h2><dl>\
          <dt>State</dt><dd><span class=\"badge {state}\" id=\"ticket-state\">{state}</span></dd>\
          <dt>Priority</dt><dd>P{prio}</dd><dt>Category</dt><dd>{category}</dd><dt>Platform</dt><dd>{platform}</dd>\
-         <dt>Customer</dt><dd class=\"customer\">{customer}</dd><dt>Assignee</dt><dd>{assignee}</dd>\
+         <dt>Customer</dt><dd class=\"customer\">{customer}</dd>\
+         <dt>Language</dt><dd id=\"customer-language\">{language}</dd><dt>Assignee</dt><dd>{assignee}</dd>\
          <dt>Claimed by</dt><dd id=\"holder\">{holder}</dd><dt>Due</dt><dd class=\"{late}\">{due}</dd>\
          <dt>Created</dt><dd>{created}</dd><dt>Tags</dt><dd>{tags}</dd></dl>",
         subject = E(&ticket.subject),
@@ -247,6 +248,8 @@ pub async fn view(State(state): State<AppState>, staff: Staff, Path(id): Path<St
         category = E(&ticket.category),
         platform = ticket.platform,
         customer = E(&customer.display_name),
+        language = E(&webcare_app::messages::customer_language(&inbound, ticket.customer)
+            .map_or_else(|| "unknown".to_owned(), |l| l.describe())),
         assignee = E(&name(ticket.assignee)),
         holder = E(&name(holder)),
         late = if overdue { "overdue" } else { "" },

@@ -627,7 +627,10 @@ async fn the_team_claims_and_answers_a_case_from_its_channel() {
     assert!(queue.contains(&format!("#{} new · billing · discord", ticket.id)), "{queue}");
     dc.post_text(member, team, &format!("/claim {}", ticket.id));
     assert!(answers(4).await);
-    assert_eq!(env.bot_texts(team)[3], format!("Ticket #{} (billing) is yours, ann.", ticket.id));
+    assert_eq!(
+        env.bot_texts(team)[3],
+        format!("Ticket #{} (billing) is yours, ann. Language: Dutch (their messages).", ticket.id)
+    );
     dc.post_text(
         member,
         team,
