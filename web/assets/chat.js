@@ -10,6 +10,23 @@
   const status = document.getElementById("status");
   let conversation = localStorage.getItem(KEY);
 
+  // The page speaks the browser's language where webcare does (Dutch or English), else both, as it is written.
+  const primary = (navigator.language || "").toLowerCase().split(/[-_]/)[0];
+  const LANG = primary === "nl" || primary === "en" ? primary : null;
+  if (LANG) {
+    document.documentElement.lang = LANG;
+    document.title = LANG === "nl" ? "Klantenservice" : "Customer service";
+    for (const e of document.querySelectorAll("[data-lang]")) e.hidden = e.dataset.lang !== LANG;
+    for (const e of document.querySelectorAll(".both")) e.hidden = true;
+    for (const e of document.querySelectorAll("[data-placeholder-" + LANG + "]")) {
+      e.placeholder = e.getAttribute("data-placeholder-" + LANG);
+    }
+  }
+  const FAILED = {
+    nl: "Er ging iets mis; probeer het nog eens.",
+    en: "Something went wrong; please try again.",
+  };
+
   function newId() {
     const bytes = new Uint8Array(12);
     crypto.getRandomValues(bytes);
@@ -18,7 +35,7 @@
 
   // Shows the server's error message (in the browser's language where it knows it), or a general one.
   async function showError(response) {
-    let message = "Er ging iets mis; probeer het nog eens. / Something went wrong; please try again.";
+    let message = LANG ? FAILED[LANG] : FAILED.nl + " / " + FAILED.en;
     try { message = (await response.json()).error.message; } catch (_) { /* keep the default */ }
     status.textContent = message;
   }

@@ -145,8 +145,8 @@ impl Browser {
             "--no-first-run".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             "--window-size=1280,900".to_owned(),
-            // The browser's language, which the web chat page sends with each message (`navigator.language`).
-            "--lang=en-GB".to_owned(),
+            // The browser's language (`navigator.language`): the web chat page speaks it and sends it along.
+            "--accept-lang=en-GB".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
@@ -264,8 +264,12 @@ async fn a_customer_opens_a_case_and_an_agent_claims_and_answers_it() {
         s.customer(&format!("{:02x}{}", i + 1, "a".repeat(62)), name, text).await;
     }
 
-    // The customer writes in the web chat.
+    // The customer writes in the web chat, which speaks the browser's language (English here).
     b.goto(&s.base, "/chat").await;
+    assert_eq!(b.text("#send", "Send").await, "Send");
+    assert_eq!(b.text("h1", "Customer service").await, "Customer service");
+    let placeholder = b.client.find(Locator::Css("#text")).await.unwrap().attr("placeholder").await.unwrap();
+    assert_eq!(placeholder.as_deref(), Some("Type your message…"));
     let customer = b.client.windows().await.unwrap().remove(0);
     b.fill("#name", "Eva").await;
     b.fill("#text", BILLING).await;
