@@ -1041,7 +1041,9 @@ impl Core {
             // in the customer's ticket and acknowledged.
             ticket = Some(self.open_or_append(ctx, conversation, customer, message, "other").await?);
             if decision.reply.is_none() {
-                // In the language the platform gives for the customer, where it gives one (a file shows none).
+                // A file shows no language: in the platform's for the customer, where it gives one. (Not the one
+                // they last wrote in, as a command's answer is: in a burst taken together, the decisions of their
+                // earlier messages are not stored yet, and the burst must be answered as one by one.)
                 let text = say(
                     message.language.as_deref(),
                     "We hebben je bestand ontvangen; een medewerker bekijkt het.",
@@ -1207,14 +1209,15 @@ impl Core {
         name: &str,
         args: &str,
     ) -> StoreResult<String> {
-        // The language the customer was answered in, where webcare knows it (the outages they follow were
-        // answered in it), else the one the platform gives for them; a typed command says none of its own, so
-        // where neither is known the answer is in both.
+        // A typed command says no language of its own. The answer is in the language the customer last wrote in
+        // here, else the one they were answered in (the outages they follow were answered in it), else the one the
+        // platform gives for them; where none is known, in both.
         let followed = ctx.store.subscriptions_of(conversation.id).await?;
-        let known = followed
-            .iter()
-            .rev()
-            .find_map(|s| s.language.as_deref().filter(|l| ["nl", "en"].contains(l)))
+        let theirs = crate::messages::language_of(ctx.store.as_ref(), conversation.id, customer.id).await?;
+        let known = theirs
+            .filter(|l| l.from_text)
+            .map(|l| l.language)
+            .or_else(|| followed.iter().rev().find_map(|s| s.language.as_deref().filter(|l| ["nl", "en"].contains(l))))
             .or(message.language.as_deref());
         // A "talk to a person" button says the language it was offered in, which comes first for what its press
         // brings (`/ticket nl`).

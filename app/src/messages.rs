@@ -277,6 +277,18 @@ pub fn customer_language(
     }
 }
 
+/// [`customer_language`] over `customer`'s latest messages on `conversation` (read from the store, newest 50).
+pub async fn language_of(
+    store: &dyn webcare_domain::Store,
+    conversation: webcare_domain::ConversationId,
+    customer: webcare_domain::CustomerId,
+) -> webcare_domain::StoreResult<Option<CustomerLanguage>> {
+    let filter = InboundFilter { conversation: Some(conversation), customer: Some(customer), ..Default::default() };
+    let mut latest = store.inbound_page(&filter, 50).await?;
+    latest.reverse();
+    Ok(customer_language(&latest, customer))
+}
+
 fn reason_line(r: &Reason) -> String {
     match r {
         Reason::Term { group, term, weight } => format!("term “{term}” in {group} ({weight:+.1})"),
@@ -343,6 +355,8 @@ mod tests {
                 text: Some("Utrecht".into()),
                 since: Some(at() - TimeDelta::hours(24)),
                 before: Some(InboundId(120)),
+                conversation: None,
+                customer: None,
             }
         );
         assert_eq!(parse(&[]).unwrap(), Query { filter: InboundFilter::default(), limit: PAGE });

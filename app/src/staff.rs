@@ -287,8 +287,9 @@ impl Desk {
             "claim" => {
                 let t = self.ticketing.claim(id, agent, now).await?;
                 let mut text = format!("Ticket #{} ({}) is yours, {}.", t.id, t.category, agent.name);
-                let (inbound, _) = self.store.transcript(t.conversation).await?;
-                if let Some(language) = crate::messages::customer_language(&inbound, t.customer) {
+                if let Some(language) =
+                    crate::messages::language_of(self.store.as_ref(), t.conversation, t.customer).await?
+                {
                     let _ = write!(text, " Language: {}.", language.describe());
                 }
                 // As in the console: a case an active notice covers is answered with the notice's words.

@@ -110,4 +110,8 @@ pub struct InboundFilter {
     pub since: Option<Timestamp>,
     /// Only messages older than this one (the next page after a page that ended with it).
     pub before: Option<InboundId>,
+    /// Only messages on this conversation.
+    pub conversation: Option<ConversationId>,
+    /// Only messages from this customer.
+    pub customer: Option<CustomerId>,
 }

@@ -3037,6 +3037,12 @@ impl Store for Db {
             if let Some(before) = filter.before {
                 q.push(" AND id < ").push_bind(before.0);
             }
+            if let Some(conversation) = filter.conversation {
+                q.push(" AND conversation_id = ").push_bind(conversation.0);
+            }
+            if let Some(customer) = filter.customer {
+                q.push(" AND customer_id = ").push_bind(customer.0);
+            }
             q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
             q.build_query_as().fetch_all(&mut *pool).await.map_err(err)?
         });

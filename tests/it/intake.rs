@@ -221,8 +221,8 @@ async fn commands_bots_and_edits() {
     let bodies = outbox_bodies(db.db()).await;
     assert!(bodies.last().unwrap().contains("/frobnicate") && bodies.last().unwrap().contains("/status"));
 
-    // A button sent before buttons said their language: the answer is in both.
-    let mut button = private("u4", "4", "", t(30));
+    // A button sent before buttons said their language, pressed by someone who wrote nothing: the answer is in both.
+    let mut button = private("u6", "4", "", t(30));
     button.kind = InboundKind::Button { data: TALK_TO_PERSON.into() };
     assert_eq!(p.receive(button).await.unwrap().action, "ticket");
     assert_eq!(db.db().tickets(&[]).await.unwrap().len(), 1);
@@ -237,6 +237,11 @@ async fn commands_bots_and_edits() {
     button.kind = InboundKind::Button { data: "talk_to_person:fr".into() };
     assert_eq!(p.receive(button).await.unwrap().action, "ticket");
     assert!(outbox_bodies(db.db()).await[0].contains(" / A person will pick up your question (case 2)."));
+    // Pressed by someone who wrote Dutch: in Dutch.
+    let mut button = private("u4", "7", "", t(33));
+    button.kind = InboundKind::Button { data: TALK_TO_PERSON.into() };
+    assert_eq!(p.receive(button).await.unwrap().action, "ticket");
+    assert_eq!(outbox_bodies(db.db()).await, ["Een medewerker neemt je vraag op (zaak 3)."]);
 
     let mut bot = private("b1", "1", "I am a bot, classify me", t(40));
     bot.from_bot = true;
@@ -492,13 +497,23 @@ async fn the_platforms_language_answers_what_shows_none_of_its_own() {
     let reasons = stored.decision.unwrap()["reasons"].to_string();
     assert!(reasons.contains(r#"{"kind":"platform_language","language":"en"}"#), "{reasons}");
 
-    // Dutch text is answered in Dutch, whatever the app's language; the outage answer's language then comes
-    // before the platform's for a typed command.
+    // Dutch text is answered in Dutch, whatever the app's language; what the customer wrote then comes before the
+    // platform's language for a typed command.
     let outage = "Storing in Leiden? Geen internet";
     assert_eq!(p.receive(from("nl-app-en", "1", outage, 20, Some("en"))).await.unwrap().action, "hold_and_subscribe");
     assert!(outbox_bodies(db.db()).await[0].starts_with("Bedankt voor je melding"));
     p.receive(command("nl-app-en", "2", "status", 21, Some("en"))).await.unwrap();
     assert_eq!(outbox_bodies(db.db()).await, ["Geen open zaak.\nWe onderzoeken een mogelijke storing."]);
+
+    // A customer who wrote Dutch about a bill (no outage followed) is answered in Dutch, though the app is English.
+    assert_eq!(
+        p.receive(from("nl-case", "1", "Mijn factuur klopt niet", 22, Some("en"))).await.unwrap().action,
+        "ticket"
+    );
+    outbox_bodies(db.db()).await;
+    p.receive(command("nl-case", "2", "status", 23, Some("en"))).await.unwrap();
+    let status = outbox_bodies(db.db()).await;
+    assert!(status[0].starts_with("Zaak ") && !status[0].contains("Case"), "{status:?}");
 
     // A file shows no language: its acknowledgement follows the platform's.
     let mut photo = from("gb", "3", "", 30, Some("en-GB"));

@@ -420,6 +420,22 @@ async fn messages_are_listed_by_what_was_decided(t_db: &TestDb) {
         page(InboundFilter { since: Some(t(60)), ..Default::default() }, 10).await,
         vec![ids[3], ids[2], ids[1]]
     );
+    // One customer's messages on one conversation (what they wrote in, for the language to answer them in).
+    let bob = db
+        .upsert_customer(
+            NewCustomer { platform: Platform::Telegram, platform_user_id: "u2".into(), display_name: "Bob".into() },
+            t(0),
+        )
+        .await
+        .unwrap();
+    let theirs = db.insert_inbound(inbound(&chat, &bob, "b1", "ook geen internet")).await.unwrap().into_inner();
+    let of = |customer: Option<webcare_domain::CustomerId>, conversation: Option<webcare_domain::ConversationId>| {
+        InboundFilter { customer, conversation, ..Default::default() }
+    };
+    assert_eq!(page(of(Some(bob.id), Some(chat.id)), 10).await, vec![theirs.id]);
+    assert_eq!(page(of(Some(who.id), Some(chat.id)), 2).await, vec![ids[3], ids[2]]);
+    assert_eq!(page(of(None, Some(chat.id)), 10).await.len(), 5);
+    assert!(page(of(None, Some(webcare_domain::ConversationId(chat.id.0 + 1000))), 10).await.is_empty());
 }
 
 /// A billing ticket, priority 3, due at `due`: a base for other tests' tickets.

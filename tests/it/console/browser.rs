@@ -272,15 +272,19 @@ async fn a_customer_opens_a_case_and_an_agent_claims_and_answers_it() {
     assert_eq!(placeholder.as_deref(), Some("Type your message…"));
     let customer = b.client.windows().await.unwrap().remove(0);
     b.fill("#name", "Eva").await;
+    // A command shows no language of its own: before she has written anything, it is answered in the browser's.
+    b.fill("#text", "/status").await;
+    b.click("#send").await;
+    assert_eq!(b.text("#transcript li.out", "No open case.").await, "No open case.");
     b.fill("#text", BILLING).await;
     b.click("#send").await;
     b.text("#transcript li.in", "factuur").await;
-    // Her question is Dutch and answered in Dutch; `/status` shows no language, and is answered in the browser's.
+    // Her question is Dutch and answered in Dutch; from then on her words say her language, not her browser.
     b.text("#transcript li.out", "Bedankt voor je bericht").await;
     b.fill("#text", "/status").await;
     b.click("#send").await;
-    let status = b.text("#transcript li.out", "Case ").await;
-    assert!(!status.contains("Zaak"), "{status}");
+    let status = b.text("#transcript li.out", "Zaak ").await;
+    assert!(!status.contains("Case"), "{status}");
 
     // An agent logs in in another tab, finds the case in the queue, claims it and answers.
     let agent = b.client.new_window(true).await.unwrap().handle;

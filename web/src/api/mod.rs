@@ -348,8 +348,8 @@ async fn get_ticket(
         .map(|n| json!({"id": n.id, "title": n.title, "text": n.text, "state": n.state}))
         .collect();
     // The language the customer uses, so that the answer is in it.
-    let (inbound, _) = state.store.transcript(ticket.conversation).await?;
-    let language = webcare_app::messages::customer_language(&inbound, ticket.customer);
+    let language =
+        webcare_app::messages::language_of(state.store.as_ref(), ticket.conversation, ticket.customer).await?;
     let mut body = serde_json::to_value(view(&state, ticket).await?).expect("a ticket serialises");
     body["customer_language"] = json!(language);
     body["messages"] = Value::Array(messages);
