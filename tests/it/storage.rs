@@ -206,17 +206,17 @@ async fn concurrent_reservations_never_share_a_slot(t_db: &TestDb) {
     }
 }
 
+/// A Telegram user `id` named `name`.
+async fn telegram_customer(db: &Db, id: &str, name: &str) -> webcare_domain::Customer {
+    let new = NewCustomer { platform: Platform::Telegram, platform_user_id: id.into(), display_name: name.into() };
+    db.upsert_customer(new, t(0)).await.unwrap()
+}
+
 async fn customer_and_chat(
     db: &Db,
     kind: ConversationKind,
 ) -> (webcare_domain::Customer, webcare_domain::Conversation) {
-    let customer = db
-        .upsert_customer(
-            NewCustomer { platform: Platform::Telegram, platform_user_id: "u1".into(), display_name: "Anna".into() },
-            t(0),
-        )
-        .await
-        .unwrap();
+    let customer = telegram_customer(db, "u1", "Anna").await;
     let chat = db
         .upsert_conversation(
             NewConversation {
@@ -421,13 +421,7 @@ async fn messages_are_listed_by_what_was_decided(t_db: &TestDb) {
         vec![ids[3], ids[2], ids[1]]
     );
     // One customer's messages on one conversation (what they wrote in, for the language to answer them in).
-    let bob = db
-        .upsert_customer(
-            NewCustomer { platform: Platform::Telegram, platform_user_id: "u2".into(), display_name: "Bob".into() },
-            t(0),
-        )
-        .await
-        .unwrap();
+    let bob = telegram_customer(db, "u2", "Bob").await;
     let theirs = db.insert_inbound(inbound(&chat, &bob, "b1", "ook geen internet")).await.unwrap().into_inner();
     let of = |customer: Option<webcare_domain::CustomerId>, conversation: Option<webcare_domain::ConversationId>| {
         InboundFilter { customer, conversation, ..Default::default() }
