@@ -929,12 +929,13 @@ pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result
     use webcare_domain::TermEdit;
     let now = chrono::Utc::now();
     let said = with_db(config, async |db| {
-        let changes = db.lexicon_changes().await?;
-        // As `serve` loads it: the data files here with the changes over them.
-        let current = crate::cli::classifier_with(config, &changes)?;
-        let loaded = current.lexicon();
+        // As `serve` loads it: the data files here with the changes over them. An undo needs none of it.
+        let load = async || -> anyhow::Result<_> {
+            let changes = db.lexicon_changes().await?;
+            let current = crate::cli::classifier_with(config, &changes)?;
+            Ok((current.lexicon(), changes, current))
+        };
         let (args, edit) = match command {
-            LexiconCommand::List { language, group } => return Ok(lexicon_list(&loaded, &changes, language, group)),
             LexiconCommand::Undo { id, author } => {
                 let author = agent_named(db, &author).await?;
                 undo(db.as_ref(), webcare_domain::LexiconChangeId(id), &author, now).await?;
@@ -942,9 +943,14 @@ pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result
                     "lexicon change {id} taken back: every running instance applies it within a few seconds"
                 ));
             }
+            LexiconCommand::List { language, group } => {
+                let (loaded, changes, _) = load().await?;
+                return Ok(lexicon_list(&loaded, &changes, language, group));
+            }
             LexiconCommand::Add(args) => (args, TermEdit::Add),
             LexiconCommand::Remove(args) => (args, TermEdit::Remove),
         };
+        let (loaded, _, current) = load().await?;
         let edit = Edit { language: &args.language, group: &args.group, term: &args.term, edit };
         let proposed = unkept(edit, now);
         let what = proposed.describe();
