@@ -2,7 +2,12 @@
 //! and without a restart: a change (a term added to a group, or a listed term taken out) is checked against the
 //! lexicons loaded now, kept in the database, and applied by every instance over its data files when it sees the
 //! reload request the change makes (within seconds; see `webcare serve`).
+//!
+//! The regions are tuned the same way: the `regions` lexicon has a group per province and place of the regions
+//! file, whose terms are the other names it goes by ("Kanaleneiland" for Utrecht); one name names one place.
 
+/// The `regions` pseudo-language: its groups are the provinces and places, its terms their other names.
+pub use webcare_bridge::data::REGIONS;
 use webcare_domain::{
     Agent, InboundMessage, LexiconChange, LexiconChangeId, LexiconGroup, Role, Store, StoreError, TermEdit, Timestamp,
 };
@@ -88,7 +93,20 @@ pub fn check(loaded: &[LexiconGroup], edit: Edit<'_>) -> Result<(), LexiconError
     if let Some(problem) = webcare_bridge::term_problem(term) {
         return Err(LexiconError::BadTerm(problem));
     }
-    let listed = found.terms.iter().any(|t| webcare_bridge::data::same_term(t, term));
+    if language == webcare_bridge::data::REGIONS && (term.contains('*') || term.contains("..")) {
+        return Err(LexiconError::BadTerm("a place's name is written out: no * or .."));
+    }
+    let same = |t: &String| webcare_bridge::data::same_term(t, term);
+    let listed = found.terms.iter().any(same);
+    if language == webcare_bridge::data::REGIONS && edit.edit == TermEdit::Add {
+        // One name, one place: a name that another province or place (or this one) goes by already is refused, naming it.
+        if let Some(other) =
+            loaded.iter().find(|g| g.language == language && (same(&g.name) || g.terms.iter().any(same)))
+        {
+            let (language, group, term) = (language.to_owned(), other.name.clone(), term.to_owned());
+            return Err(LexiconError::Listed { language, group, term });
+        }
+    }
     let (language, group, term) = (language.to_owned(), group.to_owned(), term.to_owned());
     match (edit.edit, listed) {
         (TermEdit::Add, true) => Err(LexiconError::Listed { language, group, term }),

@@ -138,7 +138,8 @@ pub fn classification_record(c: &Classification) -> Value {
 pub fn message_record(m: &webcare_domain::InboundMessage) -> Value {
     json!({
         "id": m.id, "platform": m.platform, "conversation": m.conversation, "customer": m.customer,
-        "text": m.text, "attachments": m.attachments, "place": m.place, "received_at": m.received_at,
+        "text": m.text, "attachments": m.attachments, "place": m.place, "language": m.language,
+        "received_at": m.received_at,
         "edited_at": m.edited_at, "deleted_at": m.deleted_at, "decision": m.decision,
     })
 }

@@ -343,6 +343,19 @@ impl Classifier {
         for gap in &self.gaps {
             groups[gap.group].terms.push(gap.term.clone());
         }
+        // The Dutch and Belgian provinces and places, each a group of the other names it is known by: an admin adds
+        // a neighbourhood or a nickname ("Kanaleneiland" for Utrecht) as a term of the `regions` lexicon.
+        let regions = &self.data.regions;
+        for p in regions.provinces.iter().chain(&regions.places) {
+            groups.push(webcare_domain::LexiconGroup {
+                language: crate::data::REGIONS.to_owned(),
+                name: p.name.clone(),
+                intent: "region".to_owned(),
+                category: p.province.clone().unwrap_or_else(|| format!("province ({})", p.country)),
+                weight: 0.0,
+                terms: p.aliases.iter().chain(&p.ambiguous_aliases).cloned().collect(),
+            });
+        }
         groups
     }
 

@@ -270,6 +270,28 @@ impl ClassifierData {
     pub fn apply(&mut self, changes: &[LexiconChange]) -> Vec<(LexiconChangeId, String)> {
         let mut skipped = Vec::new();
         for change in changes {
+            if change.language == REGIONS {
+                // Another name for a province or place, under the name the regions file gives it.
+                let regions = &mut self.regions;
+                let Some(place) =
+                    regions.provinces.iter_mut().chain(&mut regions.places).find(|p| p.name == change.group)
+                else {
+                    skipped.push((change.id, format!("the regions file has no place `{}`", change.group)));
+                    continue;
+                };
+                let same = |t: &String| same_term(t, &change.term);
+                match change.edit {
+                    TermEdit::Add if !place.aliases.iter().chain(&place.ambiguous_aliases).any(same) => {
+                        place.aliases.push(change.term.trim().to_owned());
+                    }
+                    TermEdit::Add => {}
+                    TermEdit::Remove => {
+                        place.aliases.retain(|t| !same(t));
+                        place.ambiguous_aliases.retain(|t| !same(t));
+                    }
+                }
+                continue;
+            }
             let Some(lexicon) = self.lexicons.iter_mut().find(|l| l.language == change.language) else {
                 skipped.push((change.id, format!("there is no lexicon for `{}`", change.language)));
                 continue;
@@ -288,6 +310,10 @@ impl ClassifierData {
         skipped
     }
 }
+
+/// The pseudo-language of the admins' changes to the regions: its groups are the provinces and places of the regions
+/// file, its terms their other names.
+pub const REGIONS: &str = "regions";
 
 /// Whether two terms as written are the same term: case and surrounding space aside.
 pub fn same_term(a: &str, b: &str) -> bool {
@@ -354,6 +380,30 @@ mod tests {
                 (LexiconChangeId(5), "there is no lexicon for `fr`".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn admins_give_a_place_another_name_or_take_one_away() {
+        let region = |data: &ClassifierData, text: &str| {
+            let c = crate::Classifier::new(data, Path::new("<test>")).unwrap().classify(text, None);
+            c.region.map(|r| r.name)
+        };
+        let mut data = ClassifierData::embedded().unwrap();
+        // A place the file does not know is kept as written: a cluster of its own, no notice for Utrecht.
+        assert_eq!(region(&data, "Storing in Kanaleneiland? Geen internet").as_deref(), Some("Kanaleneiland"));
+        assert_eq!(region(&data, "Storing in Utreg? Geen internet").as_deref(), Some("Utrecht"));
+        let skipped = data.apply(&[
+            change(1, REGIONS, "Utrecht", "Kanaleneiland", TermEdit::Add),
+            change(2, REGIONS, "Utrecht", "utreg", TermEdit::Remove),
+            change(3, REGIONS, "Atlantis", "Poseidonia", TermEdit::Add),
+        ]);
+        assert_eq!(skipped, [(LexiconChangeId(3), "the regions file has no place `Atlantis`".to_owned())]);
+        assert_eq!(region(&data, "Storing in Kanaleneiland? Geen internet").as_deref(), Some("Utrecht"));
+        assert_ne!(region(&data, "Storing in Utreg? Geen internet").as_deref(), Some("Utrecht"), "the name taken away");
+        let groups = crate::Classifier::new(&data, Path::new("<test>")).unwrap().lexicon();
+        let utrecht = groups.iter().find(|g| g.language == REGIONS && g.name == "Utrecht").unwrap();
+        assert_eq!(utrecht.terms, ["stad utrecht", "Kanaleneiland"]);
+        assert_eq!(utrecht.category, "Utrecht (provincie)");
     }
 
     #[test]

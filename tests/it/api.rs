@@ -817,3 +817,48 @@ async fn admins_change_the_lexicons_and_every_instance_is_asked_to_apply_it() {
     assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 2);
     assert!(a.store.lexicon_changes().await.unwrap().is_empty());
 }
+
+/// The regions are tuned as the lexicons are: a place's other names are the terms of its `regions` group; a name is
+/// one place's only, and a changed instance reads a message naming it as that place's.
+#[tokio::test]
+async fn admins_give_a_place_another_name_and_messages_naming_it_are_that_places() {
+    let a = api().await;
+    let (_, lexicon) = a.call(Method::GET, "/api/v1/lexicon", Some(&a.admin), None).await;
+    let utrecht = lexicon["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["language"] == "regions" && g["name"] == "Utrecht")
+        .expect("the place Utrecht")
+        .clone();
+    assert_eq!(utrecht["category"], "Utrecht (provincie)", "{utrecht}");
+    assert!(utrecht["terms"].as_array().unwrap().iter().any(|t| t == "utreg"), "{utrecht}");
+
+    let add = json!({"language": "regions", "group": "Utrecht", "term": "Kanaleneiland", "edit": "add"});
+    let (status, kept) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(add)).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    for (body, status, says) in [
+        (
+            json!({"language": "regions", "group": "Amsterdam", "term": "Utreg", "edit": "add"}),
+            409,
+            "“Utreg” counts for regions Utrecht already",
+        ),
+        (
+            json!({"language": "regions", "group": "Amsterdam", "term": "utrecht", "edit": "add"}),
+            409,
+            "counts for regions Utrecht already",
+        ),
+        (json!({"language": "regions", "group": "Utrecht", "term": "kanaal*", "edit": "add"}), 422, "written out"),
+        (json!({"language": "regions", "group": "Atlantis", "term": "x", "edit": "add"}), 422, "has no group"),
+    ] {
+        let (got, err) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(body.clone())).await;
+        assert_eq!(got.as_u16(), status, "{body}: {err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{body}: {err}");
+    }
+    // As every instance applies it on the reload request: the files with the admins' changes over them.
+    let data = webcare_bridge::ClassifierData::embedded().unwrap();
+    let changes = a.store.lexicon_changes().await.unwrap();
+    let classifier = webcare_app::lexicon::classifier(&data, std::path::Path::new("<embedded>"), &changes).unwrap();
+    let read = classifier.classify("Storing in Kanaleneiland? Geen internet sinds vanochtend", None);
+    assert_eq!(read.region.map(|r| r.name).as_deref(), Some("Utrecht"));
+}

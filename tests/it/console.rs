@@ -1082,6 +1082,15 @@ async fn an_admin_tunes_a_lexicon_from_the_console() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("<option value=\"nl/outage\">nl · outage (outage, weight 2)</option>"), "{}", page.body);
     assert!(page.body.contains("id=\"no-changes\""), "{}", page.body);
+    // The regions too: a place's other names, and the place as a group to add one to.
+    assert!(page.body.contains("<li>Utrecht (Utrecht (provincie)): utreg · stad utrecht</li>"), "{}", page.body);
+    assert!(
+        page.body.contains(
+            "<option value=\"regions/Utrecht\">regions · Utrecht (other names, in Utrecht (provincie))</option>"
+        ),
+        "{}",
+        page.body
+    );
     let text = "Mijn glasvezel is kapot, wat nu?";
     let read = |body: &str| body.contains("<li>term “glasvezel is kapot” in outage (+2.0)</li>");
     let before = ada.submit("/messages", "/messages/try", &[("text", text)]).await;

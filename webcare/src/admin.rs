@@ -992,9 +992,16 @@ fn lexicon_list(
     language: Option<String>,
     group: Option<String>,
 ) -> String {
+    use webcare_app::lexicon::REGIONS;
     let mut out = Vec::new();
-    let shown = loaded.iter().filter(|g| language.as_ref().is_none_or(|l| *l == g.language));
-    for g in shown.filter(|g| group.as_ref().is_none_or(|n| *n == g.name)) {
+    // The provinces and places (hundreds) only when asked for by `--language regions` or a group's name.
+    let wanted = |g: &&webcare_domain::LexiconGroup| match (&language, &group) {
+        (Some(l), _) => *l == g.language,
+        (None, Some(_)) => true,
+        (None, None) => g.language != REGIONS,
+    };
+    let regions = loaded.iter().filter(|g| g.language == REGIONS).count();
+    for g in loaded.iter().filter(wanted).filter(|g| group.as_ref().is_none_or(|n| *n == g.name)) {
         out.push(format!(
             "{} {} · {} {} · weight {} · {} terms",
             g.language,
@@ -1010,6 +1017,10 @@ fn lexicon_list(
     }
     if out.is_empty() {
         out.push("no such group (`webcare lexicon list` shows them all)".to_owned());
+    } else if language.is_none() && group.is_none() && regions > 0 {
+        out.push(format!(
+            "and {regions} provinces and places, whose terms are their other names (`--language regions`)"
+        ));
     }
     if !changes.is_empty() {
         out.push("changes by admins, applied over the data files:".to_owned());

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
-use webcare_app::lexicon::{Edit, LexiconError};
+use webcare_app::lexicon::{Edit, LexiconError, REGIONS};
 use webcare_domain::{LexiconChangeId, TermEdit};
 
 use super::html::{self, E, Live, csrf_field, options, when};
@@ -34,12 +34,17 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
         .map(|g| {
             (
                 format!("{}/{}", g.language, g.name),
-                format!("{} · {} ({}, weight {})", g.language, g.name, kind(g), g.weight),
+                if g.language == REGIONS {
+                    format!("{} · {} ({})", g.language, g.name, kind(g))
+                } else {
+                    format!("{} · {} ({}, weight {})", g.language, g.name, kind(g), g.weight)
+                },
             )
         })
         .collect();
     let mut body = String::from(
-        "<p class=\"hint\">The words that tell the bridge what a message is about, per language and group. A change \
+        "<p class=\"hint\">The words that tell the bridge what a message is about, per language and group, and the \
+         other names of the provinces and places it knows (the <code>regions</code> groups). A change \
          here is kept in the database and applied over the data files by every running instance within a few \
          seconds. Try a text first with <a href=\"/messages\">Messages</a> → “Read a text with the data loaded \
          now”; an undo brings the data files' word back.</p>",
@@ -88,7 +93,8 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
     if groups.is_empty() {
         body.push_str("<p>This instance runs no bridge.</p>");
     }
-    for g in &groups {
+    let (regions, lexicons): (Vec<_>, Vec<_>) = groups.iter().partition(|g| g.language == REGIONS);
+    for g in lexicons {
         let _ = write!(
             body,
             "<details><summary>{language} · {name}: {kind}, weight {weight}, {n} terms</summary>\
@@ -100,6 +106,26 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Response {
             n = g.terms.len(),
             terms = E(&g.terms.join(" · ")),
         );
+    }
+    if !regions.is_empty() {
+        // The provinces and places, each with its other names: an admin adds a neighbourhood or a nickname as a term
+        // of its place (group `regions · Utrecht`), and messages naming it are that place's.
+        let _ = write!(
+            body,
+            "<details id=\"regions\"><summary>regions: {n} provinces and places, with the other names they go by\
+             </summary><ul class=\"terms\">",
+            n = regions.len()
+        );
+        for g in &regions {
+            let _ = write!(
+                body,
+                "<li>{name} ({within}){names}</li>",
+                name = E(&g.name),
+                within = E(&g.category),
+                names = if g.terms.is_empty() { String::new() } else { format!(": {}", E(&g.terms.join(" · "))) },
+            );
+        }
+        body.push_str("</ul></details>");
     }
     body.push_str("</section>");
     html::page(StatusCode::OK, "Lexicon", Some(&staff), Live::default(), &body)
@@ -209,7 +235,11 @@ async fn tried(
 
 /// What a group's terms point at: the intent, and for a case its category ("case: billing").
 fn kind(g: &webcare_domain::LexiconGroup) -> String {
-    if g.intent == "case" { format!("case: {}", g.category) } else { g.intent.clone() }
+    match g.intent.as_str() {
+        "case" => format!("case: {}", g.category),
+        "region" => format!("other names, in {}", g.category),
+        _ => g.intent.clone(),
+    }
 }
 
 fn invalid(message: &str, staff: &Staff) -> Response {

@@ -1439,4 +1439,20 @@ fn a_lexicon_change_from_the_terminal_reaches_every_instance() {
         assert!(line.contains("reload request 2"), "{line}");
     }
     assert_ne!(ask(&first, 'c', text), "hold_and_subscribe", "the shipped words again");
+
+    // A place's other name, the same way: a neighbourhood of Utrecht is Utrecht on both instances.
+    assert!(lexicon(&["list"]).contains("provinces and places, whose terms are their other names"));
+    let said = lexicon(&["add", "--as", "ria", "--language", "regions", "--group", "Utrecht", "Kanaleneiland"]);
+    assert!(said.starts_with("lexicon change 2: add “Kanaleneiland” to regions Utrecht;"), "{said}");
+    for instance in [&mut first, &mut second] {
+        let line = instance.logged("bridge data reloaded");
+        assert!(line.contains("reload request 3"), "{line}");
+    }
+    assert!(lexicon(&["list", "--language", "regions", "--group", "Utrecht"]).contains("\n    Kanaleneiland\n"));
+    assert_eq!(ask(&first, 'd', "Storing in Kanaleneiland? Geen internet sinds vanochtend"), "hold_and_subscribe");
+    let (code, listed, stderr) =
+        output(webcare(dir.path()).args(["message", "list", "--text", "Kanaleneiland", "--json"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let stored: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(stored["decision"]["region"], "Utrecht", "{stored}");
 }
