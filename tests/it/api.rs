@@ -763,6 +763,15 @@ async fn admins_list_messages_by_what_was_decided_and_read_why() {
     assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 1);
 }
 
+/// Each of `cases` (a change, the status it gets, words of its error message) is refused as it says.
+async fn refused_changes<const N: usize>(a: &Api, cases: [(Value, u16, &str); N]) {
+    for (body, status, says) in cases {
+        let (got, err) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(body.clone())).await;
+        assert_eq!(got.as_u16(), status, "{body}: {err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{body}: {err}");
+    }
+}
+
 /// Admins tune the lexicons through the API: the groups as the bridge counts them, a change checked against them,
 /// kept, and announced to every instance (a reload request), and taken back.
 #[tokio::test]
@@ -786,25 +795,25 @@ async fn admins_change_the_lexicons_and_every_instance_is_asked_to_apply_it() {
     assert_eq!(status, StatusCode::CREATED, "{kept}");
     assert_eq!((kept["term"].as_str(), kept["edit"].as_str()), (Some("glasvezel kapot"), Some("add")));
     assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 1, "every instance is asked to apply it");
-    for (body, status, says) in [
-        (
-            json!({"language": "nl", "group": "outage", "term": "ligt eruit", "edit": "add"}),
-            409,
-            "counts for nl outage already",
-        ),
-        (
-            json!({"language": "nl", "group": "outage", "term": "nooit gehoord", "edit": "remove"}),
-            409,
-            "is not a term of",
-        ),
-        (json!({"language": "nl", "group": "gas", "term": "lek", "edit": "add"}), 422, "has no group `gas`"),
-        (json!({"language": "nl", "group": "outage", "term": " * ", "edit": "add"}), 422, "letters or digits"),
-        (json!({"language": "nl", "group": "outage", "term": "x", "edit": "maybe"}), 422, "maybe"),
-    ] {
-        let (got, err) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(body.clone())).await;
-        assert_eq!(got.as_u16(), status, "{body}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{body}: {err}");
-    }
+    refused_changes(
+        &a,
+        [
+            (
+                json!({"language": "nl", "group": "outage", "term": "ligt eruit", "edit": "add"}),
+                409,
+                "counts for nl outage already",
+            ),
+            (
+                json!({"language": "nl", "group": "outage", "term": "nooit gehoord", "edit": "remove"}),
+                409,
+                "is not a term of",
+            ),
+            (json!({"language": "nl", "group": "gas", "term": "lek", "edit": "add"}), 422, "has no group `gas`"),
+            (json!({"language": "nl", "group": "outage", "term": " * ", "edit": "add"}), 422, "letters or digits"),
+            (json!({"language": "nl", "group": "outage", "term": "x", "edit": "maybe"}), 422, "maybe"),
+        ],
+    )
+    .await;
     let (status, _) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.agent), Some(add)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "agents do not change the lexicons");
     assert_eq!(a.store.reload_generation("bridge-data").await.unwrap(), 1, "refused changes ask nothing");
@@ -837,24 +846,24 @@ async fn admins_give_a_place_another_name_and_messages_naming_it_are_that_places
     let add = json!({"language": "regions", "group": "Utrecht", "term": "Kanaleneiland", "edit": "add"});
     let (status, kept) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(add)).await;
     assert_eq!(status, StatusCode::CREATED, "{kept}");
-    for (body, status, says) in [
-        (
-            json!({"language": "regions", "group": "Amsterdam", "term": "Utreg", "edit": "add"}),
-            409,
-            "“Utreg” counts for regions Utrecht already",
-        ),
-        (
-            json!({"language": "regions", "group": "Amsterdam", "term": "utrecht", "edit": "add"}),
-            409,
-            "counts for regions Utrecht already",
-        ),
-        (json!({"language": "regions", "group": "Utrecht", "term": "kanaal*", "edit": "add"}), 422, "written out"),
-        (json!({"language": "regions", "group": "Atlantis", "term": "x", "edit": "add"}), 422, "has no group"),
-    ] {
-        let (got, err) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(body.clone())).await;
-        assert_eq!(got.as_u16(), status, "{body}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{body}: {err}");
-    }
+    refused_changes(
+        &a,
+        [
+            (
+                json!({"language": "regions", "group": "Amsterdam", "term": "Utreg", "edit": "add"}),
+                409,
+                "“Utreg” counts for regions Utrecht already",
+            ),
+            (
+                json!({"language": "regions", "group": "Amsterdam", "term": "utrecht", "edit": "add"}),
+                409,
+                "counts for regions Utrecht already",
+            ),
+            (json!({"language": "regions", "group": "Utrecht", "term": "kanaal*", "edit": "add"}), 422, "written out"),
+            (json!({"language": "regions", "group": "Atlantis", "term": "x", "edit": "add"}), 422, "has no group"),
+        ],
+    )
+    .await;
     // As every instance applies it on the reload request: the files with the admins' changes over them.
     let data = webcare_bridge::ClassifierData::embedded().unwrap();
     let changes = a.store.lexicon_changes().await.unwrap();
