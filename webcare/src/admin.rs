@@ -923,6 +923,11 @@ pub async fn message(config: &Config, command: MessageCommand) -> anyhow::Result
     Ok(())
 }
 
+/// The admins' lexicon and region changes kept in the configured database.
+pub async fn lexicon_changes(config: &Config) -> anyhow::Result<Vec<webcare_domain::LexiconChange>> {
+    with_db(config, async |db| Ok(db.lexicon_changes().await?)).await
+}
+
 /// `webcare lexicon`: the admins' changes to the lexicons, kept in the database and applied by every instance.
 pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result<()> {
     use webcare_app::lexicon::{Edit, change, check, preview, read_with_change, undo, unkept};

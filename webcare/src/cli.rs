@@ -83,12 +83,19 @@ enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         clustering: Clustering,
+        /// Read with the admins' lexicon and region changes kept in the configured database over the data files,
+        /// as `serve` does (the data files alone otherwise).
+        #[arg(long)]
+        with_changes: bool,
     },
     /// Replay a labelled file and print quality figures (precision, recall, F1; private data; clustering).
     Eval {
         file: PathBuf,
         #[command(flatten)]
         clustering: Clustering,
+        /// Read with the admins' lexicon and region changes kept in the configured database, as `serve` does.
+        #[arg(long)]
+        with_changes: bool,
     },
     /// The reports as text (or JSON with `--json`, as `GET /api/v1/reports` gives them): messages per day and
     /// category, per region, spike alerts, tickets and first-response times.
@@ -271,11 +278,15 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             crate::serve::init_tracing(&config)?;
             crate::admin::reload(&config).await.map_err(Failure::Other)
         }
-        Command::Replay { file, notices, out, clustering } => {
-            crate::replay::replay(&config, &file, notices.as_deref(), out.as_deref(), &clustering)
+        Command::Replay { file, notices, out, clustering, with_changes } => {
+            let changes = changes_if(&config, with_changes).await?;
+            crate::replay::replay(&config, &file, notices.as_deref(), out.as_deref(), &clustering, &changes)
                 .map_err(Failure::Other)
         }
-        Command::Eval { file, clustering } => crate::replay::eval(&config, &file, &clustering).map_err(Failure::Other),
+        Command::Eval { file, clustering, with_changes } => {
+            let changes = changes_if(&config, with_changes).await?;
+            crate::replay::eval(&config, &file, &clustering, &changes).map_err(Failure::Other)
+        }
         Command::Report { days, json } => {
             crate::serve::init_tracing(&config)?;
             crate::admin::report(&config, days, json).await.map_err(Failure::Other)
@@ -387,6 +398,16 @@ fn bridge_data_checked(config: &Config, file: Option<&std::path::Path>) -> Resul
 }
 
 /// The classifier with the shipped data, or with `bridge.data_dir`'s files in place of the shipped ones.
+/// The admins' lexicon and region changes from the configured database where `wanted`, none otherwise.
+async fn changes_if(config: &Config, wanted: bool) -> Result<Vec<webcare_domain::LexiconChange>, Failure> {
+    if !wanted {
+        return Ok(Vec::new());
+    }
+    let changes = crate::admin::lexicon_changes(config).await.map_err(Failure::Other)?;
+    eprintln!("with {} lexicon and region changes from the database over the data files", changes.len());
+    Ok(changes)
+}
+
 pub fn classifier(config: &Config) -> anyhow::Result<webcare_bridge::Classifier> {
     classifier_with(config, &[])
 }

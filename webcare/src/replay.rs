@@ -55,8 +55,9 @@ pub fn replay(
     notices: Option<&Path>,
     out: Option<&Path>,
     clustering: &Clustering,
+    changes: &[webcare_domain::LexiconChange],
 ) -> anyhow::Result<()> {
-    let classifier = Arc::new(crate::cli::classifier(config)?);
+    let classifier = Arc::new(crate::cli::classifier_with(config, changes)?);
     let mut options = options(clustering)?;
     if let Some(path) = notices {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -78,8 +79,13 @@ pub fn replay(
     Ok(())
 }
 
-pub fn eval(config: &Config, file: &Path, clustering: &Clustering) -> anyhow::Result<()> {
-    let classifier = Arc::new(crate::cli::classifier(config)?);
+pub fn eval(
+    config: &Config,
+    file: &Path,
+    clustering: &Clustering,
+    changes: &[webcare_domain::LexiconChange],
+) -> anyhow::Result<()> {
+    let classifier = Arc::new(crate::cli::classifier_with(config, changes)?);
     let report = webcare_bridge::eval(
         classifier,
         open(file)?,

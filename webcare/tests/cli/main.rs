@@ -1455,4 +1455,18 @@ fn a_lexicon_change_from_the_terminal_reaches_every_instance() {
     assert_eq!(code, Some(0), "{stderr}");
     let stored: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
     assert_eq!(stored["decision"]["region"], "Utrecht", "{stored}");
+    // A replay reads with the data files alone, or, asked to, with the changes kept in the database as well.
+    let past = dir.path().join("past.jsonl");
+    let line = serde_json::json!({"id": "p1", "created_at": "2026-11-25T08:00:00Z", "text": "Storing in Kanaleneiland? Geen internet"});
+    std::fs::write(&past, format!("{line}\n")).unwrap();
+    let replayed = |extra: &[&str]| {
+        let (code, out, stderr) = output(webcare(dir.path()).arg("replay").arg(&past).args(extra));
+        assert_eq!(code, Some(0), "{stderr}");
+        let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        (first["region"].as_str().unwrap_or_default().to_owned(), stderr)
+    };
+    assert_eq!(replayed(&[]).0, "Kanaleneiland", "the files alone");
+    let (region, said) = replayed(&["--with-changes"]);
+    assert_eq!(region, "Utrecht");
+    assert!(said.contains("with 1 lexicon and region changes from the database"), "{said}");
 }
