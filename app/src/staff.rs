@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use webcare_domain::{
     Agent, AlertId, ConversationId, ConversationKind, InboundEvent, InboundKind, IntakeError, NewConversation,
-    NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError, Ticket,
+    NewOutbox, Notice, NoticeChange, NoticeId, NoticeState, Platform, Priority, Store, StoreError, TermEdit, Ticket,
     TicketFilter, TicketId, TicketState, Timestamp,
 };
 use webcare_ticketing::{TicketError, Ticketing};
@@ -71,6 +71,8 @@ pub struct Desk {
     wake: Arc<Notify>,
     /// The staff chats, by platform and the platform's chat id, with their conversations.
     chats: HashMap<(Platform, String), ConversationId>,
+    /// The bridge's lexicons as loaded now, which `/lexicon` checks a change against; none where unset.
+    intake: Option<Arc<dyn webcare_domain::Intake>>,
 }
 
 /// The commands: name, arguments, and what it does, for `/help` and the platforms' command menus.
@@ -112,6 +114,11 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "[DAYS]",
         "messages per category and place, spikes, tickets and response times of the last days (admins)",
     ),
+    (
+        "lexicon",
+        "add|remove LANGUAGE GROUP: TERM, or undo ID",
+        "change a lexicon or a place's other names (admins): /lexicon add regions Utrecht: Kanaleneiland",
+    ),
     ("help", "", "this list"),
 ];
 
@@ -135,7 +142,13 @@ impl Desk {
         chats: impl IntoIterator<Item = (Platform, String, ConversationId)>,
     ) -> Self {
         let chats = chats.into_iter().map(|(p, chat, c)| ((p, chat), c)).collect();
-        Desk { store, ticketing, notices, wake, chats }
+        Desk { store, ticketing, notices, wake, chats, intake: None }
+    }
+
+    /// `/lexicon` checks changes against the lexicons `intake` has loaded (the deciding pipeline's).
+    pub fn with_lexicon(mut self, intake: Arc<dyn webcare_domain::Intake>) -> Self {
+        self.intake = Some(intake);
+        self
     }
 
     /// Carries out one command at `now` and returns the answer for the chat; `None` for what is no command.
@@ -189,6 +202,7 @@ impl Desk {
             "update" | "resolve" => self.update(name, args, &agent, now).await,
             "approve" => self.approve(args, &agent, now).await,
             "report" => self.report(args, &agent, now).await,
+            "lexicon" => self.lexicon(args, &agent, now).await,
             _ => Ok(format!("Unknown command /{name}. Send /help for the list.")),
         }
     }
@@ -646,6 +660,47 @@ impl Desk {
         let notice = self.notices.approve(id, agent, now).await?;
         let customers = self.notices.progress(notice.id).await?.subscribers;
         Ok(format!("Notice {} (version {}) is published: {customers} customers get it.", notice.id, notice.version))
+    }
+
+    /// `/lexicon add|remove LANGUAGE GROUP: TERM` or `/lexicon undo ID`: an admin's change to a lexicon (or to a
+    /// place's other names, the `regions` lexicon), as from the console: checked, kept, applied by every instance.
+    async fn lexicon(&self, args: &str, agent: &Agent, now: Timestamp) -> Result<String, Failure> {
+        use crate::lexicon::{Edit, LexiconError, change, undo};
+        let usage = || {
+            Failure::Said(format!("Usage: /lexicon {}", COMMANDS.iter().find(|c| c.0 == "lexicon").map_or("", |c| c.1)))
+        };
+        let said = |e: LexiconError| match e {
+            LexiconError::Store(e) => Failure::from(e),
+            e => {
+                let e = e.to_string();
+                let mut chars = e.chars();
+                let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+                Failure::Said(format!("{first}{}.", chars.as_str()))
+            }
+        };
+        let (verb, rest) = args.trim().split_once(char::is_whitespace).unwrap_or((args.trim(), ""));
+        let edit = match verb {
+            "undo" => {
+                let id = rest.trim().parse().map(webcare_domain::LexiconChangeId).map_err(|_| usage())?;
+                undo(self.store.as_ref(), id, agent, now).await.map_err(said)?;
+                return Ok(format!("Lexicon change {id} taken back; every instance applies it within a few seconds."));
+            }
+            "add" => TermEdit::Add,
+            "remove" => TermEdit::Remove,
+            _ => return Err(usage()),
+        };
+        let Some((where_, term)) = rest.split_once(':') else { return Err(usage()) };
+        let (language, group) = where_.trim().split_once(char::is_whitespace).ok_or_else(usage)?;
+        let Some(intake) = &self.intake else {
+            return Ok("This instance runs no bridge; change the lexicons in the console.".to_owned());
+        };
+        let edit = Edit { language, group: group.trim(), term: term.trim(), edit };
+        let kept = change(self.store.as_ref(), &intake.lexicon(), edit, agent, now).await.map_err(said)?;
+        Ok(format!(
+            "Lexicon change {id}: {what}; every instance applies it within a few seconds (/lexicon undo {id} takes it back).",
+            id = kept.id,
+            what = kept.describe()
+        ))
     }
 
     /// Where the answer to a command goes, and the outbox key that keeps it to one answer per command; `None` outside

@@ -58,7 +58,8 @@ async fn setup_with(db: &TestDb, answers_to: Option<webcare_domain::Conversation
         .await
         .unwrap();
     let chat = answers_to.unwrap_or(team.id);
-    let desk = Desk::new(store.clone(), ticketing, notices, wake, [(Platform::Telegram, TEAM.to_owned(), chat)]);
+    let desk = Desk::new(store.clone(), ticketing, notices, wake, [(Platform::Telegram, TEAM.to_owned(), chat)])
+        .with_lexicon(pipeline.clone());
     Setup { store, pipeline, desk }
 }
 
@@ -410,4 +411,27 @@ async fn admins_write_a_notice_and_widen_its_scope_in_the_chat(db: &TestDb) {
     let nationwide = say("13", &format!("/scope {} all", notice.id)).await;
     assert_eq!(nationwide, format!("Notice {} now covers every service in the whole country (version 3).", notice.id));
     assert!(say("11", "/notices").await.contains("Storing internet Utrecht · investigating · everywhere · everywhere"));
+
+    // Admins tune the lexicons and the places' other names from the chat too, as from the console.
+    let kanaal = "/lexicon add regions Utrecht: Kanaleneiland";
+    assert_eq!(say("11", kanaal).await, "Only admins change the lexicons.");
+    for (bad, says) in [
+        ("/lexicon", "Usage: /lexicon add|remove LANGUAGE GROUP: TERM, or undo ID"),
+        ("/lexicon add nl outage glasvezel kapot", "Usage: /lexicon"),
+        ("/lexicon add nl gas: lek", "The nl lexicon has no group `gas`."),
+        ("/lexicon add regions Amsterdam: utreg", "“utreg” counts for regions Utrecht already."),
+        ("/lexicon undo 99", "Lexicon change 99 not found."),
+    ] {
+        let answer = say("13", bad).await;
+        assert!(answer.contains(says), "{bad}: {answer}");
+    }
+    assert!(store.lexicon_changes().await.unwrap().is_empty(), "nothing refused is kept");
+    assert_eq!(
+        say("13", kanaal).await,
+        "Lexicon change 1: add “Kanaleneiland” to regions Utrecht; every instance applies it within a few seconds \
+         (/lexicon undo 1 takes it back)."
+    );
+    assert_eq!(store.reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA).await.unwrap(), 1);
+    assert!(say("13", "/lexicon undo 1").await.starts_with("Lexicon change 1 taken back"));
+    assert!(store.lexicon_changes().await.unwrap().is_empty());
 }

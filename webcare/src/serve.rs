@@ -122,13 +122,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let staff_alerts = webcare_app::alerts::StaffAlerts::new(store.clone(), chats, wake.clone());
         let shutdown = shutdown.clone();
         tracker.spawn(async move { staff_alerts.run(shutdown).await });
-        Some(Arc::new(webcare_app::staff::Desk::new(
-            store.clone(),
-            ticketing.clone(),
-            notices.clone(),
-            wake.clone(),
-            staff,
-        )))
+        Some(Arc::new(
+            webcare_app::staff::Desk::new(store.clone(), ticketing.clone(), notices.clone(), wake.clone(), staff)
+                .with_lexicon(pipeline.clone()),
+        ))
     };
     let telegram = telegram.map(|t| match &desk {
         Some(desk) => t.with_staff_desk(desk.clone()),
