@@ -1217,7 +1217,9 @@ impl Core {
         let known = theirs
             .filter(|l| l.from_text)
             .map(|l| l.language)
-            .or_else(|| followed.iter().rev().find_map(|s| s.language.as_deref().filter(|l| ["nl", "en"].contains(l))))
+            .or_else(|| {
+                followed.iter().rev().find_map(|s| s.language.as_deref().and_then(webcare_domain::answer_language))
+            })
             .or(message.language.as_deref());
         // A "talk to a person" button says the language it was offered in, which comes first for what its press
         // brings (`/ticket nl`).

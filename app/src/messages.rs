@@ -262,7 +262,7 @@ pub fn customer_language(
     customer: webcare_domain::CustomerId,
 ) -> Option<CustomerLanguage> {
     let theirs = || messages.iter().rev().filter(|m| m.customer == customer && m.deleted_at.is_none());
-    let known = |l: &str| ["nl", "en"].into_iter().find(|k| *k == l);
+    let known = webcare_domain::answer_language;
     let written = theirs().find_map(|m| {
         let reasons = m.decision.as_ref()?.get("reasons")?.as_array()?;
         reasons.iter().find_map(|r| match serde_json::from_value::<Reason>(r.clone()) {

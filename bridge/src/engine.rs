@@ -351,7 +351,7 @@ impl Engine {
     /// Handles a classified message at `msg.at`. Clusters whose grace period ended by then expire first.
     pub fn handle(&mut self, msg: &Incoming, class: &Classification, notices: &[Notice]) -> Output {
         let expired = self.tick(msg.at);
-        let hint = msg.language.as_deref().filter(|l| ["nl", "en"].contains(l));
+        let hint = msg.language.as_deref().and_then(webcare_domain::answer_language);
         let mut reasons = class.reasons.clone();
         let language = match (class.language, hint) {
             (Language::Nl | Language::En, _) | (_, None) => self.language(class.language),
@@ -556,22 +556,21 @@ impl Engine {
     /// written in (else the one the platform gave for the person, else the default language), with when a person
     /// is expected to answer where `due` says.
     pub fn case_opened(&self, decision: &Decision, due: Option<LocalDue>) -> Reply {
-        let written = decision
+        // `handle` recorded the platform's language where it chose the answers' (the text showed none).
+        let language = decision
             .reasons
             .iter()
             .find_map(|r| match r {
-                Reason::Language { language, .. } => Some(*language),
+                Reason::PlatformLanguage { language } => Some(language.clone()),
                 _ => None,
             })
-            .unwrap_or(Language::Unknown);
-        let hint = decision.reasons.iter().find_map(|r| match r {
-            Reason::PlatformLanguage { language } => Some(language.clone()),
-            _ => None,
-        });
-        let language = match (written, hint) {
-            (Language::Nl | Language::En, _) | (_, None) => self.language(written),
-            (_, Some(hint)) => hint,
-        };
+            .unwrap_or_else(|| {
+                let written = decision.reasons.iter().find_map(|r| match r {
+                    Reason::Language { language, .. } => Some(*language),
+                    _ => None,
+                });
+                self.language(written.unwrap_or(Language::Unknown))
+            });
         let mut reply = self.reply(&self.config.case_opened, &language);
         if let Some(due) = due {
             let when = due.phrase(&reply.language);

@@ -938,7 +938,7 @@ pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result
         let load = async || -> anyhow::Result<_> {
             let changes = db.lexicon_changes().await?;
             let current = crate::cli::classifier_with(config, &changes)?;
-            Ok((current.lexicon(), changes, current))
+            Ok((changes, current))
         };
         let (args, edit) = match command {
             LexiconCommand::Undo { id, author } => {
@@ -949,13 +949,14 @@ pub async fn lexicon(config: &Config, command: LexiconCommand) -> anyhow::Result
                 ));
             }
             LexiconCommand::List { language, group } => {
-                let (loaded, changes, _) = load().await?;
-                return Ok(lexicon_list(&loaded, &changes, language, group));
+                let (changes, current) = load().await?;
+                return Ok(lexicon_list(&current.lexicon(), &changes, language, group));
             }
             LexiconCommand::Add(args) => (args, TermEdit::Add),
             LexiconCommand::Remove(args) => (args, TermEdit::Remove),
         };
-        let (loaded, _, current) = load().await?;
+        let (_, current) = load().await?;
+        let loaded = current.lexicon();
         let edit = Edit { language: &args.language, group: &args.group, term: &args.term, edit };
         let proposed = unkept(edit, now);
         let what = proposed.describe();

@@ -70,13 +70,12 @@ fn message(m: &Message, me: &BotIdentity, edited: bool) -> Translated {
     }
     // An anonymous group admin writes "as the group": `from` is then Telegram's GroupAnonymousBot, and the person
     // is the sender chat.
-    let (user_id, user_name, from_bot) = match (&m.sender_chat, &m.from) {
-        (Some(chat), _) => (chat.id.to_string(), chat.title().unwrap_or("anonymous").to_owned(), false),
-        (None, Some(user)) => (user.id.to_string(), display_name(user), user.is_bot),
+    // With the language of the person's Telegram app (`nl`, `en-GB`); none for a group writing as itself.
+    let (user_id, user_name, from_bot, language) = match (&m.sender_chat, &m.from) {
+        (Some(chat), _) => (chat.id.to_string(), chat.title().unwrap_or("anonymous").to_owned(), false, None),
+        (None, Some(user)) => (user.id.to_string(), display_name(user), user.is_bot, user.language_code.clone()),
         (None, None) => return Translated::Ignore("a message without a sender"),
     };
-    // The language of the person's Telegram app (`nl`, `en-GB`); none for a group writing as itself.
-    let language = m.sender_chat.is_none().then(|| m.from.as_ref().and_then(|u| u.language_code.clone())).flatten();
     let raw = m.text().or_else(|| m.caption()).unwrap_or_default();
     let command = parse_command(raw, me);
     let public = !m.chat.is_private();
