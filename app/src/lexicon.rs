@@ -4,7 +4,7 @@
 //! reload request the change makes (within seconds; see `webcare serve`).
 //!
 //! The regions are tuned the same way: the `regions` lexicon has a group per province and place of the regions
-//! file, whose terms are the other names it goes by ("Kanaleneiland" for Utrecht); one name names one place.
+//! file, whose terms are the other names it goes by ("Rijnsweerd" for Utrecht); one name names one place.
 
 /// The `regions` pseudo-language: its groups are the provinces and places, its terms their other names.
 pub use webcare_bridge::data::REGIONS;

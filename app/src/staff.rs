@@ -117,7 +117,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "lexicon",
         "add|remove LANGUAGE GROUP: TERM, or undo ID",
-        "change a lexicon or a place's other names (admins): /lexicon add regions Utrecht: Kanaleneiland",
+        "change a lexicon or a place's other names (admins): /lexicon add regions Utrecht: Rijnsweerd",
     ),
     ("help", "", "this list"),
 ];

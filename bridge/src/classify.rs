@@ -277,6 +277,7 @@ struct Group {
     language: Language,
     requires_service: bool,
     widespread: bool,
+    asks_person: bool,
 }
 
 /// The compiled classifier. Build it once (it takes milliseconds) and share it; `classify` takes `&self`.
@@ -344,7 +345,7 @@ impl Classifier {
             groups[gap.group].terms.push(gap.term.clone());
         }
         // The Dutch and Belgian provinces and places, each a group of the other names it is known by: an admin adds
-        // a neighbourhood or a nickname ("Kanaleneiland" for Utrecht) as a term of the `regions` lexicon.
+        // a neighbourhood or a nickname ("Rijnsweerd" for Utrecht) as a term of the `regions` lexicon.
         let regions = &self.data.regions;
         for p in regions.provinces.iter().chain(&regions.places) {
             groups.push(webcare_domain::LexiconGroup {
@@ -381,7 +382,10 @@ impl Classifier {
             let effect = match kind {
                 TermKind::Group(g) => {
                     let g = &groups[g];
-                    format!("{:?}/{:?}/{}/{}/{}", g.intent, g.category, g.weight, g.requires_service, g.widespread)
+                    format!(
+                        "{:?}/{:?}/{}/{}/{}/{}",
+                        g.intent, g.category, g.weight, g.requires_service, g.widespread, g.asks_person
+                    )
                 }
                 TermKind::Service(s) => format!("service/{s}"),
                 TermKind::Marker(l) => format!("marker/{l:?}"),
@@ -437,6 +441,7 @@ impl Classifier {
                     language,
                     requires_service: g.requires_service,
                     widespread: g.widespread,
+                    asks_person: g.asks_person,
                 });
                 for (t, term) in g.terms.iter().enumerate() {
                     let ok = match term.split_once(" .. ") {
@@ -444,14 +449,15 @@ impl Classifier {
                             let gap = gaps.len();
                             let g = &groups[index];
                             let key = format!(
-                                "{}..{}/{:?}/{:?}/{}/{}/{}",
+                                "{}..{}/{:?}/{:?}/{}/{}/{}/{}",
                                 fold_term(head),
                                 fold_term(tail),
                                 g.intent,
                                 g.category,
                                 g.weight,
                                 g.requires_service,
-                                g.widespread
+                                g.widespread,
+                                g.asks_person
                             );
                             let canonical = *gap_firsts.entry(key).or_insert(gap);
                             gaps.push(Gap { group: index, canonical, term: term.clone() });
@@ -621,6 +627,7 @@ impl Classifier {
         }
         let names_service = service_scores.iter().any(|&x| x > 0.0);
         let mut widespread = false;
+        let mut asks_person = false;
         let mut strongest_outage = 0.0f32;
         for &&(_, _, g, id) in &counted {
             let group = &self.groups[g];
@@ -635,6 +642,7 @@ impl Classifier {
                 categories[group.category.index()] += weight;
             }
             widespread |= group.widespread && weight > 0.0;
+            asks_person |= group.asks_person && weight > 0.0;
             if group.intent == Intent::Outage {
                 strongest_outage = strongest_outage.max(weight);
             }
@@ -663,7 +671,9 @@ impl Classifier {
             && (outage > case || (strongest_outage >= t.outage_strong && outage + t.outage_bias >= case))
         {
             (Intent::Outage, "outage-score")
-        } else if case >= t.case {
+        // Thanks that mention the technician or the new modem are thanks ("dikke pluim voor de monteur"); a request
+        // for a person is a case whatever thanks come with it.
+        } else if case >= t.case && (case >= other || asks_person) {
             (Intent::Case, "case-score")
         } else if !pii.is_empty() {
             (Intent::Case, "private-data")

@@ -69,6 +69,10 @@ pub struct TermGroup {
     /// such a message may join an outage cluster even when it names no place.
     #[serde(default)]
     pub widespread: bool,
+    /// The terms ask for a person ("ik wil iemand spreken", "call me back"): a message holding one is a case even
+    /// when its thanks and greetings weigh more than its case words.
+    #[serde(default)]
+    pub asks_person: bool,
     /// Terms as written; a final `*` matches any word starting with the term, and ` .. ` between words matches one
     /// to three words in between ("ligt .. eruit" finds "ligt het internet eruit").
     pub terms: Vec<String>,
@@ -196,6 +200,10 @@ pub struct PlaceEntry {
     /// Other names that are also common words ("Luik", "Namen"): they count only after a place word.
     #[serde(default)]
     pub ambiguous_aliases: Vec<String>,
+    /// The municipality (another place's `name`) a district, neighbourhood or village lies in ("Leidsche Rijn" is
+    /// part of Utrecht): compatible with it and its other parts for clusters, and within it for notices.
+    #[serde(default)]
+    pub part_of: Option<String>,
 }
 
 /// Postcodes `from..=to` (4 digits; NL ranges by their first two digits are written as `1000..=1199`).
@@ -390,19 +398,19 @@ mod tests {
         };
         let mut data = ClassifierData::embedded().unwrap();
         // A place the file does not know is kept as written: a cluster of its own, no notice for Utrecht.
-        assert_eq!(region(&data, "Storing in Kanaleneiland? Geen internet").as_deref(), Some("Kanaleneiland"));
+        assert_eq!(region(&data, "Storing in Rijnsweerd? Geen internet").as_deref(), Some("Rijnsweerd"));
         assert_eq!(region(&data, "Storing in Utreg? Geen internet").as_deref(), Some("Utrecht"));
         let skipped = data.apply(&[
-            change(1, REGIONS, "Utrecht", "Kanaleneiland", TermEdit::Add),
+            change(1, REGIONS, "Utrecht", "Rijnsweerd", TermEdit::Add),
             change(2, REGIONS, "Utrecht", "utreg", TermEdit::Remove),
             change(3, REGIONS, "Atlantis", "Poseidonia", TermEdit::Add),
         ]);
         assert_eq!(skipped, [(LexiconChangeId(3), "the regions file has no place `Atlantis`".to_owned())]);
-        assert_eq!(region(&data, "Storing in Kanaleneiland? Geen internet").as_deref(), Some("Utrecht"));
+        assert_eq!(region(&data, "Storing in Rijnsweerd? Geen internet").as_deref(), Some("Utrecht"));
         assert_ne!(region(&data, "Storing in Utreg? Geen internet").as_deref(), Some("Utrecht"), "the name taken away");
         let groups = crate::Classifier::new(&data, Path::new("<test>")).unwrap().lexicon();
         let utrecht = groups.iter().find(|g| g.language == REGIONS && g.name == "Utrecht").unwrap();
-        assert_eq!(utrecht.terms, ["stad utrecht", "Kanaleneiland"]);
+        assert_eq!(utrecht.terms, ["stad utrecht", "Rijnsweerd", "030"]);
         assert_eq!(utrecht.category, "Utrecht (provincie)");
     }
 

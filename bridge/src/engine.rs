@@ -629,14 +629,19 @@ impl Engine {
     }
 
     /// Whether a notice's regions cover a region: one of them holds it or is compatible with it, or the notice names
-    /// none (nationwide). A regional notice does not cover a question or cluster that names no place.
+    /// none (nationwide). A regional notice does not cover a question or cluster that names no place, nor one district
+    /// of a city when it names another (a notice for Leidsche Rijn does not answer Vleuten; one for Utrecht does).
     fn covers_region(&self, n: &Notice, region: Option<&Region>) -> bool {
         if n.regions.is_empty() {
             return true;
         }
         let Some(region) = region else { return false };
         n.regions.iter().any(|r| {
-            self.classifier.resolve_region(r).is_some_and(|scope| region.within(&scope) || region.compatible(&scope))
+            self.classifier.resolve_region(r).is_some_and(|scope| {
+                let other_district =
+                    region.municipality.is_some() && scope.municipality.is_some() && region.key != scope.key;
+                region.within(&scope) || (region.compatible(&scope) && !other_district)
+            })
         })
     }
 
@@ -687,6 +692,27 @@ impl Engine {
         cluster.service == class.service || (unnamed && cluster.region.is_some() == class.region.is_some())
     }
 
+    /// A report that names no place but says the outage is shared ("hier ook", "is er een storing?") while one
+    /// outage of the provider is open somewhere is most likely about that one: it joins the account's open cluster
+    /// that names a place, when there is exactly one it could be about (the same service, or either names none).
+    /// With two ("storing in Utrecht" and "storing in Groningen" at once) it cannot tell and joins neither.
+    fn only_placed_cluster(&self, msg: &Incoming, class: &Classification) -> Option<usize> {
+        if class.region.is_some() || !class.widespread || !self.config.cluster_without_region {
+            return None;
+        }
+        let window = TimeDelta::seconds(self.config.window_secs);
+        let mut open = self.state.clusters.iter().enumerate().filter(|(_, c)| {
+            c.state == ClusterState::Open
+                && c.region.is_some()
+                && msg.at - c.last_at <= window
+                && c.first_at - msg.at <= window
+                && c.account == msg.account
+                && (c.service == class.service || c.service == Service::Unknown || class.service == Service::Unknown)
+        });
+        let (first, _) = open.next()?;
+        open.next().is_none().then_some(first)
+    }
+
     /// Joins the best open cluster or starts one; returns the cluster and whether the asker is new in it.
     fn join_cluster(&mut self, msg: &Incoming, class: &Classification, language: &str) -> (ClusterId, bool) {
         let window = TimeDelta::seconds(self.config.window_secs);
@@ -707,7 +733,8 @@ impl Engine {
                     && self.compatible(c, class)
             })
             .max_by_key(|(_, c)| c.last_at)
-            .map(|(i, _)| i);
+            .map(|(i, _)| i)
+            .or_else(|| self.only_placed_cluster(msg, class));
         let index = match candidate {
             Some(i) => i,
             None => {

@@ -6,8 +6,9 @@
 //! US place phrases name a state ("outage in salisbury md", "Santa Clarita CA", "northern NJ"): a place with its state
 //! is the place in that state, a state on its own is a province, and a 5-digit ZIP code lies in the state its first
 //! three digits belong to.
-//! Two regions are compatible when they have the same key and do not lie in different provinces, or when one is the
-//! province the other lies in.
+//! Two regions are compatible when they have the same key and do not lie in different provinces, when they lie in the
+//! same municipality (a district and its city, two districts of one city), or when one is the province the other lies
+//! in.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,6 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::data::{DataError, RegionsFile};
 use crate::normalize::{Normalized, fold_term, normalize};
 use crate::wordre::{TextKind, WordRegex};
+
+/// Words after a bare 4-digit number that make it an amount, a speed, a time or a count rather than a postcode.
+const CODE_UNITS: &str = "euro eur dollar dollars mbit mbps mb gb kb kbps gbps uur u minuten min sec seconden dagen \
+    days hours minutes keer times x klanten mensen huizen woningen huishoudens customers people homes km meter m ms sms \
+    berichten messages";
 
 /// Where a region was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,18 +54,21 @@ pub struct Region {
     pub province: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
+    /// The key of the municipality a district or village lies in ("Leidsche Rijn" in Utrecht).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub municipality: Option<String>,
     pub source: RegionSource,
 }
 
 impl Region {
-    /// Same place or area (not in two different provinces or states: Salisbury MD is not Salisbury MA), or one is
-    /// the province the other lies in. A US state is no such province here: it is larger than many countries, and
-    /// "somewhere in California" says nothing of whether Fontana's outage is Los Angeles's; it still scopes notices
-    /// ([`Region::within`]).
+    /// Same place or area (not in two different provinces or states: Salisbury MD is not Salisbury MA), the same
+    /// municipality (Leidsche Rijn and Utrecht, Berchem and Borgerhout), or one is the province the other lies in.
+    /// A US state is no such province here: it is larger than many countries, and "somewhere in California" says
+    /// nothing of whether Fontana's outage is Los Angeles's; it still scopes notices ([`Region::within`]).
     pub fn compatible(&self, other: &Region) -> bool {
         let province_of =
             |place: &Region, area: &Region| place.province.as_deref() == Some(area.key.as_str()) && !area.is_us_state();
-        self.same_place(other) || province_of(self, other) || province_of(other, self)
+        self.same_place(other) || self.same_municipality(other) || province_of(self, other) || province_of(other, self)
     }
 
     /// A US state named on its own ("Texas", "northern NJ").
@@ -67,9 +76,20 @@ impl Region {
         self.source == RegionSource::Province && self.country.as_deref() == Some("us")
     }
 
-    /// Whether this region lies inside `scope` (a notice's region): the same place, or a place in that province.
+    /// Whether this region lies inside `scope` (a notice's region): the same place, a district of that municipality,
+    /// or a place in that province. A notice for one district does not cover the city's other districts.
     pub fn within(&self, scope: &Region) -> bool {
-        self.same_place(scope) || self.province.as_deref() == Some(scope.key.as_str())
+        self.same_place(scope)
+            || (self.municipality.as_deref() == Some(scope.key.as_str()) && self.province == scope.province)
+            || self.province.as_deref() == Some(scope.key.as_str())
+    }
+
+    /// Both lie in one municipality: a district and its city, or two districts of one city (one province).
+    fn same_municipality(&self, other: &Region) -> bool {
+        (self.municipality.is_some() || other.municipality.is_some())
+            && self.province.is_some()
+            && self.province == other.province
+            && self.municipality.as_deref().unwrap_or(&self.key) == other.municipality.as_deref().unwrap_or(&other.key)
     }
 
     fn same_place(&self, other: &Region) -> bool {
@@ -86,6 +106,7 @@ struct Entry {
     name: String,
     key: String,
     province: Option<String>,
+    municipality: Option<String>,
     country: String,
     source: RegionSource,
 }
@@ -119,6 +140,8 @@ pub struct Gazetteer {
     prefixed_postcode: WordRegex,
     context_code: WordRegex,
     code_area: WordRegex,
+    lead_code: Regex,
+    outage_code: Regex,
     phrase: Regex,
     us: UsPlaces,
 }
@@ -211,6 +234,7 @@ impl Gazetteer {
                     name: p.name.clone(),
                     key: key.clone(),
                     province,
+                    municipality: None,
                     country: p.country.clone(),
                     source,
                 });
@@ -225,6 +249,25 @@ impl Gazetteer {
                     patterns.push(Pattern { entry, ambiguous: true });
                 }
             }
+        }
+        // A district's municipality, once every place is known (it may come later in the file).
+        for (i, p) in file.places.iter().enumerate() {
+            let Some(part_of) = &p.part_of else { continue };
+            let key = fold_term(part_of);
+            let entry = file.provinces.len() + i;
+            let Some(city) = entries.iter().find(|e| e.key == key && e.source == RegionSource::Place) else {
+                return Err(invalid(format!("place[{i}].part_of"), format!("`{part_of}` is no place")));
+            };
+            if city.province != entries[entry].province || city.key == entries[entry].key {
+                return Err(invalid(
+                    format!("place[{i}].part_of"),
+                    format!("`{part_of}` must be another place in the same province"),
+                ));
+            }
+            if file.places.iter().any(|q| fold_term(&q.name) == key && q.part_of.is_some()) {
+                return Err(invalid(format!("place[{i}].part_of"), format!("`{part_of}` is itself part of a place")));
+            }
+            entries[entry].municipality = Some(key);
         }
         let mut ranges = Vec::new();
         for (i, r) in file.postcodes.iter().enumerate() {
@@ -260,6 +303,12 @@ impl Gazetteer {
             prefixed_postcode: build(r"\b(NL|B|BE)[- ]([1-9][0-9]{3})\b")?,
             context_code: build(&format!(r"(?i)\b(postcode|postcodegebied|{words})\s*[:#]?\s*([0-9]{{4,5}})\b"))?,
             code_area: build(r"(?i)\b([0-9]{4,5})\s+(?:area|omgeving|regio|gebied)\b")?,
+            lead_code: Regex::new(r"^\s*(?:@[\w.]+[\s:,]+)*([1-9][0-9]{3})(?:[^0-9\p{L}]|$)\s*(\p{L}*)")
+                .map_err(|e| invalid("postcodes".into(), e.to_string()))?,
+            outage_code: Regex::new(
+                r"(?i)(?:^|[^\p{L}])(?:storing\p{L}*|outage|down)\s+(?:\p{L}+\s+)?([1-9][0-9]{3})(?:[^0-9\p{L}]|$)\s*(\p{L}*)",
+            )
+            .map_err(|e| invalid("postcodes".into(), e.to_string()))?,
             phrase: Regex::new(&format!(
                 r"(?:^|[^\p{{L}}\p{{N}}])(?i:{words})\s+(\p{{Lu}}[\p{{L}}'.\-]*(?:[ ]\p{{Lu}}[\p{{L}}'.\-]*){{0,2}})"
             ))
@@ -275,6 +324,7 @@ impl Gazetteer {
             key: e.key.clone(),
             province: e.province.clone(),
             country: Some(e.country.clone()),
+            municipality: e.municipality.clone(),
             source: e.source,
         }
     }
@@ -318,6 +368,7 @@ impl Gazetteer {
             key,
             province: None,
             country: None,
+            municipality: None,
             source: RegionSource::Phrase,
         })
     }
@@ -376,7 +427,20 @@ impl Gazetteer {
                 return Some(r);
             }
         }
-        self.code_area.for_text(kind).captures_iter(text).find_map(|c| self.code_region(&c[1], None))
+        if let Some(r) = self.code_area.for_text(kind).captures_iter(text).find_map(|c| self.code_region(&c[1], None)) {
+            return Some(r);
+        }
+        // A bare postcode where a place stands: first in the message ("3541 geen internet") or right after the outage
+        // word ("storing 9741?", "storing KPN 2140"); not a year, an amount or a count ("2000 euro", "1200 klanten").
+        [&self.lead_code, &self.outage_code].into_iter().find_map(|re| {
+            let c = re.captures(text)?;
+            let code = &c[1];
+            let next = c.get(2).map_or(String::new(), |m| m.as_str().to_lowercase());
+            let year = code.parse::<u16>().is_ok_and(|y| (1950..=2049).contains(&y));
+            (!year && !CODE_UNITS.split_whitespace().any(|u| u == next))
+                .then(|| self.postcode_region(code, None))
+                .flatten()
+        })
     }
 
     fn code_region(&self, code: &str, country: Option<&str>) -> Option<Region> {
@@ -387,6 +451,7 @@ impl Gazetteer {
                 key: format!("zip:{}", &code[..3]),
                 province: self.us.zip_state(code).map(|s| self.us.state_key(s)),
                 country: Some("us".into()),
+                municipality: None,
                 source: RegionSource::Zip,
             }),
             _ => None,
@@ -531,6 +596,7 @@ impl Gazetteer {
             key,
             province: Some(self.us.state_key(state)),
             country: Some("us".into()),
+            municipality: None,
             source: RegionSource::Phrase,
         })
     }
@@ -552,6 +618,7 @@ impl Gazetteer {
                 key,
                 province: None,
                 country: None,
+                municipality: None,
                 source: RegionSource::Phrase,
             });
         }
@@ -646,6 +713,7 @@ impl UsPlaces {
             key: self.state_key(state),
             province: None,
             country: Some("us".into()),
+            municipality: None,
             source: RegionSource::Province,
         }
     }

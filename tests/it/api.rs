@@ -843,7 +843,7 @@ async fn admins_give_a_place_another_name_and_messages_naming_it_are_that_places
     assert_eq!(utrecht["category"], "Utrecht (provincie)", "{utrecht}");
     assert!(utrecht["terms"].as_array().unwrap().iter().any(|t| t == "utreg"), "{utrecht}");
 
-    let add = json!({"language": "regions", "group": "Utrecht", "term": "Kanaleneiland", "edit": "add"});
+    let add = json!({"language": "regions", "group": "Utrecht", "term": "Rijnsweerd", "edit": "add"});
     let (status, kept) = a.call(Method::POST, "/api/v1/lexicon/changes", Some(&a.admin), Some(add)).await;
     assert_eq!(status, StatusCode::CREATED, "{kept}");
     refused_changes(
@@ -868,6 +868,6 @@ async fn admins_give_a_place_another_name_and_messages_naming_it_are_that_places
     let data = webcare_bridge::ClassifierData::embedded().unwrap();
     let changes = a.store.lexicon_changes().await.unwrap();
     let classifier = webcare_app::lexicon::classifier(&data, std::path::Path::new("<embedded>"), &changes).unwrap();
-    let read = classifier.classify("Storing in Kanaleneiland? Geen internet sinds vanochtend", None);
+    let read = classifier.classify("Storing in Rijnsweerd? Geen internet sinds vanochtend", None);
     assert_eq!(read.region.map(|r| r.name).as_deref(), Some("Utrecht"));
 }

@@ -1083,7 +1083,7 @@ async fn an_admin_tunes_a_lexicon_from_the_console() {
     assert!(page.body.contains("<option value=\"nl/outage\">nl · outage (outage, weight 2)</option>"), "{}", page.body);
     assert!(page.body.contains("id=\"no-changes\""), "{}", page.body);
     // The regions too: a place's other names, and the place as a group to add one to.
-    assert!(page.body.contains("<li>Utrecht (Utrecht (provincie)): utreg · stad utrecht</li>"), "{}", page.body);
+    assert!(page.body.contains("<li>Utrecht (Utrecht (provincie)): utreg · stad utrecht · 030</li>"), "{}", page.body);
     assert!(
         page.body.contains(
             "<option value=\"regions/Utrecht\">regions · Utrecht (other names, in Utrecht (provincie))</option>"

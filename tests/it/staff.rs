@@ -413,7 +413,7 @@ async fn admins_write_a_notice_and_widen_its_scope_in_the_chat(db: &TestDb) {
     assert!(say("11", "/notices").await.contains("Storing internet Utrecht · investigating · everywhere · everywhere"));
 
     // Admins tune the lexicons and the places' other names from the chat too, as from the console.
-    let kanaal = "/lexicon add regions Utrecht: Kanaleneiland";
+    let kanaal = "/lexicon add regions Utrecht: Rijnsweerd";
     assert_eq!(say("11", kanaal).await, "Only admins change the lexicons.");
     for (bad, says) in [
         ("/lexicon", "Usage: /lexicon add|remove LANGUAGE GROUP: TERM, or undo ID"),
@@ -428,7 +428,7 @@ async fn admins_write_a_notice_and_widen_its_scope_in_the_chat(db: &TestDb) {
     assert!(store.lexicon_changes().await.unwrap().is_empty(), "nothing refused is kept");
     assert_eq!(
         say("13", kanaal).await,
-        "Lexicon change 1: add “Kanaleneiland” to regions Utrecht; every instance applies it within a few seconds \
+        "Lexicon change 1: add “Rijnsweerd” to regions Utrecht; every instance applies it within a few seconds \
          (/lexicon undo 1 takes it back)."
     );
     assert_eq!(store.reload_generation(webcare_app::intake::RELOAD_BRIDGE_DATA).await.unwrap(), 1);

@@ -339,6 +339,60 @@ fn messages_without_a_place_group_only_when_both_say_the_outage_is_shared() {
 }
 
 #[test]
+fn districts_group_with_their_city_and_a_city_notice_covers_them() {
+    let mut e = engine();
+    let a = e.process(&msg("1", "a", 0, "internet plat in Leidsche Rijn"), &[]).decision;
+    let b = e.process(&msg("2", "b", 2, "Storing in Utrecht? geen internet"), &[]).decision;
+    let c = e.process(&msg("3", "c", 4, "Ook geen internet hier in Vleuten"), &[]).decision;
+    assert_eq!(a.cluster, b.cluster, "a district and its city");
+    assert_eq!(a.cluster, c.cluster, "two districts of one city");
+    let other = e.process(&msg("4", "d", 5, "geen internet in Amersfoort"), &[]).decision;
+    assert_ne!(other.cluster, a.cluster, "another city");
+    assert_eq!(e.cluster_customers(a.cluster.unwrap()), Some(3));
+    // Belgian districts alike: Berchem and Borgerhout are Antwerpen.
+    let x = e.process(&msg("5", "e", 6, "geen internet in Berchem"), &[]).decision;
+    let y = e.process(&msg("6", "f", 7, "Ook in Borgerhout geen internet"), &[]).decision;
+    let z = e.process(&msg("7", "g", 8, "internet weg in Antwerpen"), &[]).decision;
+    assert_eq!(x.cluster, y.cluster);
+    assert_eq!(x.cluster, z.cluster);
+    // A notice for the city answers its districts; a notice for one district does not answer the others.
+    let city = [notice(1, vec![], &["Utrecht"])];
+    let d = e.process(&msg("8", "h", 9, "geen internet in Overvecht?"), &city).decision;
+    assert_eq!(d.action, Action::AutoAnswer);
+    let district = [notice(2, vec![], &["Leidsche Rijn"])];
+    let d = e.process(&msg("9", "i", 10, "storing in Vleuten?"), &district).decision;
+    assert_eq!(d.action, Action::HoldAndSubscribe);
+    let d = e.process(&msg("10", "j", 11, "storing in Leidsche Rijn?"), &district).decision;
+    assert_eq!(d.action, Action::AutoAnswer);
+}
+
+#[test]
+fn a_shared_report_without_a_place_joins_the_only_outage_of_the_provider() {
+    for (placed, shared, vague, other_place) in [
+        ("Geen tv in Eindhoven, zwart beeld", "hier ook", "mijn tv doet raar", "geen tv in Groningen, zwart beeld"),
+        ("no internet in Amsterdam since 8", "same here", "my internet is acting up", "no internet in Groningen"),
+    ] {
+        let mut e = engine();
+        let a = e.process(&msg("1", "a", 0, placed), &[]).decision;
+        let b = e.process(&msg("2", "b", 3, shared), &[]).decision;
+        assert_eq!(b.cluster, a.cluster, "{shared:?} during the only open outage of the provider");
+        let s = e.process(&msg("3", "c", 4, "Is er een storing?"), &[]).decision;
+        assert_eq!(s.cluster, a.cluster, "a shared report naming no service");
+        let v = e.process(&msg("4", "d", 5, vague), &[]).decision;
+        assert_ne!(v.cluster, a.cluster, "{vague:?} does not say the outage is shared");
+        let mut elsewhere = msg("5", "e", 6, shared);
+        elsewhere.account = "ziggo".into();
+        assert_ne!(e.process(&elsewhere, &[]).decision.cluster, a.cluster, "another provider");
+        // With two outages of the provider open, a report without a place cannot tell which: it joins neither.
+        let g = e.process(&msg("6", "f", 7, other_place), &[]).decision;
+        assert_ne!(g.cluster, a.cluster);
+        let t = e.process(&msg("7", "g", 8, shared), &[]).decision;
+        assert_ne!(t.cluster, a.cluster);
+        assert_ne!(t.cluster, g.cluster);
+    }
+}
+
+#[test]
 fn a_shared_report_that_names_no_service_joins_the_shared_cluster_without_a_place() {
     // During a burst many write only "anyone else?": the outage they mean is the one the others report.
     for (internet, first, second, shared, vague) in [

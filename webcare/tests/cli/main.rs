@@ -1442,22 +1442,22 @@ fn a_lexicon_change_from_the_terminal_reaches_every_instance() {
 
     // A place's other name, the same way: a neighbourhood of Utrecht is Utrecht on both instances.
     assert!(lexicon(&["list"]).contains("provinces and places, whose terms are their other names"));
-    let said = lexicon(&["add", "--as", "ria", "--language", "regions", "--group", "Utrecht", "Kanaleneiland"]);
-    assert!(said.starts_with("lexicon change 2: add “Kanaleneiland” to regions Utrecht;"), "{said}");
+    let said = lexicon(&["add", "--as", "ria", "--language", "regions", "--group", "Utrecht", "Rijnsweerd"]);
+    assert!(said.starts_with("lexicon change 2: add “Rijnsweerd” to regions Utrecht;"), "{said}");
     for instance in [&mut first, &mut second] {
         let line = instance.logged("bridge data reloaded");
         assert!(line.contains("reload request 3"), "{line}");
     }
-    assert!(lexicon(&["list", "--language", "regions", "--group", "Utrecht"]).contains("\n    Kanaleneiland\n"));
-    assert_eq!(ask(&first, 'd', "Storing in Kanaleneiland? Geen internet sinds vanochtend"), "hold_and_subscribe");
+    assert!(lexicon(&["list", "--language", "regions", "--group", "Utrecht"]).contains("\n    Rijnsweerd\n"));
+    assert_eq!(ask(&first, 'd', "Storing in Rijnsweerd? Geen internet sinds vanochtend"), "hold_and_subscribe");
     let (code, listed, stderr) =
-        output(webcare(dir.path()).args(["message", "list", "--text", "Kanaleneiland", "--json"]));
+        output(webcare(dir.path()).args(["message", "list", "--text", "Rijnsweerd", "--json"]));
     assert_eq!(code, Some(0), "{stderr}");
     let stored: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
     assert_eq!(stored["decision"]["region"], "Utrecht", "{stored}");
     // A replay reads with the data files alone, or, asked to, with the changes kept in the database as well.
     let past = dir.path().join("past.jsonl");
-    let line = serde_json::json!({"id": "p1", "created_at": "2026-11-25T08:00:00Z", "text": "Storing in Kanaleneiland? Geen internet"});
+    let line = serde_json::json!({"id": "p1", "created_at": "2026-11-25T08:00:00Z", "text": "Storing in Rijnsweerd? Geen internet"});
     std::fs::write(&past, format!("{line}\n")).unwrap();
     let replayed = |extra: &[&str]| {
         let (code, out, stderr) = output(webcare(dir.path()).arg("replay").arg(&past).args(extra));
@@ -1465,7 +1465,7 @@ fn a_lexicon_change_from_the_terminal_reaches_every_instance() {
         let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         (first["region"].as_str().unwrap_or_default().to_owned(), stderr)
     };
-    assert_eq!(replayed(&[]).0, "Kanaleneiland", "the files alone");
+    assert_eq!(replayed(&[]).0, "Rijnsweerd", "the files alone");
     let (region, said) = replayed(&["--with-changes"]);
     assert_eq!(region, "Utrecht");
     assert!(said.contains("with 1 lexicon and region changes from the database"), "{said}");
