@@ -348,6 +348,33 @@ mod tests {
         assert!(data.regions.places.len() > 100);
     }
 
+    #[test]
+    fn a_name_two_countries_share_is_read_in_the_operators_country() {
+        let region = |countries: &[&str], text: &str| {
+            let mut data = ClassifierData::embedded().unwrap();
+            data.pii.postcode_countries = countries.iter().map(|c| c.to_string()).collect();
+            let c = crate::Classifier::new(&data, Path::new("<test>")).unwrap().classify(text, None);
+            c.region.map(|r| r.name)
+        };
+        for (text, nl_first, be_first) in [
+            ("Storing in Deurne? geen internet", "Deurne", "Deurne (BE)"),
+            ("geen tv meer in Limburg", "Limburg", "Limburg (BE)"),
+            ("Internet weg in 9000", "Leeuwarden (9000)", "Gent (9000)"),
+            ("Storing proximus 2140?", "Haarlemmermeer (2140)", "Antwerpen (2140)"),
+        ] {
+            assert_eq!(region(&["nl", "be"], text).as_deref(), Some(nl_first), "{text}");
+            assert_eq!(region(&["be", "nl"], text).as_deref(), Some(be_first), "{text}");
+        }
+        // Written out, it is that place in either country's order.
+        assert_eq!(region(&["nl", "be"], "storing in Deurne Antwerpen").as_deref(), Some("Deurne (BE)"));
+        // One name names one place per country: a second one in the same country is refused, naming both.
+        let mut data = ClassifierData::embedded().unwrap();
+        let i = data.regions.places.iter().position(|p| p.name == "Amersfoort").unwrap();
+        data.regions.places[i].aliases.push("Zwolle".into());
+        let err = crate::Classifier::new(&data, Path::new("regions.toml")).unwrap_err().to_string();
+        assert!(err.contains("`zwolle` already names Zwolle in nl"), "{err}");
+    }
+
     fn change(id: i64, language: &str, group: &str, term: &str, edit: TermEdit) -> LexiconChange {
         LexiconChange {
             id: LexiconChangeId(id),

@@ -130,7 +130,9 @@ struct Range {
 pub struct Gazetteer {
     entries: Vec<Entry>,
     names: AhoCorasick,
-    patterns: Vec<Pattern>,
+    /// Per name the automaton finds, the places that go by it: one, or one per country where two countries have a
+    /// place of that name (Deurne in Noord-Brabant and in Antwerpen); `countries` orders them.
+    patterns: Vec<Vec<Pattern>>,
     ranges: Vec<Range>,
     countries: Vec<String>,
     place_words: HashSet<String>,
@@ -205,8 +207,9 @@ impl Gazetteer {
     pub fn new(file: &RegionsFile, countries: &[String], file_name: &Path) -> Result<Gazetteer, DataError> {
         let invalid = |key: String, message: String| DataError::Invalid { file: file_name.to_owned(), key, message };
         let mut entries = Vec::new();
-        let mut pattern_texts = Vec::new();
-        let mut patterns = Vec::new();
+        let mut pattern_texts: Vec<String> = Vec::new();
+        let mut patterns: Vec<Vec<Pattern>> = Vec::new();
+        let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let provinces: HashSet<String> = file.provinces.iter().map(|p| fold_term(&p.name)).collect();
         for (kind, list, source) in
             [("province", &file.provinces, RegionSource::Province), ("place", &file.places, RegionSource::Place)]
@@ -238,15 +241,27 @@ impl Gazetteer {
                     country: p.country.clone(),
                     source,
                 });
-                pattern_texts.push(key);
-                patterns.push(Pattern { entry, ambiguous: p.ambiguous });
-                for alias in &p.aliases {
-                    pattern_texts.push(fold_term(alias));
-                    patterns.push(Pattern { entry, ambiguous: p.ambiguous });
-                }
-                for alias in &p.ambiguous_aliases {
-                    pattern_texts.push(fold_term(alias));
-                    patterns.push(Pattern { entry, ambiguous: true });
+                let names = std::iter::once((key, p.ambiguous))
+                    .chain(p.aliases.iter().map(|a| (fold_term(a), p.ambiguous)))
+                    .chain(p.ambiguous_aliases.iter().map(|a| (fold_term(a), true)));
+                for (name, ambiguous) in names {
+                    let index = *by_name.entry(name.clone()).or_insert_with(|| {
+                        pattern_texts.push(name.clone());
+                        patterns.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    let places = &mut patterns[index];
+                    if places.iter().any(|q| q.entry == entry) {
+                        continue;
+                    }
+                    // One name, one place per country: a second in the same country could never be found.
+                    if let Some(q) = places.iter().find(|q| entries[q.entry].country == p.country) {
+                        return Err(invalid(
+                            format!("{kind}[{i}].aliases"),
+                            format!("`{name}` already names {} in {}", entries[q.entry].name, p.country),
+                        ));
+                    }
+                    places.push(Pattern { entry, ambiguous });
                 }
             }
         }
@@ -380,15 +395,22 @@ impl Gazetteer {
             if (s > 0 && bytes[s - 1] != b' ') || (e < bytes.len() && bytes[e] != b' ') {
                 continue;
             }
-            let pattern = &self.patterns[m.pattern().as_usize()];
-            if pattern.ambiguous && !allow_ambiguous {
-                let before = folded[..s].trim_end();
-                let previous = before.rsplit(' ').next().unwrap_or("");
-                if !self.place_words.contains(previous) {
-                    continue;
-                }
+            let after_place_word = || {
+                let previous = folded[..s].trim_end().rsplit(' ').next().unwrap_or("");
+                self.place_words.contains(previous)
+            };
+            // Where two countries have a place of this name, the first of `countries` (the operator's) wins.
+            let rank = |p: &&Pattern| {
+                let country = &self.entries[p.entry].country;
+                self.countries.iter().position(|c| c == country).unwrap_or(self.countries.len())
+            };
+            let place = self.patterns[m.pattern().as_usize()]
+                .iter()
+                .filter(|p| !p.ambiguous || allow_ambiguous || after_place_word())
+                .min_by_key(rank);
+            if let Some(place) = place {
+                return Some(self.region(place.entry));
             }
-            return Some(self.region(pattern.entry));
         }
         None
     }

@@ -154,6 +154,10 @@ pub struct Bridge {
     /// same name, so an admin tunes them without a rebuild. The shipped files are used when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// The operator's countries (`nl`, `be`), its own first: a bare 4-digit postcode, and a place name both countries
+    /// have (Deurne), are read in the first. Empty: the data files' `postcode_countries` (the Netherlands first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -542,6 +546,13 @@ impl Config {
         if let Some(dir) = &self.bridge.data_dir {
             check(dir.is_dir(), "bridge.data_dir", "expected a directory that exists");
         }
+        let countries = &self.bridge.countries;
+        check(
+            countries.iter().all(|c| c == "nl" || c == "be")
+                && countries.iter().enumerate().all(|(i, c)| !countries[..i].contains(c)),
+            "bridge.countries",
+            "expected \"nl\" and \"be\" (each at most once), the operator's own country first",
+        );
         if let Some(u) = &self.discord.api_url {
             check(is_http_url(u), "discord.api_url", "expected an http:// or https:// URL");
         }
@@ -625,6 +636,7 @@ fn schema() -> toml::Table {
     full.telegram.webhook_url = Some("https://example.invalid/".into());
     full.discord.token = Some(Secret::new("x"));
     full.bridge.data_dir = Some(PathBuf::from("/etc/webcare/lexicons"));
+    full.bridge.countries = vec!["be".into(), "nl".into()];
     full.discord.api_url = Some("https://example.invalid/".into());
     let url = || Some(SecretUrl::new("https://example.invalid/hook"));
     full.alerts.webhooks =

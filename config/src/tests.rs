@@ -237,3 +237,16 @@ fn discord_shards_are_a_range_this_instance_runs() {
         assert!(errs.iter().any(|e| e.contains(key)), "{shards} {ids}: {errs:?}");
     }
 }
+
+#[test]
+fn the_operators_countries_are_nl_and_be_its_own_first() {
+    assert!(Config::load(None, env(&[])).unwrap().bridge.countries.is_empty(), "the data files' order by default");
+    let c = Config::load(None, env(&[("WEBCARE_BRIDGE__COUNTRIES", "be,nl")])).unwrap();
+    assert_eq!(c.bridge.countries, ["be", "nl"]);
+    let file = write("[bridge]\ncountries = [\"be\"]\n");
+    assert_eq!(Config::load(Some(file.path()), env(&[])).unwrap().bridge.countries, ["be"]);
+    for bad in ["de", "nl,nl", "NL", "be,nl,fr"] {
+        let errs = errors(None, &[("WEBCARE_BRIDGE__COUNTRIES", bad)]);
+        assert!(errs.iter().any(|e| e.contains("`bridge.countries`") && e.contains("\"be\"")), "{bad}: {errs:?}");
+    }
+}

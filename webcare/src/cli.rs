@@ -422,8 +422,13 @@ pub fn classifier_with(
         Some(dir) => (webcare_bridge::ClassifierData::from_dir(dir), dir.clone()),
         None => (webcare_bridge::ClassifierData::embedded(), std::path::PathBuf::from("<embedded>")),
     };
-    data.and_then(|data| webcare_app::lexicon::classifier(&data, &dir, changes))
-        .with_context(|| format!("load the bridge's data files from {} (bridge.data_dir)", dir.display()))
+    data.and_then(|mut data| {
+        if !config.bridge.countries.is_empty() {
+            data.pii.postcode_countries = config.bridge.countries.clone();
+        }
+        webcare_app::lexicon::classifier(&data, &dir, changes)
+    })
+    .with_context(|| format!("load the bridge's data files from {} (bridge.data_dir)", dir.display()))
 }
 
 /// Opens the configured database, retrying an unreachable server for `database.connect_retry_secs`, and migrates.

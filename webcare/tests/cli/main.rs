@@ -511,6 +511,36 @@ fn replay_writes_one_decision_per_message_and_a_summary() {
 }
 
 #[test]
+fn a_belgian_operator_reads_postcodes_and_shared_place_names_as_belgian() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("be.csv"),
+        "id,created_at,text\n1,2026-03-02T08:00:00Z,Internet weg in 9000\n2,2026-03-02T08:01:00Z,Storing in Deurne?\n",
+    )
+    .unwrap();
+    let regions = |countries: Option<&str>| {
+        let mut cmd = webcare(dir.path());
+        if let Some(c) = countries {
+            cmd.env("WEBCARE_BRIDGE__COUNTRIES", c);
+        }
+        let (code, stdout, stderr) = output(cmd.args(["replay", "be.csv"]));
+        assert_eq!(code, Some(0), "{stderr}");
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l.get("action").is_some())
+            .map(|l| l["region"].as_str().unwrap_or("-").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(regions(None), ["Leeuwarden (9000)", "Deurne"], "the Netherlands first by default");
+    assert_eq!(regions(Some("be,nl")), ["Gent (9000)", "Deurne (BE)"]);
+    let (code, _, stderr) =
+        output(webcare(dir.path()).env("WEBCARE_BRIDGE__COUNTRIES", "be,de").args(["replay", "be.csv"]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("bridge.countries"), "{stderr}");
+}
+
+#[test]
 fn eval_prints_quality_figures_and_json() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("labelled.csv"), MESSAGES).unwrap();
