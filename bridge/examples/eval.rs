@@ -3,6 +3,7 @@
 //! Add `--regions-only` to evaluate with `cluster_without_region = false`, and `--window 3h` to cluster with a
 //! window scaled to a sampled file's density (see `ReplayOptions::with_window` and EVAL.md). `--split even` or
 //! `--split odd` evaluates only the rows whose id ends in an even or odd number: develop on one half, check the other.
+//! `--countries be,nl` reads bare postcodes and shared place names as Belgian first (`bridge.countries`).
 //! The dataset stays outside the repository; this only reads the path it is given.
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use webcare_bridge::{Classifier, InputFormat, ReplayOptions, eval};
 
 fn main() {
     let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: eval FILE [--window DURATION] [--regions-only] [--split even|odd]");
+        eprintln!("usage: eval FILE [--window DURATION] [--regions-only] [--split even|odd] [--countries be,nl]");
         std::process::exit(2);
     };
     let path = std::path::PathBuf::from(path);
@@ -35,7 +36,16 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1);
     };
-    let classifier = Arc::new(Classifier::default());
+    // `--countries be,nl`: the operator's countries, its own first, as `bridge.countries` sets them for `webcare`.
+    let classifier = Arc::new(match args.iter().position(|a| a == "--countries") {
+        None => Classifier::default(),
+        Some(i) => {
+            let mut data = webcare_bridge::ClassifierData::embedded().unwrap_or_else(|e| fail(&e));
+            data.pii.postcode_countries =
+                args.get(i + 1).map_or("", String::as_str).split(',').map(|c| c.trim().to_owned()).collect();
+            Classifier::new(&data, std::path::Path::new("<embedded>")).unwrap_or_else(|e| fail(&e))
+        }
+    });
     let report = match args.iter().position(|a| a == "--split").map(|i| args.get(i + 1).map_or("", String::as_str)) {
         None => {
             eval(classifier, file, InputFormat::from_path(&path), &options, &mut |_, _| {}).unwrap_or_else(|e| fail(&e))

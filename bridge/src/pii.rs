@@ -74,7 +74,8 @@ impl PiiDetector {
             .expect("valid");
         let address = WordRegex::new(
             r"(?x)
-            \b[A-Z][\p{L}\-]+(?:straat|laan|weg|plein|gracht|kade|dijk|singel|steenweg|lei|dreef|hof|pad|park|plantsoen|markt|baan)\s+[0-9]{1,5}[a-zA-Z]?\b
+            \b[A-Z][\p{L}\-]+(?:straat|laan|weg|plein|gracht|kade|dijk|singel|steenweg|lei|dreef|hof|pad|park|plantsoen|markt|baan|plaats|kaai|veld|vest|wal|ring)\s+[0-9]{1,5}[a-zA-Z]?\b
+            | \b[a-z][\p{L}\-]+(?:straat|laan|plein|gracht|kade|singel|steenweg|dreef|plaats|kaai)\s+[0-9]{1,5}[a-zA-Z]?\b
             | \b[0-9]{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St|Road|Rd|Avenue|Ave|Drive|Dr|Lane|Ln|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Circle|Cir|Highway|Hwy)\b",
         )
         .expect("valid");
@@ -124,8 +125,19 @@ impl PiiDetector {
         let n = self.patterns.len();
         if screened.matched(0) {
             for m in self.iban.for_text(kind).find_iter(nfkc) {
-                if valid_iban(m.as_str()) {
-                    found.push("iban", m.start(), m.end());
+                // The pattern may take in the word after a spaced IBAN ("BE80 3634 8219 0777 gehaald"): try it whole,
+                // then without its last group, down to the shortest IBAN.
+                let text = m.as_str();
+                let mut end = text.len();
+                loop {
+                    if valid_iban(&text[..end]) {
+                        found.push("iban", m.start(), m.start() + end);
+                        break;
+                    }
+                    match text[..end].rfind(' ') {
+                        Some(space) if space >= 15 => end = space,
+                        _ => break,
+                    }
                 }
             }
         }
