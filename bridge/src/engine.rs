@@ -636,13 +636,7 @@ impl Engine {
             return true;
         }
         let Some(region) = region else { return false };
-        n.regions.iter().any(|r| {
-            self.classifier.resolve_region(r).is_some_and(|scope| {
-                let other_district =
-                    region.municipality.is_some() && scope.municipality.is_some() && region.key != scope.key;
-                region.within(&scope) || (region.compatible(&scope) && !other_district)
-            })
-        })
+        n.regions.iter().any(|r| self.classifier.resolve_region(r).is_some_and(|scope| region.answered_by(&scope)))
     }
 
     /// The open clusters an active notice covers, as it would cover a question with the cluster's service and

@@ -84,6 +84,14 @@ impl Region {
             || self.province.as_deref() == Some(scope.key.as_str())
     }
 
+    /// Whether a notice for `scope` answers a question about this region: it lies within the scope, or the two are
+    /// compatible (a question naming only the province, or only the city, of a notice's town or district), but not
+    /// one district of a city for a notice on another (Leidsche Rijn's notice does not answer Vleuten).
+    pub fn answered_by(&self, scope: &Region) -> bool {
+        let other_district = self.municipality.is_some() && scope.municipality.is_some() && self.key != scope.key;
+        self.within(scope) || (self.compatible(scope) && !other_district)
+    }
+
     /// Both lie in one municipality: a district and its city, or two districts of one city (one province).
     fn same_municipality(&self, other: &Region) -> bool {
         (self.municipality.is_some() || other.municipality.is_some())
