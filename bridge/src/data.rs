@@ -375,6 +375,21 @@ mod tests {
         assert!(err.contains("`zwolle` already names Zwolle in nl"), "{err}");
     }
 
+    #[test]
+    fn a_district_is_part_of_another_place_of_its_province() {
+        for (part_of, says) in [
+            ("Atlantis", "`Atlantis` is no place"),
+            ("Amsterdam", "must be another place in the same province"),
+            ("Vleuten", "is itself part of a place"),
+        ] {
+            let mut data = ClassifierData::embedded().unwrap();
+            let i = data.regions.places.iter().position(|p| p.name == "Leidsche Rijn").unwrap();
+            data.regions.places[i].part_of = Some(part_of.into());
+            let err = crate::Classifier::new(&data, Path::new("regions.toml")).unwrap_err().to_string();
+            assert!(err.contains("part_of") && err.contains(says), "{part_of}: {err}");
+        }
+    }
+
     fn change(id: i64, language: &str, group: &str, term: &str, edit: TermEdit) -> LexiconChange {
         LexiconChange {
             id: LexiconChangeId(id),
