@@ -280,6 +280,14 @@ struct Group {
     asks_person: bool,
 }
 
+impl Group {
+    /// What a term of this group does: terms with the same text and effect count once, whichever lexicon lists them.
+    fn effect(&self) -> String {
+        let Group { intent, category, weight, requires_service, widespread, asks_person, .. } = self;
+        format!("{intent:?}/{category:?}/{weight}/{requires_service}/{widespread}/{asks_person}")
+    }
+}
+
 /// The compiled classifier. Build it once (it takes milliseconds) and share it; `classify` takes `&self`.
 #[derive(Debug)]
 pub struct Classifier {
@@ -380,13 +388,7 @@ impl Classifier {
                 return false;
             }
             let effect = match kind {
-                TermKind::Group(g) => {
-                    let g = &groups[g];
-                    format!(
-                        "{:?}/{:?}/{}/{}/{}/{}",
-                        g.intent, g.category, g.weight, g.requires_service, g.widespread, g.asks_person
-                    )
-                }
+                TermKind::Group(g) => groups[g].effect(),
                 TermKind::Service(s) => format!("service/{s}"),
                 TermKind::Marker(l) => format!("marker/{l:?}"),
                 // Gap parts are paired per occurrence, never merged with other terms.
@@ -448,17 +450,7 @@ impl Classifier {
                         Some((head, tail)) => {
                             let gap = gaps.len();
                             let g = &groups[index];
-                            let key = format!(
-                                "{}..{}/{:?}/{:?}/{}/{}/{}/{}",
-                                fold_term(head),
-                                fold_term(tail),
-                                g.intent,
-                                g.category,
-                                g.weight,
-                                g.requires_service,
-                                g.widespread,
-                                g.asks_person
-                            );
+                            let key = format!("{}..{}/{}", fold_term(head), fold_term(tail), g.effect());
                             let canonical = *gap_firsts.entry(key).or_insert(gap);
                             gaps.push(Gap { group: index, canonical, term: term.clone() });
                             !head.ends_with('*')

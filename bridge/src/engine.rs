@@ -694,38 +694,35 @@ impl Engine {
         if class.region.is_some() || !class.widespread || !self.config.cluster_without_region {
             return None;
         }
-        let window = TimeDelta::seconds(self.config.window_secs);
         let mut open = self.state.clusters.iter().enumerate().filter(|(_, c)| {
-            c.state == ClusterState::Open
+            self.open_for(c, msg)
                 && c.region.is_some()
-                && msg.at - c.last_at <= window
-                && c.first_at - msg.at <= window
-                && c.account == msg.account
                 && (c.service == class.service || c.service == Service::Unknown || class.service == Service::Unknown)
         });
         let (first, _) = open.next()?;
         open.next().is_none().then_some(first)
     }
 
+    /// An open cluster of the message's account whose window holds the message. A message that arrives late (stored
+    /// by another instance, or delivered late by its platform) may be older than the cluster's first; within the
+    /// window it is part of it all the same.
+    fn open_for(&self, c: &Cluster, msg: &Incoming) -> bool {
+        let window = TimeDelta::seconds(self.config.window_secs);
+        c.state == ClusterState::Open
+            && msg.at - c.last_at <= window
+            && c.first_at - msg.at <= window
+            && c.account == msg.account
+    }
+
     /// Joins the best open cluster or starts one; returns the cluster and whether the asker is new in it.
     fn join_cluster(&mut self, msg: &Incoming, class: &Classification, language: &str) -> (ClusterId, bool) {
-        let window = TimeDelta::seconds(self.config.window_secs);
         let candidate = self
             .state
             .clusters
             .iter()
             .enumerate()
             // The cheap tests first: this runs over every cluster for every outage question.
-            .filter(|(_, c)| {
-                c.state == ClusterState::Open
-                    && self.same_service(c, class)
-                    && msg.at - c.last_at <= window
-                    // A message that arrives late (stored by another instance, or delivered late by its platform)
-                    // may be older than the cluster's first; within the window it is part of it all the same.
-                    && c.first_at - msg.at <= window
-                    && c.account == msg.account
-                    && self.compatible(c, class)
-            })
+            .filter(|(_, c)| self.open_for(c, msg) && self.same_service(c, class) && self.compatible(c, class))
             .max_by_key(|(_, c)| c.last_at)
             .map(|(i, _)| i)
             .or_else(|| self.only_placed_cluster(msg, class));

@@ -26,6 +26,11 @@ const CODE_UNITS: &str = "euro eur dollar dollars mbit mbps mb gb kb kbps gbps u
     days hours minutes keer times x klanten mensen huizen woningen huishoudens customers people homes km meter m ms sms \
     berichten messages";
 
+/// A 4-digit number that reads as a year ("in 2017", "storing 2019") rather than a postcode.
+fn looks_like_year(code: &str) -> bool {
+    code.parse::<u16>().is_ok_and(|y| (1950..=2049).contains(&y))
+}
+
 /// Where a region was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -278,16 +283,23 @@ impl Gazetteer {
             let Some(part_of) = &p.part_of else { continue };
             let key = fold_term(part_of);
             let entry = file.provinces.len() + i;
-            let Some(city) = entries.iter().find(|e| e.key == key && e.source == RegionSource::Place) else {
+            // The place whose own name it is (not one that only has it as another name).
+            let city = by_name.get(&key).and_then(|&n| {
+                patterns[n]
+                    .iter()
+                    .map(|q| q.entry)
+                    .find(|&e| entries[e].key == key && entries[e].source == RegionSource::Place)
+            });
+            let Some(city) = city else {
                 return Err(invalid(format!("place[{i}].part_of"), format!("`{part_of}` is no place")));
             };
-            if city.province != entries[entry].province || city.key == entries[entry].key {
+            if entries[city].province != entries[entry].province || city == entry {
                 return Err(invalid(
                     format!("place[{i}].part_of"),
                     format!("`{part_of}` must be another place in the same province"),
                 ));
             }
-            if file.places.iter().any(|q| fold_term(&q.name) == key && q.part_of.is_some()) {
+            if file.places[city - file.provinces.len()].part_of.is_some() {
                 return Err(invalid(format!("place[{i}].part_of"), format!("`{part_of}` is itself part of a place")));
             }
             entries[entry].municipality = Some(key);
@@ -450,7 +462,7 @@ impl Gazetteer {
             let code = &c[2];
             // "in 2017" is a year, not Haarlem: a bare year after "in"/"since" needs "postcode" or "zip" to count.
             let explicit = word.starts_with("postcode") || word.starts_with("zip") || word.contains("code");
-            if code.len() == 4 && !explicit && code.parse::<u16>().is_ok_and(|y| (1950..=2049).contains(&y)) {
+            if code.len() == 4 && !explicit && looks_like_year(code) {
                 continue;
             }
             if let Some(r) = self.code_region(code, None) {
@@ -466,8 +478,7 @@ impl Gazetteer {
             let c = re.captures(text)?;
             let code = &c[1];
             let next = c.get(2).map_or(String::new(), |m| m.as_str().to_lowercase());
-            let year = code.parse::<u16>().is_ok_and(|y| (1950..=2049).contains(&y));
-            (!year && !CODE_UNITS.split_whitespace().any(|u| u == next))
+            (!looks_like_year(code) && !CODE_UNITS.split_whitespace().any(|u| u == next))
                 .then(|| self.postcode_region(code, None))
                 .flatten()
         })
